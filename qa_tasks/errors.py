@@ -1,0 +1,12 @@
+"""The one exception type users see as a single line (the CLI hook prints it and exits 2)."""
+
+__all__ = ["QAPackError"]
+
+
+class QAPackError(Exception):
+    """A user-fixable problem: bad path, missing or malformed data, bad config value.
+
+    The message must be one line that says what is wrong and how to fix it.
+    """
+
+    exit_code = 2

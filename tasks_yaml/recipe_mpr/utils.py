@@ -1,0 +1,32 @@
+"""lm-eval glue for Recipe-MPR; the logic lives in ``qa_tasks.recipe_mpr``."""
+
+import datasets
+
+from qa_tasks import recipe_mpr as r
+
+
+def load(fold=None, **_ignored):
+    """custom_dataset: fold from the task variant (dataset_kwargs) or ``--metadata '{"fold": K}'``."""
+    fold = None if fold in (None, "", "all") else int(fold)
+    return {"test": datasets.Dataset.from_list([d.as_dict() for d in r.build_docs(fold)])}
+
+
+def mc_text(doc):
+    return r.mc_prompt(r.RecipeDoc.from_dict(doc))
+
+
+def gen_text(doc):
+    return r.gen_prompt(r.RecipeDoc.from_dict(doc))
+
+
+def process_mc(doc, results):
+    return r.score_choice(r.RecipeDoc.from_dict(doc), [ll for ll, _ in results])
+
+
+def process_gen(doc, results):
+    return r.score_generation(r.RecipeDoc.from_dict(doc), results[0])
+
+
+def count(items):
+    """Aggregation for the n_* metrics: how many queries stand behind a rate."""
+    return int(sum(items))

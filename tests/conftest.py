@@ -1,0 +1,66 @@
+"""Shared fixtures: offline environment, the tiny model (built once per run), lm_eval CLI runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SITE = ROOT / "tests" / "toolkit" / "site"
+DATA_DIR = Path(os.environ.get("QA_PACK_DATA_DIR") or ROOT.parent / "shared" / "data").resolve()
+BIN = Path(sys.executable).parent
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["QA_PACK_DATA_DIR"] = str(DATA_DIR)
+
+
+def lm_eval_env(**extra: str) -> dict[str, str]:
+    """Environment for an lm_eval subprocess: offline, local data, scripted model registered."""
+    env = dict(os.environ)
+    env.update({"QA_PACK_DATA_DIR": str(DATA_DIR), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+                "PYTHONPATH": os.pathsep.join([str(SITE), str(ROOT)])})
+    env.update(extra)
+    return env
+
+
+def run_lm_eval(args: list[str], output: Path | None = None, env: dict | None = None,
+                check: bool = True, timeout: int = 900) -> tuple[subprocess.CompletedProcess, dict | None]:
+    """Run the real ``lm_eval`` CLI; returns the process and the parsed results JSON (if written)."""
+    cmd = [str(BIN / "lm_eval"), *args]
+    if output is not None:
+        cmd += ["--output_path", str(output)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env or lm_eval_env(), timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"lm_eval failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    results = None
+    if output is not None:
+        files = sorted(output.rglob("results_*.json"))
+        if files:
+            results = json.loads(files[-1].read_text())
+    return proc, results
+
+
+def read_samples(output: Path, task: str) -> list[dict]:
+    files = sorted(output.rglob(f"samples_{task}_*.jsonl"))
+    assert files, f"no samples file for {task} under {output}"
+    return [json.loads(line) for line in files[-1].read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A 2-layer Qwen2 model with a freshly trained BPE tokenizer, built once per test run."""
+    from tests.toolkit.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", data_dir=DATA_DIR)

@@ -1,0 +1,94 @@
+"""Build a tiny Qwen2-architecture causal LM offline in seconds.
+
+2 layers, a byte-level BPE tokenizer trained on the fly on the pack's own data (or built-in text),
+and a ChatML chat template with ``{% generation %}`` markers so TRL's assistant-only loss works.
+
+    python -m tests.toolkit.tiny_model OUT_DIR
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["build_tiny_model", "CHAT_TEMPLATE"]
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\\n' }}"
+    "{% else %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+_FALLBACK_TEXT = (
+    "Question: What is 2 + 3? <think> 2 plus 3 is 5 </think> <answer> 5 </answer>\n"
+    "Answer with the letter of the best option. A B C D E. Passage: The Normans were a people.\n"
+)
+
+
+def _corpus(data_dir: Path | None) -> list[str]:
+    texts = [_FALLBACK_TEXT] * 20
+    if data_dir is None:
+        return texts
+    for path in sorted(data_dir.glob("*/*.json*")):
+        raw = path.read_text(encoding="utf-8")
+        texts.extend(raw[i : i + 2000] for i in range(0, min(len(raw), 400_000), 2000))
+    return texts
+
+
+def build_tiny_model(out_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None,
+                     vocab_size: int = 2048, seed: int = 0) -> Path:
+    """Write a loadable model + tokenizer to ``out_dir`` (skipped when already built there)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    out = Path(out_dir)
+    if (out / "config.json").is_file() and (out / "tokenizer.json").is_file():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    if data_dir is None and os.environ.get("QA_PACK_DATA_DIR"):
+        data_dir = os.environ["QA_PACK_DATA_DIR"]
+
+    bpe = Tokenizer(models.BPE(unk_token=None))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    bpe.train_from_iterator(_corpus(Path(data_dir) if data_dir else None), trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        bos_token=None, unk_token=None, model_max_length=8192,
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
+    )
+    model = Qwen2ForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    tmp = out.with_name(out.name + ".tmp")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "tiny_model.json").write_text(json.dumps({"built_by": "tests.toolkit.tiny_model", "seed": seed}))
+    if out.exists():
+        out.rmdir() if not any(out.iterdir()) else None
+    os.replace(tmp, out)
+    return out
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m tests.toolkit.tiny_model OUT_DIR")
+    print(build_tiny_model(sys.argv[1]))
