@@ -1,16 +1,297 @@
 """The rollout layer: executes multi-call conversation plans round by round (see DESIGN.md).
 
-``with_rollout(cls)`` returns ``cls`` extended with the layer; requests that carry no plan pass
-through to the wrapped model unchanged.
+lm-eval runs every ``generate_until`` request once and independently, so a later turn cannot see
+an earlier output. Tasks that need dependent calls emit one request per document whose context is a
+plan marker (``plan_text``). ``with_rollout(cls)`` (applied by the startup hook to every model the
+CLI creates) and ``wrap(lm)`` (for ready instances passed to ``simple_evaluate``) add a
+``generate_until`` that:
+
+1. finds the marker in each request's context, also inside text rendered by ``--apply_chat_template``
+   (the layer's ``apply_chat_template`` notes which plans it rendered and their system messages);
+2. starts the plan's program (a generator yielding the calls of its next round, see ``Call``);
+3. runs round k as ONE ``generate_until`` batch to the wrapped model holding the k-th calls of every
+   plan (round 1 also carries the plain requests, which pass through unchanged), so the backend
+   batches them as usual (HF, vLLM, API concurrency);
+4. renders each call's messages with the model's own ``apply_chat_template`` when the plan was
+   chat-rendered, else as plain text; returns per plan a JSON string with the program's output and
+   the accounting of every call (prompt/generated tokens, round, amortized wall time).
+
+Tokens are counted with the wrapped model's ``tok_encode`` when it returns token ids; otherwise
+(no local tokenizer, e.g. an API model without ``tokenizer_backend``) with the fallback
+``count_tokens_fallback`` (words and punctuation marks).
 """
 
 from __future__ import annotations
 
+import base64
+import copy
 import functools
+import importlib
+import json
+import re
+import time
+import weakref
+import zlib
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
 
-__all__ = ["with_rollout"]
+from qa_tasks.errors import QAPackError
+
+__all__ = ["Call", "PROGRAMS", "plan_text", "find_plan", "render_plain", "count_tokens_fallback",
+           "with_rollout", "wrap", "is_active", "require_active", "RolloutMixin", "RESULT_KEY"]
+
+# plan program name -> "module:function"; the function takes (args, gen_kwargs) and returns a generator
+PROGRAMS = {"squad": "qa_tasks.squad:rollout_program"}
+RESULT_KEY = "qa_pack_rollout"
+_MARKER = re.compile(r"\[\[qa-pack-rollout:([A-Za-z0-9_\-=]+)\]\]")  # survives JSON escaping
+_FALLBACK_TOKEN = re.compile(r"\w+|[^\w\s]")
+_LIVE: weakref.WeakSet = weakref.WeakSet()  # wrapped models alive in this process
+
+
+@dataclass
+class Call:
+    """One model call of a plan: the conversation so far (ending with a user turn), generation
+    kwargs overriding the request's, and a kind (``planner`` calls are accounted apart)."""
+
+    messages: list[dict]
+    kind: str = "answer"
+    gen_kwargs: dict = field(default_factory=dict)
+
+
+def plan_text(program: str, args: dict) -> str:
+    """The request context that carries a plan (compact, ASCII-only, JSON-safe)."""
+    if program not in PROGRAMS:
+        raise QAPackError(f"unknown rollout program {program!r}; known: {', '.join(PROGRAMS)}")
+    raw = json.dumps({"program": program, "args": args}, ensure_ascii=False, separators=(",", ":"))
+    return f"[[qa-pack-rollout:{base64.urlsafe_b64encode(zlib.compress(raw.encode())).decode()}]]"
+
+
+def _context_text(context) -> str:
+    """Request contexts are strings, except chat messages lists of 'remote'-tokenizer API models."""
+    if isinstance(context, str):
+        return context
+    if isinstance(context, list):
+        return "\n".join(str(m.get("content", "")) for m in context if isinstance(m, dict))
+    return ""
+
+
+def find_plan(context) -> tuple[str, dict] | None:
+    """(marker payload, decoded plan) of the first plan marker in a request context, else None."""
+    match = _MARKER.search(_context_text(context))
+    if match is None:
+        return None
+    try:
+        plan = json.loads(zlib.decompress(base64.urlsafe_b64decode(match.group(1))))
+    except (ValueError, zlib.error) as e:
+        raise QAPackError(f"a request carries a corrupt rollout plan ({e}); rebuild the requests "
+                          "(drop --cache_requests caches made by another version)") from None
+    return match.group(1), plan
+
+
+def render_plain(messages: list[dict]) -> str:
+    """Messages as plain text (no chat template): system and user text as is, each reply after a
+    space and followed by a blank line, like lm-eval renders few-shot turns."""
+    out = []
+    for msg in messages:
+        if msg["role"] == "system":
+            out.append(msg["content"] + "\n\n")
+        elif msg["role"] == "assistant":
+            out.append(" " + msg["content"] + "\n\n")
+        else:
+            out.append(msg["content"])
+    return "".join(out)
+
+
+def count_tokens_fallback(text: str) -> int:
+    """Token count when the model has no local tokenizer: words and punctuation marks."""
+    return len(_FALLBACK_TOKEN.findall(text))
+
+
+def _new_text(text: str, earlier: list[str]) -> str:
+    """The part of ``text`` not shared with an earlier prompt: after the longest common prefix,
+    cut back to a line start so a shared prefix never splits a word."""
+    best = 0
+    for prev in earlier:
+        n = 0
+        limit = min(len(prev), len(text))
+        while n < limit and prev[n] == text[n]:
+            n += 1
+        best = max(best, n)
+    if best == len(text):
+        return ""
+    cut = text.rfind("\n", 0, best) + 1 if best else 0
+    return text[cut:]
+
+
+def _load_program(name: str) -> Callable[[dict, dict], Generator]:
+    if name not in PROGRAMS:
+        raise QAPackError(f"a request names unknown rollout program {name!r}; known: {', '.join(PROGRAMS)}")
+    module, _, attr = PROGRAMS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def is_active() -> bool:
+    """True while a model with the rollout layer exists in this process."""
+    return len(_LIVE) > 0
+
+
+def require_active(task: str) -> None:
+    """Stop a multi-call task before any generation when no model carries the layer."""
+    if not is_active():
+        raise QAPackError(
+            f"task {task} needs the rollout layer of lm-eval-qa-pack, which is not active: run it with the "
+            "lm_eval CLI of an environment where lm-eval-qa-pack is installed (and QA_PACK_DISABLE_HOOK "
+            "unset), or pass qa_tasks.rollout.wrap(lm) to simple_evaluate instead of a bare model")
+
+
+class _Plan:
+    """The live state of one plan during a rollout."""
+
+    def __init__(self, index: int, program: Generator, gen_kwargs: dict, system: list[dict] | None,
+                 prefix: str) -> None:
+        self.index, self.program, self.gen_kwargs = index, program, gen_kwargs
+        self.system, self.prefix = system, prefix  # system is None when rendered as plain text
+        self.records: list[dict] = []
+        self.user_texts: dict[str, list[str]] = {}  # per call kind, for shared-text accounting
+        self.output: object = None
+        self.pending = self._advance(None)
+
+    def _advance(self, replies) -> list[Call]:
+        try:
+            calls = self.program.send(replies)
+        except StopIteration as stop:
+            self.output = stop.value
+            return []
+        if not calls:
+            raise RuntimeError("a rollout program yielded no calls")  # program bug, not a user error
+        return list(calls)
+
+    def feed(self, replies: list[str]) -> None:
+        self.pending = self._advance(replies)
+
+    def result(self) -> str:
+        rounds = len({r["round"] for r in self.records})
+        latency = sum(r["latency_s"] for r in self.records)
+        return json.dumps({RESULT_KEY: 1, "output": self.output,
+                           "rollout": {"rounds": rounds, "latency_s": latency, "calls": self.records}},
+                          ensure_ascii=False)
+
+
+class RolloutMixin:
+    """Added in front of an lm-eval model class by ``with_rollout``; see the module docstring."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        _LIVE.add(self)
+
+    # --- chat rendering: remember which plans went through the chat template ---------------------
+    def apply_chat_template(self, chat_history, add_generation_prompt: bool = True):
+        rendered = super().apply_chat_template(chat_history, add_generation_prompt)
+        for msg in chat_history:
+            match = _MARKER.search(str(msg.get("content", "")))
+            if match:
+                system = [dict(m) for m in chat_history if m.get("role") == "system"]
+                self.__dict__.setdefault("_rollout_chat", {})[match.group(1)] = system
+        return rendered
+
+    def _rollout_count(self, prompt) -> int:
+        text = prompt if type(prompt) is str else _context_text(
+            json.loads(prompt) if isinstance(prompt, str) else prompt)  # JsonChatStr: count the contents
+        encode = getattr(self, "tok_encode", None)
+        if encode is not None:
+            try:
+                ids = encode(text)
+            except Exception:  # no usable local tokenizer: use the documented fallback
+                ids = None
+            if isinstance(ids, list) and all(isinstance(i, int) for i in ids):
+                return len(ids)
+        return count_tokens_fallback(text)
+
+    def _rollout_render(self, plan: _Plan, call: Call):
+        if plan.system is None:
+            return plan.prefix + render_plain(call.messages)
+        return super().apply_chat_template(plan.system + call.messages, True)
+
+    def generate_until(self, requests, disable_tqdm: bool = False):
+        found = [find_plan(req.args[0]) for req in requests]
+        if not any(found):
+            return super().generate_until(requests, disable_tqdm)
+        from lm_eval.api.instance import Instance
+
+        chat = self.__dict__.get("_rollout_chat", {})
+        results: list = [None] * len(requests)
+        plans: list[_Plan] = []
+        plain: list[int] = []
+        for i, (req, hit) in enumerate(zip(requests, found)):
+            if hit is None:
+                plain.append(i)
+                continue
+            payload, plan = hit
+            context = _context_text(req.args[0])
+            prefix = context[: context.find("[[qa-pack-rollout:")] if payload not in chat else ""
+            gen_kwargs = dict(req.args[1] or {})
+            program = _load_program(plan["program"])(plan["args"], gen_kwargs)
+            plans.append(_Plan(i, program, gen_kwargs, chat.get(payload), prefix))
+
+        round_no = 0
+        while plain or any(p.pending for p in plans):
+            round_no += 1
+            batch: list[tuple[_Plan | None, int, Call | None, object, dict]] = []
+            for i in plain:  # plain requests ride along with the first round
+                context, kwargs = requests[i].args
+                batch.append((None, i, None, context, kwargs))
+            for plan in plans:
+                for call in plan.pending:
+                    kwargs = copy.deepcopy(plan.gen_kwargs)
+                    kwargs.update(copy.deepcopy(call.gen_kwargs))
+                    batch.append((plan, plan.index, call, self._rollout_render(plan, call), kwargs))
+            instances = [
+                Instance(request_type="generate_until", doc={}, arguments=(prompt, kwargs), idx=0,
+                         metadata=(requests[i].task_name, requests[i].doc_id, 1))
+                for _, i, _, prompt, kwargs in batch]
+            start = time.perf_counter()
+            outputs = super().generate_until(instances, disable_tqdm)
+            share = (time.perf_counter() - start) / len(batch)
+            plain = []
+            replies: dict[int, list[str]] = {}
+            for (plan, i, call, prompt, _), out in zip(batch, outputs, strict=True):
+                if plan is None:
+                    results[i] = out
+                    continue
+                replies.setdefault(id(plan), []).append(out)
+                user = "\n\n".join(m["content"] for m in call.messages if m["role"] != "assistant")
+                earlier = plan.user_texts.setdefault(call.kind, [])
+                plan.records.append({
+                    "kind": call.kind, "round": round_no, "prompt_tokens": self._rollout_count(prompt),
+                    "new_prompt_tokens": self._rollout_count(new) if (new := _new_text(user, earlier).strip()) else 0,
+                    "gen_tokens": self._rollout_count(out) if out else 0, "latency_s": share})
+                earlier.append(user)
+            for plan in plans:
+                if plan.pending:
+                    plan.feed(replies[id(plan)])
+        for plan in plans:
+            results[plan.index] = plan.result()
+        return results
 
 
 @functools.lru_cache(maxsize=None)
 def with_rollout(cls: type) -> type:
-    return cls
+    """``cls`` with the rollout layer in front (same name); classes that are not lm-eval models,
+    or already carry the layer, come back unchanged."""
+    from lm_eval.api.model import LM
+
+    if not isinstance(cls, type) or not issubclass(cls, LM) or issubclass(cls, RolloutMixin):
+        return cls
+    return type(cls.__name__, (RolloutMixin, cls),
+                {"__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__})
+
+
+def wrap(lm):
+    """Add the rollout layer to a ready lm-eval model instance (in place) and return it."""
+    if not isinstance(lm, RolloutMixin):
+        lm.__class__ = with_rollout(type(lm))
+        if not isinstance(lm, RolloutMixin):
+            raise QAPackError(f"{type(lm).__name__} is not an lm-eval model (lm_eval.api.model.LM); "
+                              "wrap the HFLM/vLLM/API model object you pass to simple_evaluate")
+        _LIVE.add(lm)
+    return lm

@@ -1,0 +1,191 @@
+"""Pure SQuAD scorers: official v1.1 EM/F1, ``<answer>`` tag extraction, lenient match, planner orders.
+
+``normalize_answer``, ``exact_match`` and ``f1`` follow the official ``evaluate-v1.1.py`` exactly
+(lower-case, drop ``string.punctuation``, drop the articles a/an/the, collapse whitespace; F1 is the
+token-bag overlap; both take the max over the gold answers). Values are fractions (0..1), not ×100.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "normalize_answer", "exact_match", "f1", "extract_tagged", "extract_answer", "lenient",
+    "score_answer", "parse_all_in_one", "PlannerOrder", "parse_planner",
+]
+
+_PUNCT = set(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_TAGGED = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+
+
+def normalize_answer(s: str) -> str:
+    """Official SQuAD v1.1 normalisation (same order of steps as evaluate-v1.1.py)."""
+    s = s.lower()
+    s = "".join(ch for ch in s if ch not in _PUNCT)
+    s = _ARTICLES.sub(" ", s)
+    return " ".join(s.split())
+
+
+def _f1_single(prediction: str, gold: str) -> float:
+    pred_tokens = normalize_answer(prediction).split()
+    gold_tokens = normalize_answer(gold).split()
+    common = Counter(pred_tokens) & Counter(gold_tokens)
+    num_same = sum(common.values())
+    if num_same == 0:
+        return 0.0
+    precision = num_same / len(pred_tokens)
+    recall = num_same / len(gold_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def exact_match(prediction: str, golds: Sequence[str]) -> float:
+    """Official EM: 1.0 when the normalized prediction equals any normalized gold answer."""
+    pred = normalize_answer(prediction)
+    return float(any(pred == normalize_answer(g) for g in golds))
+
+
+def f1(prediction: str, golds: Sequence[str]) -> float:
+    """Official F1: the best token-bag overlap with any gold answer (0 when no token is shared)."""
+    return max((_f1_single(prediction, g) for g in golds), default=0.0)
+
+
+def extract_tagged(reply: str) -> str | None:
+    """Content of the last complete ``<answer>…</answer>`` pair, stripped; None when there is none."""
+    found = _TAGGED.findall(reply)
+    return found[-1].strip() if found else None
+
+
+def extract_answer(reply: str) -> tuple[str, bool]:
+    """(answer text, tags present): the tag content, or the whole stripped reply when tags are missing."""
+    tagged = extract_tagged(reply)
+    return (tagged, True) if tagged is not None else (reply.strip(), False)
+
+
+def lenient(prediction: str, golds: Sequence[str]) -> float:
+    """Normalized gold ⊂ prediction or prediction ⊂ gold; an empty prediction never counts."""
+    pred = normalize_answer(prediction)
+    if not pred:
+        return 0.0
+    for gold in golds:
+        g = normalize_answer(gold)
+        if g and (g in pred or pred in g):
+            return 1.0
+    return 0.0
+
+
+def score_answer(reply: str | None, golds: Sequence[str]) -> dict[str, float]:
+    """Per-question metrics of one reply (None = the model gave no answer for this question)."""
+    if reply is None:
+        return {"em": 0.0, "em_official": 0.0, "f1": 0.0, "lenient": 0.0}
+    answer, tagged = extract_answer(reply)
+    em_official = exact_match(answer, golds)
+    return {"em": em_official if tagged else 0.0, "em_official": em_official, "f1": f1(answer, golds),
+            "lenient": lenient(answer, golds)}
+
+
+_LINE = re.compile(r"^\W{0,3}Q(\d+)\W{0,3}\s*[:.)\-]\s*(.*)$", re.IGNORECASE)
+
+
+def parse_all_in_one(reply: str, qids: Sequence[str]) -> dict[str, str | None]:
+    """Per question id the text of its ``Qk: …`` line (first one wins); None when the id is missing."""
+    out: dict[str, str | None] = dict.fromkeys(qids)
+    for line in reply.splitlines():
+        match = _LINE.match(line.strip())
+        if match:
+            qid = f"Q{int(match.group(1))}"
+            if qid in out and out[qid] is None:
+                out[qid] = match.group(2)
+    return out
+
+
+@dataclass(frozen=True)
+class PlannerOrder:
+    """The order to ask questions in, which earlier questions each one links to, and why it failed."""
+
+    order: tuple[str, ...]
+    links: dict[str, tuple[str, ...]]
+    failure: str | None = None  # None when the planner's reply was used as is
+
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
+
+
+def _json_object(reply: str) -> object:
+    """The first JSON object in the reply (models often wrap it in prose or ``` fences)."""
+    start = reply.find("{")
+    if start < 0:
+        raise ValueError("no JSON object")
+    obj, _ = json.JSONDecoder().raw_decode(reply[start:])
+    return obj
+
+
+def parse_planner(reply: str, qids: Sequence[str]) -> PlannerOrder:
+    """Validate a planner reply ``{"order": [...], "links": {"Qk": ["Qj", ...]}}`` (links optional).
+
+    Invalid JSON, unknown, duplicate or missing ids, self-links, cycles and links to a question
+    asked later than the one that uses it all fall back to the original order without links.
+    """
+    qids = tuple(qids)
+
+    def fallback(why: str) -> PlannerOrder:
+        return PlannerOrder(qids, {}, why)
+
+    try:
+        obj = _json_object(reply)
+    except ValueError:
+        return fallback("invalid JSON")
+    if not isinstance(obj, dict) or not isinstance(obj.get("order"), list):
+        return fallback("no 'order' list")
+    order = obj["order"]
+    if not all(isinstance(q, str) for q in order):
+        return fallback("order holds non-string ids")
+    order = [q.strip() for q in order]
+    if unknown := [q for q in order if q not in qids]:
+        return fallback(f"unknown ids {unknown}")
+    if len(set(order)) != len(order):
+        return fallback("duplicate ids")
+    if len(order) != len(qids):
+        return fallback(f"missing ids {[q for q in qids if q not in order]}")
+    raw_links = obj.get("links", {}) or {}
+    if not isinstance(raw_links, dict):
+        return fallback("'links' is not an object")
+    links: dict[str, tuple[str, ...]] = {}
+    for qid, deps in raw_links.items():
+        if isinstance(deps, str):
+            deps = [deps]
+        if qid not in qids or not isinstance(deps, list) or any(d not in qids for d in deps):
+            return fallback(f"links of {qid!r} name unknown ids")
+        if qid in deps:
+            return fallback(f"{qid} links to itself")
+        links[qid] = tuple(dict.fromkeys(deps))
+    if _has_cycle(links):
+        return fallback("links form a cycle")
+    position = {q: i for i, q in enumerate(order)}
+    for qid, deps in links.items():
+        if any(position[d] > position[qid] for d in deps):
+            return fallback(f"{qid} links to a question asked after it")
+    return PlannerOrder(tuple(order), {q: d for q, d in links.items() if d})
+
+
+def _has_cycle(links: dict[str, tuple[str, ...]]) -> bool:
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    def visit(node: str) -> bool:
+        if state.get(node) == 1:
+            return True
+        if state.get(node) == 2:
+            return False
+        state[node] = 1
+        if any(visit(d) for d in links.get(node, ())):
+            return True
+        state[node] = 2
+        return False
+
+    return any(visit(n) for n in list(links))

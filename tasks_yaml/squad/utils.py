@@ -1,0 +1,83 @@
+"""lm-eval glue for the SQuAD tasks; the logic lives in ``qa_tasks.squad`` and ``qa_tasks.rollout``."""
+
+import json
+
+import datasets
+
+from qa_tasks import rollout
+from qa_tasks import squad as s
+from qa_tasks.errors import QAPackError
+
+
+def load(split="validation", min_questions=5, max_questions=10, seed=1234, **_ignored):
+    """custom_dataset of the strategies: one document per passage (``--metadata`` may set the args)."""
+    passages = s.load_passages(split, min_questions, max_questions, seed)
+    return {"test": datasets.Dataset.from_list([p.as_dict() for p in passages])}
+
+
+def load_questions(split="validation", **_ignored):
+    """custom_dataset of squad_v1: one document per question."""
+    return {"test": datasets.Dataset.from_list([p.as_dict() for p in s.load_questions(split)])}
+
+
+def _plan(doc, strategy):
+    rollout.require_active(f"squad_{strategy}")
+    return rollout.plan_text("squad", s.plan_args(strategy, s.Passage.from_dict(doc)))
+
+
+def all_in_one_text(doc):
+    return _plan(doc, "all_in_one")
+
+
+def batch_text(doc):
+    return _plan(doc, "batch")
+
+
+def sequential_text(doc):
+    return _plan(doc, "sequential")
+
+
+def collab_text(doc):
+    return _plan(doc, "collab")
+
+
+def targets(doc):
+    return " | ".join(f"{q['qid']}: {q['answers'][0]}" for q in doc["questions"])
+
+
+def process_rollout(doc, results):
+    try:
+        result = json.loads(results[0])
+        assert isinstance(result, dict) and result.get(rollout.RESULT_KEY)
+    except (ValueError, AssertionError):
+        raise QAPackError("a SQuAD strategy request came back without the rollout layer's result; "
+                          "run it through the lm_eval CLI with lm-eval-qa-pack installed") from None
+    return s.passage_metrics(s.Passage.from_dict(doc), result)
+
+
+def v1_text(doc):
+    return s.batch_prompt(s.Passage.from_dict(doc), 0)
+
+
+def v1_target(doc):
+    return doc["questions"][0]["answers"][0]
+
+
+def process_v1(doc, results):
+    [scores] = s.question_metrics(s.Passage.from_dict(doc), {"Q1": results[0]})
+    return {**scores, "n_questions": 1.0}
+
+
+def micro(items):
+    """Per-question average from per-passage (sum, count) pairs."""
+    total = sum(float(a) for a, _ in items)
+    n = sum(float(b) for _, b in items)
+    return total / n if n else 0.0
+
+
+def count(items):
+    return int(sum(items))
+
+
+def maximum(items):
+    return max(items) if items else 0
