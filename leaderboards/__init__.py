@@ -1,0 +1,10 @@
+"""Leaderboards from lm-eval results: ``python -m leaderboards build RESULTS_DIR... -o LEADERBOARD.md``.
+
+Reads the folders ``lm_eval --output_path ... --log_samples`` writes (``results_*.json``,
+``samples_*.jsonl``; SQuAD ``latency_*.json``; finetune ``eval/step-N`` folders) and writes markdown
+(with PNG plots beside it), CSV or JSON. ``python -m leaderboards.demo`` runs the whole pipeline.
+"""
+
+from leaderboards.build import FORMATS, BuildReport, build
+
+__all__ = ["build", "BuildReport", "FORMATS"]

@@ -1,0 +1,52 @@
+"""Command line: ``python -m leaderboards build RESULTS_DIR... -o LEADERBOARD.md [--format md|csv|json]``.
+
+    python -m leaderboards build runs/base runs/adapter -o LEADERBOARD.md
+    python -m leaderboards build runs/ -o leaderboard.csv --format csv
+
+Each corrupt, truncated or foreign file gets a warning on stderr naming it; the rest still renders.
+Exit status 2 for usage errors (missing folder, nothing readable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from qa_tasks.errors import QAPackError
+
+__all__ = ["main", "parser"]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m leaderboards", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="lm-eval output folders -> leaderboard (markdown + PNG plots, CSV or JSON)")
+    b.add_argument("results", nargs="+", metavar="RESULTS_DIR",
+                   help="lm_eval --output_path folders (searched recursively) or single results/latency files")
+    b.add_argument("-o", "--output", required=True, metavar="LEADERBOARD.md", help="file to write")
+    b.add_argument("--format", choices=("md", "csv", "json"), default=None,
+                   help="output format (default: from the output's suffix, else md)")
+    b.add_argument("--no-plots", action="store_true", help="markdown without PNG plots")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from leaderboards.build import build
+
+    try:
+        report = build(args.results, args.output, args.format, plots=not args.no_plots)
+    except QAPackError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"wrote {report.output} ({len(report.tables)} tables"
+          + (f", {len(report.plots)} plots" if report.plots else "") + ")")
+    for path in report.plots:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

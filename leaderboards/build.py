@@ -1,0 +1,82 @@
+"""``build``: lm-eval output folders -> leaderboard file (+ PNG plots beside a markdown one)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from leaderboards import plots as plots_mod
+from leaderboards.reader import read_paths
+from leaderboards.render import render_csv, render_json, render_markdown
+from leaderboards.tables import Table, build_tables
+from qa_tasks.errors import QAPackError
+
+__all__ = ["BuildReport", "build", "FORMATS"]
+
+FORMATS = ("md", "csv", "json")
+
+
+@dataclass
+class BuildReport:
+    output: Path
+    tables: list[Table]
+    plots: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _display(path: Path, base: Path) -> str:
+    """A path relative to the output's folder (stable across machines for a moved tree)."""
+    try:
+        return Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
+    except ValueError:  # another drive on Windows
+        return path.as_posix()
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def build(paths, output, fmt: str | None = None, plots: bool = True) -> BuildReport:
+    """Read ``paths`` (lm-eval output folders or files) and write the leaderboard to ``output``.
+
+    ``fmt`` defaults to the output's suffix (.md/.csv/.json). Bad files become warnings; only bad
+    arguments or having nothing readable at all raise ``QAPackError``.
+    """
+    output = Path(output)
+    fmt = fmt or (output.suffix.lstrip(".").lower() if output.suffix.lstrip(".").lower() in FORMATS else "md")
+    if fmt not in FORMATS:
+        raise QAPackError(f"--format {fmt!r} is not supported; use one of {', '.join(FORMATS)}")
+    if not paths:
+        raise QAPackError("no results folder given; pass the --output_path folders of your lm_eval runs")
+    out_dir = output.parent
+    if not out_dir.is_dir():
+        raise QAPackError(f"{out_dir}: output folder does not exist; create it or choose another -o path")
+    col = read_paths(paths)
+    warnings = [_relative_warning(w, out_dir) for w in col.warnings]
+    if not col.runs and not col.latencies:
+        raise QAPackError("no readable lm-eval results in " + ", ".join(str(p) for p in paths)
+                          + (f" ({len(warnings)} file(s) skipped: {warnings[0]})" if warnings else "")
+                          + "; pass folders written by lm_eval --output_path")
+    tables = build_tables(col)
+    sources = [_display(p, out_dir) for p in col.files]
+    report = BuildReport(output, tables, warnings=warnings)
+    if fmt == "md":
+        note = ""
+        if plots and plots_mod.plots_available():
+            report.plots = [out_dir / n for n in plots_mod.make_plots(tables, out_dir, output.stem)]
+        elif plots:
+            note = plots_mod.MISSING_NOTE
+        _write(output, render_markdown(tables, warnings, sources, note))
+    elif fmt == "csv":
+        _write(output, render_csv(tables))
+    else:
+        _write(output, render_json(tables, warnings, sources))
+    return report
+
+
+def _relative_warning(warning: str, base: Path) -> str:
+    path, sep, why = warning.partition(": ")
+    return f"{_display(Path(path), base)}: {why}" if sep else warning

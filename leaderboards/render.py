@@ -1,0 +1,111 @@
+"""Render tables as markdown, CSV (long format: one value per line) or JSON; pure text, no clock, no
+absolute paths unless given, so the same tables give the same bytes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from leaderboards.tables import Stat, Table
+
+__all__ = ["fmt", "render_markdown", "render_csv", "render_json", "KEY_COLUMNS"]
+
+# leading columns that identify a row (joined into the CSV "row" field)
+KEY_COLUMNS = {"overview": 1, "comparison": 4, "progression": 3, "adapters": 1}
+_DASH = "–"
+
+
+def fmt(x, column: str = "") -> str:
+    """One cell as text: 3 decimals, 1 above 100, signed deltas, small p-values as '<0.001'."""
+    if isinstance(x, Stat):
+        if x.value is None:
+            return _DASH + (f" (n={x.n})" if x.n is not None else "")
+        text = fmt(x.value)
+        if x.stderr is not None:
+            text += f" ± {fmt(x.stderr)}"
+        if x.n is not None:
+            text += f" (n={x.n})"
+        return text
+    if x is None:
+        return _DASH
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
+        if column == "p":
+            return "<0.001" if x < 0.001 else f"{x:.3f}"
+        if column == "Δ":
+            return f"{x:+.3f}" if abs(x) < 100 else f"{x:+.1f}"
+        return f"{x:.1f}" if abs(x) >= 100 else f"{x:.3f}"
+    return str(x)
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(table: Table) -> list[str]:
+    lines = ["| " + " | ".join(_md_cell(c) for c in table.columns) + " |",
+             "|" + "|".join("---" if i < KEY_COLUMNS.get(table.key, 2) else "---:" for i in range(len(table.columns)))
+             + "|"]
+    for row in table.rows:
+        lines.append("| " + " | ".join(_md_cell(fmt(c, col)) for c, col in zip(row, table.columns)) + " |")
+    return lines
+
+
+def render_markdown(tables: list[Table], warnings: list[str], sources: list[str], plots_note: str = "",
+                    title: str = "Leaderboard") -> str:
+    out = [f"# {title}", "",
+           f"Built by `python -m leaderboards build` from {len(sources)} file(s) listed under Sources.", ""]
+    if plots_note:
+        out += [f"_{plots_note}_", ""]
+    for table in tables:
+        out += [f"## {table.title}", "", *_md_table(table), ""]
+        if table.note:
+            out += [table.note, ""]
+        for name in table.plots:
+            out += [f"![{table.title}]({name})", ""]
+    if warnings:
+        out += ["## Warnings", "", "These files were skipped in whole or in part:", ""]
+        out += [f"- {_md_cell(w)}" for w in warnings] + [""]
+    out += ["## Sources", ""] + [f"- `{s}`" for s in sources] + [""]
+    return "\n".join(out)
+
+
+def _raw(cell):
+    if isinstance(cell, Stat):
+        return cell.value, cell.stderr, cell.n
+    return cell, None, None
+
+
+def render_csv(tables: list[Table]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["table", "row", "column", "value", "stderr", "n"])
+    for table in tables:
+        keys = KEY_COLUMNS.get(table.key, 2)
+        for row in table.rows:
+            row_id = " / ".join(fmt(c) for c in row[:keys])
+            for column, cell in zip(table.columns[keys:], row[keys:]):
+                value, stderr, n = _raw(cell)
+                writer.writerow([table.key, row_id, column, *("" if v is None else repr(v) if isinstance(v, float)
+                                                              else v for v in (value, stderr, n))])
+    return buf.getvalue()
+
+
+def _json_cell(cell):
+    if isinstance(cell, Stat):
+        return {"value": cell.value, "stderr": cell.stderr, "n": cell.n}
+    return cell
+
+
+def render_json(tables: list[Table], warnings: list[str], sources: list[str]) -> str:
+    doc = {
+        "tables": [{"key": t.key, "title": t.title, "columns": t.columns, "note": t.note,
+                    "rows": [[_json_cell(c) for c in row] for row in t.rows]} for t in tables],
+        "warnings": warnings,
+        "sources": sources,
+    }
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
