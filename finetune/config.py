@@ -1,0 +1,243 @@
+"""Typed, documented configuration of ``python -m finetune.sft`` and one parser over all of it.
+
+Three dataclasses are parsed together (TRL's ``TrlParser`` pattern): :class:`TaskArguments` (model,
+training data, evaluation during training), :class:`LoraArguments` (LoRA / QLoRA) and TRL's own
+``SFTConfig`` (learning rate, epochs, batch size, ``report_to`` ...). Every field works as a key of the
+``--config`` YAML file and as a ``--field value`` flag; flags win over the file.
+
+On a machine without CUDA the defaults become ``use_cpu=True, bf16=False`` (SFTConfig defaults to bf16
+and refuses to start on CPU otherwise).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from qa_tasks.errors import QAPackError
+
+__all__ = ["TASKS", "TaskArguments", "LoraArguments", "SftParser", "parse_config", "validate", "cpu_defaults",
+           "RUN_FILE"]
+
+# Training-data families: task name -> what it trains on (see finetune.data)
+TASKS = {
+    "recipe_mpr": "Recipe-MPR train indices of `fold`, recipe_mpr_gen prompt + gold letter",
+    "squad_batch": "SQuAD train split, one example per question (squad_batch prompt + <answer>)",
+    "squad_sequential": "SQuAD train split, one multi-turn conversation per passage (squad_sequential)",
+    "gsm8k_r1_zero": "GSM8K train, r1_zero prompt + ' reasoning </think> <answer> n </answer>'",
+    "jsonl": "`data_path`: JSONL rows with chat `messages` or `prompt`/`completion`",
+}
+RUN_FILE = "run_config.json"  # written when a run starts; identifies the run an output dir holds
+
+
+@dataclass
+class TaskArguments:
+    """What to train and on which data; evaluation during training."""
+
+    model_name_or_path: str = field(default=None, metadata={"help": "Base model: local folder or Hub id."})
+    task: str = field(default=None, metadata={"help": f"Training data family, one of: {', '.join(TASKS)}."})
+    fold: int = field(default=0, metadata={"help": "recipe_mpr: fold 0..4 (train indices; its test split is the "
+                                                   "eval split of recipe_mpr_fold<k> / recipe_mpr_gen_fold<k>)."})
+    data_path: str | None = field(default=None, metadata={"help": "jsonl: path of the JSONL training file."})
+    max_examples: int | None = field(default=None, metadata={"help": "Keep only the first N examples."})
+    dtype: str = field(default="auto", metadata={"help": "Weights dtype: auto (bfloat16 on CUDA, float32 on "
+                                                         "CPU), float32, bfloat16, float16."})
+    eval_tasks: str | None = field(default=None, metadata={
+        "help": "Comma-separated lm-eval tasks run on the current adapter every `eval_steps` steps and at the end; "
+                "results go to OUTPUT_DIR/eval/step-<step>/ in lm-eval's output layout."})
+    eval_limit: float | None = field(default=None, metadata={"help": "lm-eval --limit for evaluation during "
+                                                                     "training (count, or fraction < 1)."})
+    eval_batch_size: int = field(default=8, metadata={"help": "lm-eval batch size during training."})
+    eval_gen_kwargs: str | None = field(default=None, metadata={"help": "lm-eval --gen_kwargs, e.g. "
+                                                                        "max_gen_toks=256."})
+    resume: bool = field(default=False, metadata={"help": "Continue the run in output_dir from its last "
+                                                          "checkpoint."})
+
+
+@dataclass
+class LoraArguments:
+    """Adapter: LoRA on a full-precision base, or QLoRA on a 4-bit NF4 base (bitsandbytes)."""
+
+    method: Literal["lora", "qlora"] = field(default="lora", metadata={"help": "lora or qlora."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank (> 0)."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input, 0 <= p < 1."})
+    lora_target_modules: str = field(default="all-linear", metadata={
+        "help": "'all-linear', or a comma-separated list of module names (e.g. q_proj,k_proj,v_proj,o_proj)."})
+    bnb_4bit_quant_type: Literal["nf4", "fp4"] = field(default="nf4", metadata={"help": "qlora: 4-bit type."})
+    bnb_4bit_use_double_quant: bool = field(default=True, metadata={"help": "qlora: quantize the quantization "
+                                                                           "constants too."})
+    bnb_4bit_compute_dtype: str = field(default="auto", metadata={"help": "qlora: compute dtype, auto "
+                                                                         "(bfloat16 on CUDA, float32 on CPU)."})
+
+    def target_modules(self) -> str | list[str]:
+        value = self.lora_target_modules.strip()
+        return value if value == "all-linear" else [m.strip() for m in value.split(",") if m.strip()]
+
+
+def cpu_defaults() -> dict:
+    """SFTConfig defaults for a machine without CUDA."""
+    import torch
+
+    return {} if torch.cuda.is_available() else {"use_cpu": True, "bf16": False}
+
+
+class SftParser:
+    """``--config FILE.yaml`` plus ``--field value`` flags over the three dataclasses; errors are one line."""
+
+    def __init__(self):
+        from transformers import HfArgumentParser
+        from trl import SFTConfig
+
+        class _Parser(HfArgumentParser):
+            def error(self, message):  # argparse prints usage + message; one line is enough here
+                raise QAPackError(f"{message}; run `python -m finetune.sft --help` for the options")
+
+        self.parser = _Parser((TaskArguments, LoraArguments, SFTConfig), prog="python -m finetune.sft")
+
+    def parse(self, argv: list[str]) -> tuple[TaskArguments, LoraArguments, object]:
+        import yaml
+
+        argv = list(argv)
+        defaults = dict(cpu_defaults())
+        if "--config" in argv:
+            i = argv.index("--config")
+            if i + 1 >= len(argv):
+                raise QAPackError("--config needs a YAML file path")
+            path = Path(argv[i + 1])
+            del argv[i:i + 2]
+            try:
+                loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except OSError as e:
+                raise QAPackError(f"cannot read config {path}: {e.strerror}; check the path") from None
+            except yaml.YAMLError as e:
+                raise QAPackError(f"config {path} is not valid YAML ({str(e).splitlines()[0]})") from None
+            if not isinstance(loaded, dict):
+                raise QAPackError(f"config {path} must be a YAML mapping of field: value")
+            for key, value in (loaded.pop("env", None) or {}).items():
+                os.environ.setdefault(str(key), str(value))
+            known = {a.dest for a in self.parser._actions}
+            unknown = sorted(set(loaded) - known)
+            if unknown:
+                raise QAPackError(f"config {path}: unknown field(s) {', '.join(unknown)}; "
+                                  "see `python -m finetune.sft --help`")
+            defaults.update(loaded)
+        for action in self.parser._actions:
+            if action.dest in defaults:
+                action.default = defaults[action.dest]
+                action.required = False
+        try:
+            task, lora, sft = self.parser.parse_args_into_dataclasses(args=argv)
+        except (ValueError, TypeError) as e:  # SFTConfig/TrainingArguments __post_init__ checks
+            raise QAPackError(f"bad training option: {str(e).splitlines()[0]}") from None
+        return task, lora, sft
+
+
+def parse_config(argv: list[str] | None = None):
+    """(TaskArguments, LoraArguments, SFTConfig) from ``argv`` (default: sys.argv[1:])."""
+    return SftParser().parse(sys.argv[1:] if argv is None else argv)
+
+
+def _model_config(name: str):
+    """The model's config.json only (no weights): proves the path and gives the module layout."""
+    from transformers import AutoConfig
+
+    path = Path(name).expanduser()
+    looks_local = path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1
+    if looks_local and not (path / "config.json").is_file():
+        raise QAPackError(f"model_name_or_path={name}: no model there (expected a folder with config.json); "
+                          "fix the path")
+    try:
+        return AutoConfig.from_pretrained(str(path) if looks_local else name)
+    except (OSError, ValueError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise QAPackError(f"model_name_or_path={name}: cannot load its config ({reason[:160]}); give a local "
+                          "model folder or a Hub id that is cached (HF_HUB_OFFLINE=1 allows no download)") from None
+
+
+def _linear_module_names(config) -> list[str]:
+    """Names of the Linear / Conv1D modules of the architecture, built on the meta device (no weights)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    names = []
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D":
+            names.append(name)
+    return names
+
+
+def _unmatched_targets(targets: list[str], names: list[str]) -> list[str]:
+    """Entries of a LoRA target list that match no module (peft matches a name or a '.'-suffix)."""
+    return [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+
+
+def _check_output_dir(task: TaskArguments, sft) -> None:
+    out = Path(sft.output_dir)
+    if out.exists() and not out.is_dir():
+        raise QAPackError(f"output_dir={out} is a file; choose a folder")
+    has_run = out.is_dir() and (out / RUN_FILE).is_file()
+    if task.resume:
+        if not has_run:
+            raise QAPackError(f"--resume: output_dir={out} holds no run to continue ({RUN_FILE} missing); "
+                              "drop --resume to start a new run")
+        if (out / "manifest.json").is_file():
+            raise QAPackError(f"--resume: the run in {out} already finished (manifest.json present); "
+                              "choose a new output_dir")
+    elif out.is_dir() and any(out.iterdir()):
+        what = "another run" if has_run else "other files"
+        raise QAPackError(f"output_dir={out} already holds {what}; pass --resume to continue it or choose an "
+                          "empty/new output_dir")
+
+
+def validate(task: TaskArguments, lora: LoraArguments, sft) -> object:
+    """Every user mistake found before any model loads; returns the model's config."""
+    if not task.model_name_or_path:
+        raise QAPackError("model_name_or_path is required (a local model folder or a Hub id)")
+    if task.task not in TASKS:
+        raise QAPackError(f"task={task.task!r} is unknown; use one of: {', '.join(TASKS)}")
+    if task.task == "recipe_mpr" and not 0 <= task.fold <= 4:
+        raise QAPackError(f"fold={task.fold} is not valid; use 0..4")
+    if task.task == "jsonl":
+        if not task.data_path:
+            raise QAPackError("task=jsonl needs data_path (a JSONL file with `messages` or `prompt`/`completion`)")
+        if not Path(task.data_path).is_file():
+            raise QAPackError(f"data_path={task.data_path} does not exist; fix the path")
+    if task.max_examples is not None and task.max_examples <= 0:
+        raise QAPackError(f"max_examples={task.max_examples} must be > 0")
+    if lora.lora_r <= 0:
+        raise QAPackError(f"lora_r={lora.lora_r} must be > 0 (published studies use 8-64, e.g. 16)")
+    if lora.lora_alpha <= 0:
+        raise QAPackError(f"lora_alpha={lora.lora_alpha} must be > 0 (e.g. 2 * lora_r)")
+    if not 0 <= lora.lora_dropout < 1:
+        raise QAPackError(f"lora_dropout={lora.lora_dropout} must be in [0, 1)")
+    for name, value in (("dtype", task.dtype), ("bnb_4bit_compute_dtype", lora.bnb_4bit_compute_dtype)):
+        if value not in ("auto", "float32", "bfloat16", "float16"):
+            raise QAPackError(f"{name}={value!r} is not valid; use auto, float32, bfloat16 or float16")
+    if task.eval_tasks:
+        from finetune.eval_callback import check_tasks
+
+        check_tasks(task.eval_tasks)
+        if task.eval_limit is not None and task.eval_limit <= 0:
+            raise QAPackError(f"eval_limit={task.eval_limit} must be > 0")
+        if sft.eval_steps is not None and sft.eval_steps <= 0:
+            raise QAPackError(f"eval_steps={sft.eval_steps} must be > 0")
+    _check_output_dir(task, sft)
+    config = _model_config(task.model_name_or_path)
+    targets = lora.target_modules()
+    if targets != "all-linear":
+        if not targets:
+            raise QAPackError("lora_target_modules is empty; use all-linear or a list such as q_proj,v_proj")
+        names = _linear_module_names(config)
+        missing = _unmatched_targets(targets, names)
+        if missing:
+            leaves = sorted({n.rsplit(".", 1)[-1] for n in names if not re.search(r"lm_head$", n)})
+            raise QAPackError(f"lora_target_modules {', '.join(missing)} match no module of "
+                              f"{task.model_name_or_path}; its linear modules are: {', '.join(leaves)}")
+    return config

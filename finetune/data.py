@@ -1,0 +1,265 @@
+"""Training examples per task family, built by the SAME prompt builders the eval tasks use.
+
+Each family's prompt comes from ``qa_tasks`` (the function the lm-eval task calls) and the gold
+completion is appended, so train and eval prompts cannot drift apart:
+
+- ``recipe_mpr``: ``gen_prompt`` / ``gen_completion`` on the train indices of ``fold`` (options shuffled
+  by the same seeded permutation as ``recipe_mpr_gen``);
+- ``squad_batch``: ``batch_prompt(passage, i)`` + ``format_answer(gold)``, one example per question;
+- ``squad_sequential``: ``sequential_messages(passage, gold answers)``, one conversation per passage;
+- ``gsm8k_r1_zero``: ``r1_zero_prompt(question)`` + ``r1_zero_completion(reasoning, answer)``;
+- ``jsonl``: the user's rows, chat ``messages`` or ``prompt``/``completion``.
+
+:func:`check_no_overlap` refuses training data that touches the evaluation split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qa_tasks.errors import QAPackError
+
+__all__ = ["TrainingData", "build_training_data", "check_no_overlap", "read_user_jsonl", "example_text"]
+
+_ROLES = ("system", "user", "assistant")
+
+
+@dataclass
+class TrainingData:
+    """Rows ready for TRL's SFTTrainer, with where they came from (for the manifest and the guard)."""
+
+    rows: list[dict]  # {"prompt", "completion"} or {"messages"}
+    keys: list[str]  # per row: the source item it comes from (Recipe-MPR index, SQuAD context, question)
+    source: str
+    split: str
+    fold: int | None = None
+    path: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def format(self) -> str:
+        return "messages" if "messages" in self.rows[0] else "prompt_completion"
+
+    @property
+    def sha256(self) -> str:
+        digest = hashlib.sha256()
+        for row in self.rows:
+            digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode())
+            digest.update(b"\n")
+        return digest.hexdigest()
+
+    def manifest(self) -> dict:
+        out = {"source": self.source, "split": self.split, "fold": self.fold, "n_examples": len(self.rows),
+               "sha256": self.sha256, "format": self.format}
+        if self.path:
+            out["path"] = self.path
+        return {**out, **self.extra}
+
+
+def _family(module: str, *names: str):
+    """The family module's builders; a clear error while a family is not available in this install."""
+    try:
+        mod = importlib.import_module(module)
+        return [getattr(mod, n) for n in names]
+    except (ImportError, AttributeError) as e:
+        raise QAPackError(f"{module} does not provide {', '.join(names)} ({e}); update lm-eval-qa-pack or "
+                          "train with task=jsonl") from None
+
+
+def _recipe(fold: int) -> TrainingData:
+    from qa_tasks import recipe_mpr as r
+
+    docs = r.build_docs(fold, "train")
+    rows = [{"prompt": r.gen_prompt(d), "completion": r.gen_completion(d)} for d in docs]
+    return TrainingData(rows, [f"recipe_mpr:{d.idx}" for d in docs], "recipe_mpr/500QA.json", "train", fold,
+                        extra={"eval_split": f"recipe_mpr_fold{fold} / recipe_mpr_gen_fold{fold} (test indices)"})
+
+
+def _squad_passages(split: str):
+    (load_passages,) = _family("qa_tasks.squad", "load_passages")
+    return load_passages(split, min_questions=1)
+
+
+def _squad(kind: str) -> TrainingData:
+    batch_prompt, sequential_messages, format_answer = _family(
+        "qa_tasks.squad", "batch_prompt", "sequential_messages", "format_answer")
+    passages = _squad_passages("train")
+    rows, keys = [], []
+    for p in passages:
+        golds = [format_answer(q.answers[0]) for q in p.questions]
+        if kind == "batch":
+            for i, gold in enumerate(golds):
+                prompt = batch_prompt(p, i)
+                sep = "" if prompt[-1:].isspace() or gold[:1].isspace() else " "
+                rows.append({"prompt": prompt, "completion": sep + gold})
+                keys.append(f"squad:{p.context}")
+        else:
+            messages = [dict(m) for m in sequential_messages(p, golds)]
+            if messages[-1]["role"] != "assistant":  # the last answer closes the conversation
+                messages.append({"role": "assistant", "content": golds[-1]})
+            rows.append({"messages": messages})
+            keys.append(f"squad:{p.context}")
+    return TrainingData(rows, keys, "squad/train-v1.1.json", "train",
+                        extra={"eval_split": "squad/dev-v1.1.json (validation)"})
+
+
+def _gsm8k() -> TrainingData:
+    r1_zero_prompt, r1_zero_completion, load_gsm8k = _family(
+        "qa_tasks.math_think", "r1_zero_prompt", "r1_zero_completion", "load_gsm8k")
+    items = load_gsm8k("train")
+    rows = [{"prompt": r1_zero_prompt(x["question"]), "completion": r1_zero_completion(x["reasoning"], x["answer"])}
+            for x in items]
+    return TrainingData(rows, [f"gsm8k:{_norm(x['question'])}" for x in items], "math/gsm8k_train.jsonl", "train",
+                        extra={"eval_split": "math/gsm8k_test.jsonl (gsm8k_think)"})
+
+
+def _check_messages(messages, where: str) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise QAPackError(f"{where}: `messages` must be a non-empty list of {{role, content}} objects")
+    for m in messages:
+        if not (isinstance(m, dict) and m.get("role") in _ROLES and isinstance(m.get("content"), str)):
+            raise QAPackError(f"{where}: each message needs role ({'/'.join(_ROLES)}) and string content, "
+                              f"got {json.dumps(m)[:80]}")
+
+
+def read_user_jsonl(path: str | Path) -> TrainingData:
+    """Rows of a user JSONL file: every line ``{"messages": [...]}`` or every line ``{"prompt", "completion"}``
+    (strings, or lists of chat messages)."""
+    from qa_tasks.data import read_jsonl
+
+    path = Path(path)
+    try:
+        raw = read_jsonl(path)
+    except OSError as e:
+        raise QAPackError(f"cannot read data_path={path}: {e.strerror}; fix the path") from None
+    if not raw:
+        raise QAPackError(f"data_path={path} has no rows; add JSONL lines with `messages` or `prompt`/`completion`")
+    rows, kinds = [], set()
+    for lineno, row in enumerate(raw, 1):
+        where = f"{path} row {lineno}"
+        if "messages" in row:
+            _check_messages(row["messages"], where)
+            if not any(m["role"] == "assistant" for m in row["messages"]):
+                raise QAPackError(f"{where}: no assistant turn, so nothing to learn; add the assistant's answer")
+            rows.append({"messages": [{"role": m["role"], "content": m["content"]} for m in row["messages"]]})
+            kinds.add("messages")
+        elif "prompt" in row and "completion" in row:
+            prompt, completion = row["prompt"], row["completion"]
+            if isinstance(prompt, str) and isinstance(completion, str):
+                kinds.add("text")
+            else:
+                _check_messages(prompt, where + " prompt")
+                _check_messages(completion, where + " completion")
+                kinds.add("chat")
+            if not completion:
+                raise QAPackError(f"{where}: empty completion; every row needs the answer to learn")
+            rows.append({"prompt": prompt, "completion": completion})
+        else:
+            raise QAPackError(f"{where}: needs `messages` or both `prompt` and `completion` (got keys "
+                              f"{', '.join(sorted(row)) or 'none'})")
+    if len(kinds) > 1:
+        raise QAPackError(f"{path} mixes row formats ({', '.join(sorted(kinds))}); use one format per file")
+    keys = [f"jsonl:{i}" for i in range(len(rows))]
+    return TrainingData(rows, keys, "jsonl", "train", path=str(path.resolve()))
+
+
+def build_training_data(task: str, fold: int = 0, data_path: str | None = None,
+                        max_examples: int | None = None) -> TrainingData:
+    """The training examples of ``task`` (see ``finetune.config.TASKS``)."""
+    if task == "recipe_mpr":
+        data = _recipe(fold)
+    elif task in ("squad_batch", "squad_sequential"):
+        data = _squad(task.split("_")[1])
+    elif task == "gsm8k_r1_zero":
+        data = _gsm8k()
+    elif task == "jsonl":
+        data = read_user_jsonl(data_path)
+    else:
+        raise QAPackError(f"task={task!r} is unknown")
+    if not data.rows:
+        raise QAPackError(f"task={task}: the training split is empty; check {data.source} (QA_PACK_DATA_DIR)")
+    if max_examples is not None:
+        data.rows, data.keys = data.rows[:max_examples], data.keys[:max_examples]
+    return data
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def example_text(row: dict) -> str:
+    """All the text of one training row (used to look for evaluation items inside user data)."""
+    if "messages" in row:
+        return "\n".join(m["content"] for m in row["messages"])
+    parts = [row["prompt"], row["completion"]]
+    return "\n".join(p if isinstance(p, str) else "\n".join(m["content"] for m in p) for p in parts)
+
+
+# --- the guard: training never sees an evaluation split -------------------------------------------
+
+_RECIPE_TASK = re.compile(r"^recipe_mpr(?:_gen)?(?:_fold(\d))?$")
+
+
+def _recipe_eval(fold: int | None):
+    from qa_tasks import recipe_mpr as r
+
+    return r.build_docs(fold, "test") if fold is not None else r.build_docs(None)
+
+
+def _eval_items(data: TrainingData, eval_tasks: list[str], task: str) -> dict[str, str]:
+    """key -> evaluation set it belongs to, for the eval split of ``task`` and for pack ``eval_tasks``."""
+    items: dict[str, str] = {}
+    recipe_sets = set()
+    if task == "recipe_mpr":
+        recipe_sets.add(data.fold)
+    for name in eval_tasks:
+        match = _RECIPE_TASK.match(name)
+        if match:
+            recipe_sets.add(int(match.group(1)) if match.group(1) else None)
+    for fold in recipe_sets:
+        label = "recipe_mpr (all 500 queries)" if fold is None else f"recipe_mpr fold {fold} test split"
+        for d in _recipe_eval(fold):
+            items.setdefault(f"recipe_mpr:{d.idx}", label)
+    if task.startswith("squad") or any(n.startswith("squad") for n in eval_tasks):
+        for p in _squad_passages("validation"):
+            items.setdefault(f"squad:{p.context}", "squad validation split (dev-v1.1.json)")
+    if task == "gsm8k_r1_zero" or any(n.startswith("gsm8k") for n in eval_tasks):
+        (load_gsm8k,) = _family("qa_tasks.math_think", "load_gsm8k")
+        for x in load_gsm8k("test"):
+            items.setdefault(f"gsm8k:{_norm(x['question'])}", "gsm8k test split")
+    return items
+
+
+def _key_text(key: str) -> str:
+    family, _, rest = key.partition(":")
+    if family == "recipe_mpr":
+        from qa_tasks import recipe_mpr as r
+
+        return r.load_records()[int(rest)]["query"].strip()
+    return rest
+
+
+def check_no_overlap(data: TrainingData, task: str, eval_tasks: list[str] | None = None) -> None:
+    """Refuse training data that contains an item of the evaluation split (its own, or of ``eval_tasks``)."""
+    items = _eval_items(data, list(eval_tasks or []), task)
+    if not items:
+        return
+    if task != "jsonl":
+        for i, key in enumerate(data.keys):
+            if key in items:
+                raise QAPackError(f"training example {i} ({key[:60]!r}) is in the evaluation set {items[key]}; "
+                                  "training must not see evaluation data: change the fold/split or the eval tasks")
+        return
+    # user data: look for the evaluation items' text inside the training text
+    texts = {_norm(_key_text(k)): label for k, label in items.items()}
+    for i, row in enumerate(data.rows):
+        text = _norm(example_text(row))
+        for needle, label in texts.items():
+            if needle and needle in text:
+                raise QAPackError(f"{data.path} row {i + 1} contains an item of the evaluation set {label} "
+                                  f"({needle[:50]!r}); remove it from the training file")

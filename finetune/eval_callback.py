@@ -1,0 +1,177 @@
+"""Evaluation of an adapter with lm-eval, in-process, written in lm-eval's own output layout.
+
+``OUT/eval/step-<step>/results_<date>.json`` + ``samples_<task>_<date>.jsonl`` are exactly what
+``lm_eval --output_path .../results.json --log_samples`` writes; the results' ``config.model_args`` names
+the adapter (``pretrained=BASE,peft=CHECKPOINT``). A step folder appears only when complete (written
+under a temporary name, then renamed).
+
+The model is handed to lm-eval as a ready ``HFLM(pretrained=<PeftModel>)`` (wrapped with the pack's
+rollout layer), which is also how a 4-bit base + adapter is evaluated: lm-eval's
+``--model_args load_in_4bit=True`` is broken with transformers 5.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from qa_tasks.errors import QAPackError
+
+__all__ = ["check_tasks", "split_tasks", "make_lm", "evaluate_lm", "load_adapter_model", "step_dir",
+           "EvalDuringTraining"]
+
+
+def split_tasks(tasks: str | list[str]) -> list[str]:
+    return [t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks) if t.strip()]
+
+
+def check_tasks(tasks: str | list[str]) -> list[str]:
+    """The task names, after checking each exists (pack tasks cheaply, others through lm-eval's index)."""
+    from qa_tasks.plugin import pack_tasks
+
+    names = split_tasks(tasks)
+    if not names:
+        raise QAPackError("eval_tasks is empty; give comma-separated lm-eval task names")
+    unknown = [n for n in names if n not in pack_tasks()]
+    if unknown:
+        from lm_eval.tasks import TaskManager
+
+        known = set(TaskManager().all_tasks)
+        missing = [n for n in unknown if n not in known]
+        if missing:
+            raise QAPackError(f"eval task(s) {', '.join(missing)} are unknown to lm-eval; list them with "
+                              "`lm_eval ls tasks`")
+    return names
+
+
+def step_dir(output_dir: str | os.PathLike, step: int) -> Path:
+    return Path(output_dir) / "eval" / f"step-{step}"
+
+
+def make_lm(model, tokenizer, batch_size: int = 8):
+    """A ready lm-eval model around an in-memory (Peft)model, with the pack's rollout layer."""
+    from lm_eval.models.huggingface import HFLM
+
+    from qa_tasks.rollout import with_rollout
+
+    tokenizer.padding_side = "left"  # generation pads left; right padding corrupts batched greedy outputs
+    return with_rollout(HFLM)(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+
+
+def evaluate_lm(lm, tasks: list[str], out: Path, model_args: str, limit: float | None = None,
+                gen_kwargs: str | None = None) -> dict:
+    """Run ``tasks`` on ``lm`` and write lm-eval's output files into ``out`` (atomically); returns results."""
+    from lm_eval import simple_evaluate
+    from lm_eval.loggers import EvaluationTracker
+    from lm_eval.utils import handle_non_serializable  # noqa: F401 - same serialisation as the CLI
+
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tracker = EvaluationTracker(output_path=str(tmp / "results.json"))
+    results = simple_evaluate(model=lm, model_args=model_args, tasks=tasks, limit=limit, log_samples=True,
+                              evaluation_tracker=tracker, gen_kwargs=gen_kwargs)
+    if results is None:  # non-zero rank
+        shutil.rmtree(tmp, ignore_errors=True)
+        return {}
+    samples = results.pop("samples")
+    tracker.save_results_aggregated(results=results, samples=samples)
+    for name in results["configs"]:
+        tracker.save_results_samples(task_name=name, samples=samples[name])
+    if not list(tmp.glob("results_*.json")):
+        raise QAPackError(f"lm-eval could not write its results into {tmp}; check free disk space and permissions")
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return results
+
+
+def load_adapter_model(base: str, adapter: str, load_in_4bit: bool = False, dtype: str = "auto"):
+    """(PeftModel, tokenizer) for evaluating ``adapter`` on ``base`` (4-bit NF4 base when asked)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    cuda = torch.cuda.is_available()
+    torch_dtype = (torch.bfloat16 if cuda else torch.float32) if dtype == "auto" else getattr(torch, dtype)
+    kwargs: dict = {"dtype": torch_dtype}
+    if load_in_4bit:
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch_dtype)
+    if cuda:
+        kwargs["device_map"] = {"": 0}
+    model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
+    model = PeftModel.from_pretrained(model, adapter)
+    model.eval()
+    tok_src = adapter if (Path(adapter) / "tokenizer_config.json").is_file() else base
+    return model, AutoTokenizer.from_pretrained(tok_src)
+
+
+def _summary(results: dict) -> str:
+    parts = []
+    for task, metrics in results.get("results", {}).items():
+        shown = [f"{k.split(',')[0]}={v:.4g}" for k, v in metrics.items()
+                 if isinstance(v, float) and "stderr" not in k][:4]
+        parts.append(f"{task}: {' '.join(shown)}")
+    return "; ".join(parts)
+
+
+def _callback_base():
+    from transformers import TrainerCallback
+
+    return TrainerCallback
+
+
+class EvalDuringTraining(_callback_base()):
+    """Every ``eval_steps`` steps (and at the end) a checkpoint is saved and evaluated with lm-eval."""
+
+    def __init__(self, tasks: list[str], base_model: str, tokenizer, eval_steps: int | None,
+                 limit: float | None = None, batch_size: int = 8, gen_kwargs: str | None = None):
+        self.tasks, self.base_model, self.tokenizer = tasks, base_model, tokenizer
+        self.eval_steps, self.limit, self.batch_size, self.gen_kwargs = eval_steps, limit, batch_size, gen_kwargs
+        self.history: list[dict] = []
+
+    def _due(self, step: int, max_steps: int) -> bool:
+        every = self.eval_steps
+        if every and every < 1:  # a fraction of the run, as TrainingArguments reads eval_steps < 1
+            every = max(1, round(every * max_steps))
+        return bool(every) and step % int(every) == 0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._due(state.global_step, state.max_steps) or state.global_step >= state.max_steps:
+            control.should_save = True  # evaluate a checkpoint that exists on disk
+        return control
+
+    def on_save(self, args, state, control, model=None, **kwargs):
+        step = state.global_step
+        if not (self._due(step, state.max_steps) or step >= state.max_steps) or not state.is_world_process_zero:
+            return control
+        out = step_dir(args.output_dir, step)
+        if out.is_dir():  # already evaluated (a resumed run passes the same step again)
+            return control
+        self.evaluate(model, step, Path(args.output_dir) / f"checkpoint-{step}", out)
+        return control
+
+    def evaluate(self, model, step: int, checkpoint: Path, out: Path) -> dict:
+        import copy
+
+        import torch
+
+        was_training = model.training
+        model.eval()
+        started = time.time()
+        try:
+            with torch.no_grad():
+                lm = make_lm(model, copy.deepcopy(self.tokenizer), self.batch_size)
+                results = evaluate_lm(lm, self.tasks, out, f"pretrained={self.base_model},peft={checkpoint}",
+                                      self.limit, self.gen_kwargs)
+        finally:
+            model.train(was_training)
+        self.history.append({"step": step, "path": str(out), "seconds": round(time.time() - started, 2),
+                             "results": {t: {k: v for k, v in m.items() if isinstance(v, (int, float))}
+                                         for t, m in results.get("results", {}).items()}})
+        print(f"[finetune] step {step} eval -> {out}: {_summary(results)}", flush=True)
+        return results

@@ -1,0 +1,76 @@
+"""The run manifest and atomic file writes.
+
+``OUT/manifest.json`` (written last, so its presence means the run finished) records the base model,
+the training data (source, split, fold, n_examples, sha256), the method, hyper-parameters, package
+versions, final training metrics and the evaluations run during training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+__all__ = ["write_json_atomic", "package_versions", "hyperparameters", "build_manifest", "PACKAGES"]
+
+PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "datasets", "lm_eval",
+            "lm-eval-qa-pack")
+
+
+def write_json_atomic(path: str | os.PathLike, obj) -> Path:
+    """Write JSON to a temporary file beside ``path``, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False,
+                                     encoding="utf-8") as tmp:
+        json.dump(obj, tmp, indent=2, ensure_ascii=False, default=str)
+        tmp.write("\n")
+    os.replace(tmp.name, path)
+    return path
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+_SFT_FIELDS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+               "gradient_accumulation_steps", "max_length", "lr_scheduler_type", "warmup_steps",
+               "weight_decay", "optim", "seed", "packing", "gradient_checkpointing", "bf16", "fp16",
+               "completion_only_loss", "assistant_only_loss", "save_steps", "eval_steps")
+_LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
+_QLORA_FIELDS = ("bnb_4bit_quant_type", "bnb_4bit_use_double_quant", "bnb_4bit_compute_dtype")
+
+
+def hyperparameters(task, lora, sft, world_size: int = 1) -> dict:
+    out = {k: getattr(lora, k) for k in _LORA_FIELDS}
+    if lora.method == "qlora":
+        out.update({k: getattr(lora, k) for k in _QLORA_FIELDS})
+    out.update({k: getattr(sft, k, None) for k in _SFT_FIELDS})
+    out["world_size"] = world_size
+    out["effective_batch_size"] = sft.per_device_train_batch_size * sft.gradient_accumulation_steps * world_size
+    out["dtype"] = task.dtype
+    return out
+
+
+def build_manifest(task, lora, sft, data, metrics: dict, evals: list[dict], world_size: int = 1) -> dict:
+    return {
+        "base_model": task.model_name_or_path,
+        "task": task.task,
+        "data": data.manifest(),
+        "method": lora.method,
+        "hyperparameters": hyperparameters(task, lora, sft, world_size),
+        "versions": package_versions(),
+        "metrics": metrics,
+        "eval_during_training": evals,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }

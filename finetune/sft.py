@@ -1,0 +1,242 @@
+"""Supervised fine-tuning of a LoRA / QLoRA adapter with TRL's ``SFTTrainer``.
+
+The training examples are built by the same prompt builders the evaluation tasks use (``finetune.data``),
+the loss covers only completions / assistant turns, and the adapter directory loads straight into
+lm-eval and vLLM::
+
+    python -m finetune.sft --config finetune/configs/recipe_mpr_lora.yaml \\
+        --model_name_or_path Qwen/Qwen2.5-0.5B-Instruct --output_dir runs/recipe_mpr_fold0
+    python -m finetune.sft --config finetune/configs/gsm8k_r1_zero_qlora.yaml --learning_rate 1e-4 ...
+    accelerate launch -m finetune.sft --config ...               # several processes / GPUs
+    python -m finetune.sft --config ... --output_dir runs/x --resume   # continue an interrupted run
+    lm_eval --model hf --model_args pretrained=BASE,peft=runs/recipe_mpr_fold0 --tasks recipe_mpr_gen_fold0
+
+Every field of ``finetune.config`` and of TRL's ``SFTConfig`` works as a YAML key and as a flag
+(``--help`` lists them). SIGTERM/SIGINT save a checkpoint at the current step before exiting, so
+``--resume`` loses no steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+from finetune.config import RUN_FILE, parse_config, validate
+from finetune.data import build_training_data, check_no_overlap
+from finetune.manifest import build_manifest, write_json_atomic
+from qa_tasks.errors import QAPackError
+
+__all__ = ["main", "run", "load_base_model", "lora_config", "prepare_config", "last_checkpoint",
+           "collect_evals", "EXIT_INTERRUPTED"]
+
+EXIT_INTERRUPTED = 128 + signal.SIGTERM
+_ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def _dtype(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    return getattr(torch, name)
+
+
+def load_base_model(task, lora):
+    """The base model: full precision for LoRA, 4-bit NF4 (bitsandbytes) for QLoRA."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    kwargs: dict = {"dtype": _dtype(task.dtype)}
+    if lora.method == "qlora":
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=lora.bnb_4bit_quant_type,
+            bnb_4bit_use_double_quant=lora.bnb_4bit_use_double_quant,
+            bnb_4bit_compute_dtype=_dtype(lora.bnb_4bit_compute_dtype))
+        if torch.cuda.is_available():  # 4-bit weights are placed at load time, one device per process
+            from accelerate import PartialState
+
+            kwargs["device_map"] = {"": PartialState().local_process_index}
+    return AutoModelForCausalLM.from_pretrained(task.model_name_or_path, **kwargs)
+
+
+def lora_config(lora):
+    from peft import LoraConfig
+
+    return LoraConfig(r=lora.lora_r, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout,
+                      target_modules=lora.target_modules(), bias="none", task_type="CAUSAL_LM")
+
+
+def prepare_config(sft, data) -> None:
+    """Loss only on what the model should learn to write: the completion, or the assistant turns."""
+    chat = data.format == "messages"
+    sft.assistant_only_loss = chat
+    sft.completion_only_loss = not chat
+
+
+def last_checkpoint(output_dir: Path) -> Path | None:
+    """The newest complete checkpoint (trainer_state.json is written last)."""
+    done = [p for p in output_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()
+            and p.name.split("-")[-1].isdigit()]
+    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def collect_evals(output_dir: Path) -> list[dict]:
+    """The evaluations written during training (OUT/eval/step-*), for the manifest."""
+    out = []
+    for step in sorted((output_dir / "eval").glob("step-*"), key=lambda p: int(p.name.split("-")[1])):
+        files = sorted(step.glob("results_*.json"))
+        if not files:
+            continue
+        results = json.loads(files[-1].read_text(encoding="utf-8"))
+        metrics = {t: {k: v for k, v in m.items() if isinstance(v, (int, float)) and "stderr" not in k}
+                   for t, m in results.get("results", {}).items()}
+        out.append({"step": int(step.name.split("-")[1]), "results": str(files[-1].relative_to(output_dir)),
+                    "metrics": metrics})
+    return out
+
+
+def _identity(task, lora, data) -> dict:
+    """What makes two invocations the same run (checked by --resume)."""
+    return {"base_model": task.model_name_or_path, "task": task.task, "data_sha256": data.sha256,
+            "method": lora.method, "lora_r": lora.lora_r, "lora_alpha": lora.lora_alpha,
+            "lora_target_modules": lora.lora_target_modules}
+
+
+def _check_resume(out: Path, identity: dict) -> None:
+    stored = json.loads((out / RUN_FILE).read_text(encoding="utf-8")).get("identity", {})
+    diff = [k for k in identity if stored.get(k) != identity[k]]
+    if diff:
+        raise QAPackError(f"--resume: {out} holds a run with different {', '.join(diff)}; use the same "
+                          "config as the interrupted run, or a new output_dir without --resume")
+
+
+class _Interrupt:
+    """SIGTERM/SIGINT -> save a checkpoint at the end of the current step, then stop."""
+
+    def __init__(self):
+        self.signum: int | None = None
+
+    def install(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:  # second signal: stop now
+            raise SystemExit(128 + signum)
+        self.signum = signum
+
+    def callback(self):
+        from transformers import TrainerCallback
+
+        interrupt = self
+
+        class SaveAndStopOnSignal(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if interrupt.signum is not None:
+                    control.should_save = True
+                    control.should_training_stop = True
+                return control
+
+        return SaveAndStopOnSignal()
+
+
+def _save_final(trainer, tokenizer, out: Path) -> None:
+    """Adapter + tokenizer into OUT: saved beside it, then each file renamed into place."""
+    tmp = out / f".final.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))
+    # what generation needs; init_kwargs is what save_pretrained records
+    tokenizer.padding_side = tokenizer.init_kwargs["padding_side"] = "left"
+    tokenizer.save_pretrained(str(tmp))
+    missing = [f for f in _ADAPTER_FILES if not (tmp / f).is_file()]
+    if missing:
+        raise QAPackError(f"the trainer did not write {', '.join(missing)} into {tmp}; check free disk space")
+    for item in tmp.iterdir():
+        target = out / item.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(item, target)
+    tmp.rmdir()
+
+
+def run(argv: list[str] | None = None) -> int:
+    task, lora, sft = parse_config(argv)
+    validate(task, lora, sft)
+    data = build_training_data(task.task, task.fold, task.data_path, task.max_examples)
+    from finetune.eval_callback import split_tasks
+
+    eval_tasks = split_tasks(task.eval_tasks) if task.eval_tasks else []
+    check_no_overlap(data, task.task, eval_tasks)
+    out = Path(sft.output_dir)
+    identity = _identity(task, lora, data)
+    if task.resume:
+        _check_resume(out, identity)
+
+    # every check passed: from here on models load
+    import datasets
+    from transformers import AutoTokenizer
+    from trl import SFTTrainer
+
+    from finetune.eval_callback import EvalDuringTraining
+
+    from accelerate import PartialState
+
+    prepare_config(sft, data)
+    world_size = sft.world_size
+    PartialState().wait_for_everyone()  # every process has checked output_dir before it is claimed
+    if sft.process_index == 0 and not task.resume:
+        write_json_atomic(out / RUN_FILE, {"identity": identity, "argv": list(argv or sys.argv[1:])})
+    tokenizer = AutoTokenizer.from_pretrained(task.model_name_or_path)
+    tokenizer.padding_side = "right"  # training pads right; generation (eval, saved tokenizer) pads left
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = load_base_model(task, lora)
+    interrupt = _Interrupt()
+    callbacks = [interrupt.callback()]
+    evaluator = None
+    if eval_tasks:
+        evaluator = EvalDuringTraining(eval_tasks, task.model_name_or_path, tokenizer,
+                                       sft.eval_steps or sft.save_steps, task.eval_limit, task.eval_batch_size,
+                                       task.eval_gen_kwargs)
+        callbacks.append(evaluator)
+    trainer = SFTTrainer(model=model, args=sft, train_dataset=datasets.Dataset.from_list(data.rows),
+                         processing_class=tokenizer, peft_config=lora_config(lora), callbacks=callbacks)
+    resume_from = last_checkpoint(out) if task.resume else None
+    if task.resume and resume_from is None:
+        print(f"[finetune] {out} has no complete checkpoint yet; starting from step 0", flush=True)
+    interrupt.install()
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    if interrupt.signum is not None:
+        if trainer.is_world_process_zero():
+            print(f"[finetune] interrupted at step {trainer.state.global_step}; checkpoint saved in {out}; "
+                  "rerun the same command with --resume to continue", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    if trainer.is_world_process_zero():
+        metrics = dict(result.metrics)
+        logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+        if logs:
+            metrics.update({"final_loss": logs[-1]["loss"], "num_tokens": logs[-1].get("num_tokens")})
+        metrics["global_step"] = trainer.state.global_step
+        if resume_from:
+            metrics["resumed_from"] = resume_from.name
+        _save_final(trainer, tokenizer, out)
+        write_json_atomic(out / "manifest.json", build_manifest(task, lora, sft, data, metrics,
+                                                                collect_evals(out), world_size))
+        print(f"[finetune] adapter and manifest written to {out}", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(argv)
+    except QAPackError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
