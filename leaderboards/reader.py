@@ -35,8 +35,9 @@ class TaskResult:
     metrics: dict[str, float]
     stderr: dict[str, float]
     n: int | None  # documents evaluated (lm-eval's n-samples.effective)
-    # per-sample metric values: doc_id -> (doc_hash or None, {metric: value}); None without a samples log
-    samples: dict[int, tuple[str | None, dict[str, float]]] | None = None
+    # per-sample values: doc_id -> (doc_hash or None, {metric: (value, weight)}); None without a samples log.
+    # weight is 1, or the count of a (sum, count) pair that a task micro-averages (SQuAD passages)
+    samples: dict[int, tuple[str | None, dict[str, tuple[float, float]]]] | None = None
     setup: dict[str, str] = field(default_factory=dict)  # n-shot, version, task_hash (docs + prompts)
 
 
@@ -84,6 +85,16 @@ def _number(value) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return None if math.isnan(value) or math.isinf(value) else value
+
+
+def _sample_value(value) -> tuple[float, float] | None:
+    """A per-sample metric as (value, weight): a number, or a (sum, count) pair as (sum/count, count)."""
+    if _number(value) is not None:
+        return float(value), 1.0
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(_number(v) is not None for v in value):
+        total, count = value
+        return (float(total) / count, float(count)) if count > 0 else None
+    return None
 
 
 def _canon(value) -> str:
@@ -277,13 +288,13 @@ class _Reader:
             self.out.files.append(path)
             run.tasks[task].samples = self.read_samples(path)
 
-    def read_samples(self, path: Path) -> dict[int, tuple[str | None, dict[str, float]]] | None:
+    def read_samples(self, path: Path) -> dict[int, tuple[str | None, dict[str, tuple[float, float]]]] | None:
         try:
             lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError as e:
             self.warn(path, f"cannot be read ({e.strerror or e}); no paired test for this task")
             return None
-        samples: dict[int, tuple[str | None, dict[str, float]]] = {}
+        samples: dict[int, tuple[str | None, dict[str, tuple[float, float]]]] = {}
         bad = []
         for lineno, line in enumerate(lines, 1):
             if not line.strip():
@@ -298,8 +309,9 @@ class _Reader:
             filt = rec.get("filter", "none")
             values = {}
             for name in names:
-                if _number(rec.get(name)) is not None:
-                    values[name if filt == "none" else f"{name},{filt}"] = float(rec[name])
+                value = _sample_value(rec.get(name))
+                if value is not None:
+                    values[name if filt == "none" else f"{name},{filt}"] = value
             hash_ = rec.get("doc_hash") if isinstance(rec.get("doc_hash"), str) else None
             if isinstance(doc_id, int):
                 prev = samples.get(doc_id, (hash_, {}))[1]

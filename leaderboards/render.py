@@ -16,8 +16,8 @@ KEY_COLUMNS = {"overview": 1, "comparison": 4, "progression": 3, "adapters": 1}
 _DASH = "–"
 
 
-def fmt(x, column: str = "") -> str:
-    """One cell as text: 3 decimals, 1 above 100, signed deltas, small p-values as '<0.001'."""
+def fmt(x, column: str = "", decimals: int | None = None) -> str:
+    """One cell as text: 3 decimals (1 from 100 up) unless ``decimals``, signed deltas, p < 0.001 as '<0.001'."""
     if isinstance(x, Stat):
         if x.value is None:
             return _DASH + (f" (n={x.n})" if x.n is not None else "")
@@ -38,6 +38,8 @@ def fmt(x, column: str = "") -> str:
             return "<0.001" if x < 0.001 else f"{x:.3f}"
         if column == "Δ":
             return f"{x:+.3f}" if abs(x) < 100 else f"{x:+.1f}"
+        if decimals is not None:
+            return f"{x:.{decimals}f}"
         return f"{x:.1f}" if abs(x) >= 100 else f"{x:.3f}"
     return str(x)
 
@@ -51,7 +53,8 @@ def _md_table(table: Table) -> list[str]:
              "|" + "|".join("---" if i < KEY_COLUMNS.get(table.key, 2) else "---:" for i in range(len(table.columns)))
              + "|"]
     for row in table.rows:
-        lines.append("| " + " | ".join(_md_cell(fmt(c, col)) for c, col in zip(row, table.columns)) + " |")
+        lines.append("| " + " | ".join(_md_cell(fmt(c, col, table.decimals.get(col)))
+                                       for c, col in zip(row, table.columns)) + " |")
     return lines
 
 

@@ -43,20 +43,24 @@ def mcnemar_exact(b: int, c: int) -> float:
     return min(1.0, 2 * tail / 2**n)
 
 
-def paired_bootstrap(a: Sequence[float], b: Sequence[float], iters: int = BOOTSTRAP_ITERS, seed: int = 0) -> float:
-    """Two-sided p-value that mean(b - a) is 0: resample documents, centre the resampled means on
-    the null, count how often they land at least as far from 0 as the observed mean.
+def paired_bootstrap(a: Sequence[float], b: Sequence[float], iters: int = BOOTSTRAP_ITERS, seed: int = 0,
+                     weights: Sequence[float] | None = None) -> float:
+    """Two-sided p-value that the (weighted) mean of b - a is 0: resample documents, centre the
+    resampled means on the null, count how often they land at least as far from 0 as observed.
+
+    ``weights`` (e.g. questions per SQuAD passage) make the mean the micro-average the task reports.
     Seeded, so the same inputs always give the same p."""
     import numpy as np
 
-    if len(a) != len(b):
+    if len(a) != len(b) or (weights is not None and len(weights) != len(a)):
         raise ValueError(f"paired samples differ in length: {len(a)} vs {len(b)}")
     diffs = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    w = np.ones_like(diffs) if weights is None else np.asarray(weights, dtype=float)
     n = len(diffs)
     if n == 0:
         return 1.0
-    observed = diffs.mean()
-    if observed == 0:
+    observed = float((w * diffs).sum() / w.sum())
+    if abs(observed) < 1e-12:
         return 1.0
     rng = np.random.default_rng(seed)
     extreme = 0
@@ -64,7 +68,8 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], iters: int = BOOTST
     done = 0
     while done < iters:
         k = min(chunk, iters - done)
-        means = diffs[rng.integers(0, n, size=(k, n))].mean(axis=1)
+        idx = rng.integers(0, n, size=(k, n))
+        means = (w[idx] * diffs[idx]).sum(axis=1) / w[idx].sum(axis=1)
         extreme += int(np.count_nonzero(np.abs(means - observed) >= abs(observed) - 1e-12))
         done += k
     return (extreme + 1) / (iters + 1)
@@ -74,14 +79,18 @@ def _is_binary(values: Sequence[float]) -> bool:
     return all(v in (0.0, 1.0) for v in values)
 
 
-def paired_test(a: Sequence[float], b: Sequence[float]) -> PairedTest:
-    """McNemar for 0/1 values on both sides, paired bootstrap otherwise."""
+def paired_test(a: Sequence[float], b: Sequence[float], weights: Sequence[float] | None = None) -> PairedTest:
+    """McNemar for unweighted 0/1 values on both sides, (weighted) paired bootstrap otherwise."""
     if len(a) != len(b):
         raise ValueError(f"paired samples differ in length: {len(a)} vs {len(b)}")
     n = len(a)
-    delta = (sum(b) - sum(a)) / n if n else 0.0
-    if _is_binary(a) and _is_binary(b):
+    unweighted = weights is None or all(x == 1 for x in weights)
+    if unweighted:
+        delta = (sum(b) - sum(a)) / n if n else 0.0
+    else:
+        delta = sum(w * (y - x) for x, y, w in zip(a, b, weights)) / sum(weights)
+    if unweighted and _is_binary(a) and _is_binary(b):
         worse = sum(1 for x, y in zip(a, b) if x == 1.0 and y == 0.0)
         better = sum(1 for x, y in zip(a, b) if x == 0.0 and y == 1.0)
         return PairedTest("mcnemar", n, delta, mcnemar_exact(worse, better))
-    return PairedTest("bootstrap", n, delta, paired_bootstrap(a, b))
+    return PairedTest("bootstrap", n, delta, paired_bootstrap(a, b, weights=None if unweighted else weights))

@@ -57,6 +57,7 @@ class Table:
     rows: list[list]  # cells: str | int | float | Stat | None
     note: str = ""
     plots: list[str] = field(default_factory=list)  # PNG file names, filled in by ``plots``
+    decimals: dict[str, int] = field(default_factory=dict)  # per column, where 3 decimals would mislead
 
 
 @dataclass
@@ -141,9 +142,9 @@ def overview_table(models: list[Model], notes: list[str]) -> Table | None:
     return Table("overview", "Overview", ["Model", *(f"{t} ({metric_of[t]})" for t in tasks)], rows, note)
 
 
-def _pairs(base: TaskResult, other: TaskResult, metric: str) -> tuple[list[float], list[float], int]:
-    """Per-document values of ``metric`` on the documents both runs scored (same doc_hash)."""
-    a, b, mismatched = [], [], 0
+def _pairs(base: TaskResult, other: TaskResult, metric: str) -> tuple[list[float], list[float], list[float], int]:
+    """Per-document values (and weights) of ``metric`` on the documents both runs scored (same doc_hash)."""
+    a, b, w, mismatched = [], [], [], 0
     for doc_id in sorted(set(base.samples or {}) & set(other.samples or {})):
         hash_a, va = base.samples[doc_id]
         hash_b, vb = other.samples[doc_id]
@@ -152,9 +153,10 @@ def _pairs(base: TaskResult, other: TaskResult, metric: str) -> tuple[list[float
         if hash_a and hash_b and hash_a != hash_b:
             mismatched += 1
             continue
-        a.append(va[metric])
-        b.append(vb[metric])
-    return a, b, mismatched
+        a.append(va[metric][0])
+        b.append(vb[metric][0])
+        w.append(va[metric][1])
+    return a, b, w, mismatched
 
 
 def setup_differences(a: tuple[TaskResult, Run], b: tuple[TaskResult, Run]) -> list[str]:
@@ -183,11 +185,11 @@ def comparison_table(models: list[Model]) -> Table | None:
                 if rb.samples is None or ra.samples is None:
                     test, p, verdict, n = "no per-sample log", None, "unknown", None
                 else:
-                    xs, ys, mismatched = _pairs(rb, ra, metric)
+                    xs, ys, ws, mismatched = _pairs(rb, ra, metric)
                     if not xs:
                         test, p, verdict, n = "no common documents", None, "unknown", 0
                     else:
-                        result = paired_test(xs, ys)
+                        result = paired_test(xs, ys, ws)
                         test, p, n = result.method, result.p_value, result.n
                         verdict = "yes" if result.significant else "no"
                         if mismatched:
@@ -198,8 +200,8 @@ def comparison_table(models: list[Model]) -> Table | None:
     if not rows:
         return None
     note = (f"Δ = adapter − base (results JSON). Paired test on the documents both runs scored (n), from the "
-            f"per-sample logs: McNemar's exact test for 0/1 metrics, paired bootstrap ({BOOTSTRAP_ITERS:,} "
-            f"resamples, seed 0) otherwise. Significant = p < {ALPHA}; a Δ that is not significant is no "
+            f"per-sample logs: McNemar's exact test for 0/1 metrics, paired bootstrap over documents "
+            f"({BOOTSTRAP_ITERS:,} resamples, seed 0; SQuAD passages weighted by their questions) otherwise. Significant = p < {ALPHA}; a Δ that is not significant is no "
             f"evidence of a change. Same setup = same generation settings, chat template, system prompt, few-shot "
             f"count, task version and documents/prompts (lm-eval's task hash); otherwise the runs compare unlike "
             f"things.")
@@ -215,9 +217,12 @@ def squad_table(models: list[Model]) -> Table | None:
         rows.append([m.label, task.removeprefix("squad_"), *(_value(r, k) for k, _ in SQUAD_COLUMNS)])
     if not rows:
         return None
-    note = ("Token columns are means per question: PromptTok counts shared text once, *_API sums every call "
-            "(planner included), DepTok = planner prompt + generated tokens.")
-    return Table("squad", "SQuAD strategies", ["Model", "Strategy", *(h for _, h in SQUAD_COLUMNS)], rows, note)
+    note = ("EM/F1/Lenient average over questions; token, call, round and latency columns are means per passage: "
+            "PromptTok counts shared text once, *_API sums every call (planner included), DepTok = planner "
+            "prompt + generated tokens.")
+    decimals = {h: 1 for k, h in SQUAD_COLUMNS if "tokens" in k or k in ("calls", "rounds")}
+    return Table("squad", "SQuAD strategies", ["Model", "Strategy", *(h for _, h in SQUAD_COLUMNS)], rows, note,
+                 decimals={**decimals, "Latency (s)": 2})
 
 
 def latency_table(col: Collection) -> Table | None:
@@ -227,7 +232,8 @@ def latency_table(col: Collection) -> Table | None:
     if not rows:
         return None
     return Table("latency", "SQuAD latency", ["Model", "Task", "n", "p50 (s)", "p95 (s)", "mean (s)",
-                                              "Peak mem (MiB)", "Memory measure", "Device"], rows)
+                                              "Peak mem (MiB)", "Memory measure", "Device"], rows,
+                 decimals={"p50 (s)": 3, "p95 (s)": 3, "mean (s)": 3, "Peak mem (MiB)": 1})
 
 
 def recipe_types_table(models: list[Model]) -> Table | None:
@@ -280,7 +286,8 @@ def math_tables(models: list[Model]) -> list[Table]:
               "`</think> <answer> … </answer>`."),
         Table("math_failures", "Math: format failure breakdown",
               ["Model", "Task", "Format failure", *(h for _, h in MATH_FAILURES)], failures),
-        Table("math_lengths", "Math: response length", ["Model", "Task", *(h for _, h in MATH_LENGTHS)], lengths),
+        Table("math_lengths", "Math: response length", ["Model", "Task", *(h for _, h in MATH_LENGTHS)], lengths,
+              "Mean characters per response.", decimals={h: 1 for _, h in MATH_LENGTHS}),
     ]
 
 
