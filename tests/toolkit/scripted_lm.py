@@ -6,7 +6,8 @@ PYTHONPATH (see ``sitecustomize.py`` there). Model args:
 - ``responder=module:factory`` (required): ``factory(**other_args)`` returns an object with
   ``generate(context, gen_kwargs) -> str`` and/or ``loglikelihood(context, continuation) -> float``;
 - ``log=PATH`` (optional): every request and answer is appended to PATH as JSON lines, so tests can
-  assert on the prompts the model really received.
+  assert on the prompts the model really received; ``batch`` numbers the ``generate_until`` call
+  (1, 2, ...) that carried a generation request.
 """
 
 from __future__ import annotations
@@ -40,10 +41,10 @@ class ScriptedLM(LM):
         text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in chat_history)
         return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
 
-    def _log(self, kind: str, request, answer) -> None:
+    def _log(self, kind: str, request, answer, **extra) -> None:
         if self.log_path:
             with open(self.log_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"kind": kind, "args": request, "answer": answer}, default=str) + "\n")
+                f.write(json.dumps({"kind": kind, "args": request, "answer": answer, **extra}, default=str) + "\n")
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         self.generate_calls += 1
@@ -51,7 +52,7 @@ class ScriptedLM(LM):
         for request in requests:
             context, gen_kwargs = request.args
             answer = self.responder.generate(context, gen_kwargs)
-            self._log("generate_until", [context, gen_kwargs], answer)
+            self._log("generate_until", [context, gen_kwargs], answer, batch=self.generate_calls)
             outputs.append(answer)
         return outputs
 

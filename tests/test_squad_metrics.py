@@ -1,0 +1,174 @@
+"""Official SQuAD v1.1 EM/F1 on hand-checked cases, plus tag extraction, lenient match, all-in-one
+lines and planner validation. F1 values were worked out by hand from the token bags
+(P = common/pred tokens, R = common/gold tokens, F1 = 2PR/(P+R))."""
+
+import pytest
+
+from qa_tasks import squad_metrics as m
+
+D, B = "Denver Broncos", "Broncos"
+# (case, prediction, golds, official EM, official F1)
+OFFICIAL = [
+    ("exact", D, [D], 1, 1.0),
+    ("lowercase", "denver broncos", [D], 1, 1.0),
+    ("leading_article", "The Denver Broncos", [D], 1, 1.0),
+    ("trailing_period", "Denver Broncos.", [D], 1, 1.0),
+    ("extra_spaces", "  Denver   Broncos ", [D], 1, 1.0),
+    ("partial_prefix", B, [D], 0, 2 / 3),
+    ("extra_word", "the Denver Broncos team", [D], 0, 0.8),
+    ("wrong_team", "Carolina Panthers", [D], 0, 0.0),
+    ("empty_prediction", "", [D], 0, 0.0),
+    ("second_gold_first", "Santa Clara, California", ["Santa Clara, California", "Levi's Stadium"], 1, 1.0),
+    ("second_gold", "Levi's Stadium", ["Santa Clara, California", "Levi's Stadium"], 1, 1.0),
+    ("apostrophe_dropped", "Levis Stadium", ["Levi's Stadium"], 1, 1.0),
+    ("max_over_golds", "Stadium", ["Levi's Stadium", "Santa Clara"], 0, 2 / 3),
+    ("article_an", "an apple", ["apple"], 1, 1.0),
+    ("only_article_em_but_no_f1", "A", ["a"], 1, 0.0),
+    ("only_the", "the", ["The"], 1, 0.0),
+    ("article_in_gold", "theory", ["the theory"], 1, 1.0),
+    ("them_is_not_article", "them", ["them"], 1, 1.0),
+    ("an_inside_word", "another", ["other"], 0, 0.0),
+    ("hyphen_joins", "A-B", ["AB"], 1, 1.0),
+    ("space_splits_article", "A B", ["AB"], 0, 0.0),
+    ("thousands_comma", "1,000", ["1000"], 1, 1.0),
+    ("dollar_sign", "$5 million", ["5 million"], 1, 1.0),
+    ("unit_word", "5 million dollars", ["$5 million"], 0, 0.8),
+    ("decade_not_year", "1990s", ["1990"], 0, 0.0),
+    ("preposition", "in 1990", ["1990"], 0, 2 / 3),
+    ("repeated_pred", "Paris Paris", ["Paris"], 0, 2 / 3),
+    ("repeated_gold", "Paris", ["Paris Paris"], 0, 2 / 3),
+    ("bag_counts", "new york new york", ["new york"], 0, 2 / 3),
+    ("article_dropped_from_gold", "B C D", ["A B C"], 0, 0.8),
+    ("unicode_same", "Ünïcode café", ["ünïcode café"], 1, 1.0),
+    ("unicode_lower", "CAFÉ", ["café"], 1, 1.0),
+    ("curly_quotes_kept", "\u201cquoted\u201d", ["quoted"], 0, 0.0),
+    ("em_dash_kept", "\u2014dash", ["dash"], 0, 0.0),
+    ("hyphenated_pred", "rock-and-roll", ["rock and roll"], 0, 0.0),
+    ("hyphenated_gold", "rock and roll", ["rock-and-roll"], 0, 0.0),
+    ("abbreviation_dots", "U.S.", ["US"], 1, 1.0),
+    ("abbreviation_vs_words", "U.S. Army", ["United States Army"], 0, 0.4),
+    ("short_gold_matches", "Tesla", ["Nikola Tesla", "Tesla"], 1, 1.0),
+    ("first_name_only", "Nikola", ["Nikola Tesla", "Tesla"], 0, 2 / 3),
+    ("digit_vs_word", "three", ["3"], 0, 0.0),
+    ("articles_only", "the the the", ["the"], 1, 0.0),
+    ("answer_prefix", "Answer: Paris", ["Paris"], 0, 2 / 3),
+    ("newline_whitespace", "paris\nfrance", ["Paris, France"], 1, 1.0),
+    ("long_pred", "a b c d e", ["c"], 0, 0.4),
+    ("long_gold", "c", ["a b c d e"], 0, 0.4),
+    ("any_gold", "Denver", [D, "Denver", B], 1, 1.0),
+    ("order_ignored_by_f1", "Broncos Denver", [D], 0, 1.0),
+    ("best_of_two_partial", "x y z w", ["x y", "z w v"], 0, 2 / 3),
+    ("am_not_article", "a.m.", ["am"], 1, 1.0),
+    ("capital_an", "An", ["an"], 1, 0.0),
+    ("possessive", "The Beatles' song", ["Beatles song"], 1, 1.0),
+    ("title_and_possessive", "Mr. Smith's", ["Mr Smiths"], 1, 1.0),
+    ("percent", "100%", ["100"], 1, 1.0),
+    ("parentheses", "(1990)", ["1990"], 1, 1.0),
+    ("conjunction", "Virginia and Maryland", ["Maryland"], 0, 0.5),
+    ("conjunction_swapped", "Maryland and Virginia", ["Virginia and Maryland"], 0, 1.0),
+    ("anthem_not_article", "ANTHEM", ["anthem"], 1, 1.0),
+    ("aka", "a.k.a", ["aka"], 1, 1.0),
+    ("year_phrase", "in the year 1066", ["1066"], 0, 0.5),
+    ("hyphenated_name", "Jean-Luc", ["Jean Luc"], 0, 0.0),
+    ("over_prefix", "over 1 million", ["1 million"], 0, 0.8),
+]
+
+
+@pytest.mark.parametrize("case,pred,golds,em,f1", OFFICIAL, ids=[c[0] for c in OFFICIAL])
+def test_official_em_f1(case, pred, golds, em, f1):
+    assert m.exact_match(pred, golds) == em
+    assert m.f1(pred, golds) == pytest.approx(f1, abs=1e-9)
+
+
+def test_table_is_large_enough():
+    assert len(OFFICIAL) >= 50
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("the  Denver, Broncos!", "denver broncos"),
+    ("An Apple a Day", "apple day"),
+    ("Hello\tworld\n", "hello world"),
+    ("'quoted'", "quoted"),
+])
+def test_normalize(text, expected):
+    assert m.normalize_answer(text) == expected
+
+
+@pytest.mark.parametrize("reply,expected", [
+    ("<answer>Paris</answer>", ("Paris", True)),
+    ("I think <answer> Paris </answer>.", ("Paris", True)),
+    ("<answer>Rome</answer> no, <answer>Paris</answer>", ("Paris", True)),  # the last complete pair
+    ("<answer>\nmulti\nline\n</answer>", ("multi\nline", True)),
+    ("<answer>Paris", ("<answer>Paris", False)),  # unclosed: the whole reply, untagged
+    ("  Paris \n", ("Paris", False)),
+    ("<answer></answer>", ("", True)),
+])
+def test_extract_answer(reply, expected):
+    assert m.extract_answer(reply) == expected
+
+
+@pytest.mark.parametrize("pred,golds,expected", [
+    ("Denver Broncos", ["Broncos"], 1.0),  # gold inside prediction
+    ("Broncos", ["Denver Broncos"], 1.0),  # prediction inside gold
+    ("The Broncos!", ["broncos"], 1.0),  # after normalisation
+    ("", ["Denver"], 0.0),  # empty prediction never counts
+    ("the", ["the Denver"], 0.0),  # normalizes to empty
+    ("Carolina", ["Denver"], 0.0),
+    ("x", ["", "x y"], 1.0),  # empty gold skipped, second gold matches
+    ("Den", ["Denver"], 1.0),  # substring of the normalized string, as in the strategy study
+])
+def test_lenient(pred, golds, expected):
+    assert m.lenient(pred, golds) == expected
+
+
+@pytest.mark.parametrize("reply,expected", [
+    ("<answer>Denver Broncos</answer>", {"em": 1.0, "em_official": 1.0, "f1": 1.0, "lenient": 1.0}),
+    ("Denver Broncos", {"em": 0.0, "em_official": 1.0, "f1": 1.0, "lenient": 1.0}),  # no tags: em 0
+    ("It is <answer>Denver</answer>", {"em": 0.0, "em_official": 0.0, "f1": 2 / 3, "lenient": 1.0}),
+    ("<answer>Denver Broncos", {"em": 0.0, "em_official": 0.0, "f1": 0.5, "lenient": 1.0}),  # "answerdenver broncos"
+    ("<answer></answer>", {"em": 0.0, "em_official": 0.0, "f1": 0.0, "lenient": 0.0}),
+    (None, {"em": 0.0, "em_official": 0.0, "f1": 0.0, "lenient": 0.0}),  # missing answer
+    ("The answer is Denver Broncos.", {"em": 0.0, "em_official": 0.0, "f1": 0.8, "lenient": 1.0}),
+])
+def test_score_answer(reply, expected):
+    assert m.score_answer(reply, ["Denver Broncos"]) == pytest.approx(expected)
+
+
+QIDS = ["Q1", "Q2", "Q3"]
+
+
+@pytest.mark.parametrize("reply,expected", [
+    ("Q1: <answer>a</answer>\nQ2: <answer>b</answer>\nQ3: <answer>c</answer>",
+     {"Q1": "<answer>a</answer>", "Q2": "<answer>b</answer>", "Q3": "<answer>c</answer>"}),
+    ("Q1: <answer>a</answer>\nQ3: <answer>c</answer>", {"Q1": "<answer>a</answer>", "Q2": None, "Q3": "<answer>c</answer>"}),
+    ("q2) b\n**Q3:** c", {"Q1": None, "Q2": "b", "Q3": "** c"}),
+    ("Q1: first\nQ1: second", {"Q1": "first", "Q2": None, "Q3": None}),
+    ("Q7: x\nQ01: y", {"Q1": "y", "Q2": None, "Q3": None}),
+    ("Sure! Here are the answers.", {"Q1": None, "Q2": None, "Q3": None}),
+])
+def test_parse_all_in_one(reply, expected):
+    assert m.parse_all_in_one(reply, QIDS) == expected
+
+
+@pytest.mark.parametrize("reply,order,links,failure", [
+    ('{"order": ["Q3", "Q1", "Q2"], "links": {"Q2": ["Q3"]}}', ("Q3", "Q1", "Q2"), {"Q2": ("Q3",)}, None),
+    ('```json\n{"order": ["Q2", "Q1", "Q3"]}\n```', ("Q2", "Q1", "Q3"), {}, None),
+    ('Plan: {"order": ["Q1", "Q2", "Q3"], "links": {"Q3": "Q1"}} done', ("Q1", "Q2", "Q3"), {"Q3": ("Q1",)}, None),
+    ("ask them in order", QIDS, {}, "invalid JSON"),
+    ('{"order": "Q1,Q2,Q3"}', QIDS, {}, "no 'order' list"),
+    ('{"order": ["Q1", "Q2", "Q4"]}', QIDS, {}, "unknown ids"),
+    ('{"order": ["Q1", "Q1", "Q2"]}', QIDS, {}, "duplicate ids"),
+    ('{"order": ["Q1", "Q2"]}', QIDS, {}, "missing ids"),
+    ('{"order": ["Q1", "Q2", "Q3"], "links": {"Q2": ["Q2"]}}', QIDS, {}, "links to itself"),
+    ('{"order": ["Q1", "Q2", "Q3"], "links": {"Q1": ["Q2"], "Q2": ["Q1"]}}', QIDS, {}, "cycle"),
+    ('{"order": ["Q1", "Q2", "Q3"], "links": {"Q1": ["Q3"]}}', QIDS, {}, "asked after"),
+    ('{"order": ["Q1", "Q2", "Q3"], "links": {"Q9": ["Q1"]}}', QIDS, {}, "unknown ids"),
+])
+def test_parse_planner(reply, order, links, failure):
+    plan = m.parse_planner(reply, QIDS)
+    assert plan.order == tuple(order)
+    assert plan.links == links
+    if failure is None:
+        assert not plan.failed
+    else:
+        assert plan.failed and failure in plan.failure
