@@ -128,7 +128,7 @@ def test_lenient(pred, golds, expected):
     ("<answer>Denver Broncos", {"em": 0.0, "em_official": 0.0, "f1": 0.5, "lenient": 1.0}),  # "answerdenver broncos"
     ("<answer></answer>", {"em": 0.0, "em_official": 0.0, "f1": 0.0, "lenient": 0.0}),
     (None, {"em": 0.0, "em_official": 0.0, "f1": 0.0, "lenient": 0.0}),  # missing answer
-    ("The answer is Denver Broncos.", {"em": 0.0, "em_official": 0.0, "f1": 0.8, "lenient": 1.0}),
+    ("The answer is Denver Broncos.", {"em": 0.0, "em_official": 0.0, "f1": 2 / 3, "lenient": 1.0}),
 ])
 def test_score_answer(reply, expected):
     assert m.score_answer(reply, ["Denver Broncos"]) == pytest.approx(expected)
