@@ -248,6 +248,7 @@ _SAFE_NAMES = {"sqrt", "pi", "e", "i", "x", "y", "z", "n", "k", "a", "b", "c", "
 def _latex_to_plain(s: str) -> str | None:
     """A sympy-parsable form of simple LaTeX, or None when the text is outside that safe subset."""
     s = normalize_answer(s)
+    s = re.sub(r"(\d)\\frac\{(\d+)\}\{(\d+)\}", r"(\1+\2/\3)", s)  # mixed number 1\frac{4}{5}
     s = re.sub(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}", r"((\1)/(\2))", s)
     s = re.sub(r"\\sqrt\{([^{}]*)\}", r"sqrt(\1)", s)
     for old, new in (("\\pi", "pi"), ("\\cdot", "*"), ("\\times", "*"), ("\\infty", "oo"), ("{", "("),
@@ -348,7 +349,11 @@ def _worker_main() -> None:
     except (ImportError, ValueError, OSError):
         pass
     logging.getLogger("math_verify").setLevel(logging.ERROR)
-    import math_verify  # noqa: F401  (imported before "ready" so the first item is not charged for it)
+    from math_verify import parse, verify
+
+    # first use builds the LaTeX parser: do it before "ready" so no item is charged for it
+    verify(parse("$\\left(1,\\frac{\\pi}{2}\\right]$", parsing_timeout=None),
+           parse("$(1,\\pi/2]$", parsing_timeout=None), timeout_seconds=None)
 
     def on_alarm(signum, frame):
         raise _SoftTimeout
