@@ -1,0 +1,149 @@
+"""finetune.config: every field as YAML key and CLI flag; bad configs fail in one line before any model loads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from finetune import sft
+from finetune.config import TASKS, parse_config
+from qa_tasks.errors import QAPackError
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = sorted((ROOT / "finetune" / "configs").glob("*.yaml"))
+
+
+def _write(tmp_path: Path, **fields) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(fields))
+    return path
+
+
+def test_yaml_fields_and_cli_override(tmp_path, tiny_model):
+    cfg = _write(tmp_path, model_name_or_path=str(tiny_model), task="recipe_mpr", fold=2, lora_r=8,
+                 lora_target_modules="q_proj,v_proj", learning_rate=1e-4, num_train_epochs=3,
+                 gradient_accumulation_steps=4, eval_tasks="recipe_mpr_gen_fold2", report_to="tensorboard",
+                 output_dir=str(tmp_path / "out"))
+    task, lora, args = parse_config(["--config", str(cfg), "--lora_r", "32", "--learning_rate", "5e-5"])
+    assert (task.task, task.fold, task.eval_tasks) == ("recipe_mpr", 2, "recipe_mpr_gen_fold2")
+    assert (lora.lora_r, lora.lora_alpha, lora.target_modules()) == (32, 32, ["q_proj", "v_proj"])
+    assert (args.learning_rate, args.num_train_epochs, args.gradient_accumulation_steps) == (5e-5, 3, 4)
+    assert args.report_to == ["tensorboard"]
+    assert args.use_cpu is True and args.bf16 is False  # no CUDA here: SFTConfig would refuse bf16
+
+
+def test_every_field_is_a_flag():
+    from finetune.config import SftParser
+
+    flags = {o for a in SftParser().parser._actions for o in a.option_strings}
+    for name in ("--model_name_or_path", "--task", "--fold", "--data_path", "--eval_tasks", "--eval_limit",
+                 "--resume", "--method", "--lora_r", "--lora_alpha", "--lora_dropout", "--lora_target_modules",
+                 "--bnb_4bit_quant_type", "--bnb_4bit_use_double_quant", "--bnb_4bit_compute_dtype",
+                 "--learning_rate", "--num_train_epochs", "--per_device_train_batch_size",
+                 "--gradient_accumulation_steps", "--eval_steps", "--report_to", "--max_length"):
+        assert name in flags
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_example_configs_parse_with_published_values(path, tmp_path):
+    task, lora, args = parse_config(["--config", str(path), "--model_name_or_path", "m",
+                                     "--output_dir", str(tmp_path)])
+    assert task.task in TASKS
+    assert (lora.lora_r, lora.lora_alpha, lora.lora_dropout) == (16, 32, 0.05)
+    assert 5e-5 <= args.learning_rate <= 2e-4
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps >= 16
+
+
+def test_every_task_family_has_a_config():
+    assert {yaml.safe_load(p.read_text())["task"] for p in CONFIGS} == set(TASKS)
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("a model was loaded although the config is bad")
+
+    monkeypatch.setattr(sft, "load_base_model", refuse)
+
+
+def _bad(tiny_model, tmp_path, **override):
+    fields = {"model_name_or_path": str(tiny_model), "task": "recipe_mpr", "output_dir": str(tmp_path / "out"),
+              "max_steps": 1}
+    fields.update(override)
+    argv = []
+    for key, value in fields.items():
+        argv += [f"--{key}", str(value)]
+    return argv
+
+
+@pytest.mark.parametrize("override, words", [
+    ({"task": "squad_everything"}, "task='squad_everything' is unknown"),
+    ({"lora_r": 0}, "lora_r=0 must be > 0"),
+    ({"lora_r": -4}, "lora_r=-4 must be > 0"),
+    ({"model_name_or_path": "/nonexistent/model"}, "no model there"),
+    ({"lora_target_modules": "q_proj,attn_c"}, "attn_c match no module"),
+    ({"fold": 7}, "fold=7 is not valid"),
+    ({"task": "jsonl"}, "needs data_path"),
+    ({"eval_tasks": "recipe_mpr_gen_fold0,no_such_task_xyz"}, "no_such_task_xyz are unknown"),
+    ({"eval_tasks": "recipe_mpr_gen"}, "in the evaluation set recipe_mpr (all 500 queries)"),
+    ({"eval_tasks": "recipe_mpr_gen_fold1"}, "recipe_mpr fold 1 test split"),
+    ({"warmup_steps": -1}, "bad training option"),
+], ids=["unknown-task", "r0", "r-neg", "missing-model", "targets", "fold", "jsonl-no-path", "eval-task",
+        "eval-overlaps-all", "eval-other-fold", "bad-sft-option"])
+def test_bad_config_one_line_exit_2(override, words, tiny_model, tmp_path, capsys, no_model_load):
+    code = sft.main(_bad(tiny_model, tmp_path, **override))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert words in err
+
+
+def test_output_dir_holding_another_run(tiny_model, tmp_path, capsys, no_model_load):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run_config.json").write_text(json.dumps({"identity": {}}))
+    assert sft.main(_bad(tiny_model, tmp_path)) == 2
+    assert "already holds another run; pass --resume" in capsys.readouterr().err
+    (out / "run_config.json").unlink()
+    assert sft.main(_bad(tiny_model, tmp_path, resume="true")) == 2
+    assert "holds no run to continue" in capsys.readouterr().err
+
+
+def test_resume_with_another_config_is_refused(tiny_model, tmp_path, capsys, no_model_load):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run_config.json").write_text(json.dumps({"identity": {"base_model": str(tiny_model),
+                                                                  "task": "recipe_mpr", "lora_r": 8}}))
+    assert sft.main(_bad(tiny_model, tmp_path, resume="true")) == 2
+    assert "holds a run with different" in capsys.readouterr().err
+
+
+def test_unknown_yaml_key(tmp_path, capsys):
+    cfg = _write(tmp_path, task="recipe_mpr", lora_rank=16)
+    assert sft.main(["--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown field(s) lora_rank" in err and err.count("\n") == 1
+
+
+def test_cli_exit_code_and_single_line(tiny_model, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "finetune.sft", *_bad(tiny_model, tmp_path, lora_r=0)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == "error: lora_r=0 must be > 0 (published studies use 8-64, e.g. 16)"
+    assert "Traceback" not in proc.stderr and "Loading weights" not in proc.stderr + proc.stdout
+    bad_flag = subprocess.run([sys.executable, "-m", "finetune.sft", "--no_such_flag", "1"], capture_output=True,
+                              text=True, cwd=ROOT, timeout=300)
+    assert bad_flag.returncode == 2 and "Traceback" not in bad_flag.stderr
+
+
+def test_parse_errors_are_qapackerrors(tmp_path):
+    with pytest.raises(QAPackError, match="cannot read config"):
+        parse_config(["--config", str(tmp_path / "missing.yaml")])
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(QAPackError, match="must be a YAML mapping"):
+        parse_config(["--config", str(tmp_path / "list.yaml")])
