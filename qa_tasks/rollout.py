@@ -178,15 +178,20 @@ class _Plan:
 
 
 class RolloutMixin:
-    """Added in front of an lm-eval model class by ``with_rollout``; see the module docstring."""
+    """The methods ``with_rollout`` copies into a direct subclass of the chosen model class (see the
+    module docstring). They call the wrapped class explicitly (``_rollout_base``) instead of
+    ``super()``: a single-base subclass keeps the instance layout, so ``wrap`` can swap ``__class__``
+    of a ready instance (a mixin base would change the layout)."""
+
+    _rollout_base: type
 
     def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+        self._rollout_base.__init__(self, *args, **kwargs)
         _LIVE.add(self)
 
     # --- chat rendering: remember which plans went through the chat template ---------------------
     def apply_chat_template(self, chat_history, add_generation_prompt: bool = True):
-        rendered = super().apply_chat_template(chat_history, add_generation_prompt)
+        rendered = self._rollout_base.apply_chat_template(self, chat_history, add_generation_prompt)
         for msg in chat_history:
             match = _MARKER.search(str(msg.get("content", "")))
             if match:
@@ -210,12 +215,12 @@ class RolloutMixin:
     def _rollout_render(self, plan: _Plan, call: Call):
         if plan.system is None:
             return plan.prefix + render_plain(call.messages)
-        return super().apply_chat_template(plan.system + call.messages, True)
+        return self._rollout_base.apply_chat_template(self, plan.system + call.messages, True)
 
     def generate_until(self, requests, disable_tqdm: bool = False):
         found = [find_plan(req.args[0]) for req in requests]
         if not any(found):
-            return super().generate_until(requests, disable_tqdm)
+            return self._rollout_base.generate_until(self, requests, disable_tqdm)
         from lm_eval.api.instance import Instance
 
         chat = self.__dict__.get("_rollout_chat", {})
@@ -250,7 +255,7 @@ class RolloutMixin:
                          metadata=(requests[i].task_name, requests[i].doc_id, 1))
                 for _, i, _, prompt, kwargs in batch]
             start = time.perf_counter()
-            outputs = super().generate_until(instances, disable_tqdm)
+            outputs = self._rollout_base.generate_until(self, instances, disable_tqdm)
             share = (time.perf_counter() - start) / len(batch)
             plain = []
             replies: dict[int, list[str]] = {}
@@ -280,17 +285,23 @@ def with_rollout(cls: type) -> type:
     or already carry the layer, come back unchanged."""
     from lm_eval.api.model import LM
 
-    if not isinstance(cls, type) or not issubclass(cls, LM) or issubclass(cls, RolloutMixin):
+    if not isinstance(cls, type) or not issubclass(cls, LM) or _is_wrapped(cls):
         return cls
-    return type(cls.__name__, (RolloutMixin, cls),
-                {"__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__})
+    namespace = {k: v for k, v in vars(RolloutMixin).items() if callable(v)}
+    namespace.update(_rollout_base=cls, __module__=cls.__module__, __qualname__=cls.__qualname__,
+                     __doc__=cls.__doc__)
+    return type(cls.__name__, (cls,), namespace)
+
+
+def _is_wrapped(cls: type) -> bool:
+    return isinstance(getattr(cls, "_rollout_base", None), type)
 
 
 def wrap(lm):
     """Add the rollout layer to a ready lm-eval model instance (in place) and return it."""
-    if not isinstance(lm, RolloutMixin):
+    if not _is_wrapped(type(lm)):
         lm.__class__ = with_rollout(type(lm))
-        if not isinstance(lm, RolloutMixin):
+        if not _is_wrapped(type(lm)):
             raise QAPackError(f"{type(lm).__name__} is not an lm-eval model (lm_eval.api.model.LM); "
                               "wrap the HFLM/vLLM/API model object you pass to simple_evaluate")
         _LIVE.add(lm)

@@ -1,0 +1,194 @@
+"""The rollout layer in process: rounds across plans, pass-through, chat/plain rendering, accounting,
+and the guard that stops multi-call tasks when no model carries the layer."""
+
+from __future__ import annotations
+
+import gc
+import json
+
+import pytest
+from lm_eval.api.instance import Instance
+from lm_eval.api.model import LM
+
+from qa_tasks import rollout, squad
+from qa_tasks.errors import QAPackError
+
+
+class EchoLM(LM):
+    """Replies ``r<batch>.<position>`` and records every generate_until batch it receives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[tuple]] = []
+
+    def generate_until(self, requests, disable_tqdm: bool = False):
+        self.batches.append([r.args for r in requests])
+        return [f"r{len(self.batches)}.{i}" for i in range(len(requests))]
+
+    def apply_chat_template(self, chat_history, add_generation_prompt: bool = True):
+        text = "".join(f"<{m['role']}>{m['content']}</{m['role']}>" for m in chat_history)
+        return text + ("<assistant>" if add_generation_prompt else "")
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        raise NotImplementedError
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        raise NotImplementedError
+
+
+class TokLM(EchoLM):
+    def tok_encode(self, text, **_):
+        return list(range(len(text.split())))  # one id per whitespace word
+
+
+def _passage(n: int, pid: str = "P/0") -> squad.Passage:
+    qs = tuple(squad.Question(f"Q{i + 1}", f"What is item {i + 1}?", (f"item{i + 1}",)) for i in range(n))
+    return squad.Passage(pid, "A passage about items.\nIt has two lines.", qs)
+
+
+def _req(context, kwargs=None) -> Instance:
+    return Instance("generate_until", {}, (context, kwargs or {"until": ["\n\n"], "max_gen_toks": 8}), 0,
+                    ("t", 0, 1))
+
+
+def _plan(strategy: str, passage: squad.Passage) -> str:
+    return rollout.plan_text("squad", squad.plan_args(strategy, passage))
+
+
+@pytest.fixture
+def lm():
+    model = rollout.wrap(EchoLM())
+    yield model
+    del model
+    gc.collect()
+
+
+def test_with_rollout_is_cached_named_and_idempotent():
+    cls = rollout.with_rollout(EchoLM)
+    assert cls is rollout.with_rollout(EchoLM) and cls.__name__ == "EchoLM" and issubclass(cls, EchoLM)
+    assert rollout.with_rollout(cls) is cls
+    assert rollout.with_rollout(dict) is dict  # not an lm-eval model: unchanged
+
+
+def test_plain_requests_pass_through_unchanged(lm):
+    out = lm.generate_until([_req("hello"), _req("world")])
+    assert out == ["r1.0", "r1.1"] and lm.batches == [[("hello", {"until": ["\n\n"], "max_gen_toks": 8}),
+                                                       ("world", {"until": ["\n\n"], "max_gen_toks": 8})]]
+
+
+def test_sequential_rounds_across_plans_and_history(lm):
+    short, long = _passage(3, "P/0"), _passage(5, "P/1")
+    out = lm.generate_until([_req(_plan("sequential", short)), _req("plain"), _req(_plan("sequential", long))])
+    # one backend call per round, not per question; the plain request rides with round 1
+    assert [len(b) for b in lm.batches] == [3, 2, 2, 1, 1]
+    assert out[1] == "r1.0" and lm.batches[0][0][0] == "plain"
+    res = json.loads(out[2])
+    assert res["rollout"]["rounds"] == 5 and len(res["rollout"]["calls"]) == 5
+    replies = [res["output"]["replies"][f"Q{i}"] for i in range(1, 6)]
+    # round k's prompt is the plain rendering of the conversation holding the model's own k-1 replies
+    for k in range(5):
+        expected = rollout.render_plain(squad.sequential_messages(long, replies[:k]))
+        assert expected in [args[0] for args in lm.batches[k]]
+        for earlier in replies[:k]:
+            assert f" {earlier}\n\n" in expected
+    assert json.loads(out[0])["rollout"]["rounds"] == 3
+
+
+def test_batch_and_all_in_one_are_one_round(lm):
+    p = _passage(4)
+    out = lm.generate_until([_req(_plan("batch", p)), _req(_plan("all_in_one", p))])
+    assert len(lm.batches) == 1 and len(lm.batches[0]) == 5
+    batch, aio = json.loads(out[0]), json.loads(out[1])
+    assert batch["rollout"]["rounds"] == 1 and len(batch["rollout"]["calls"]) == 4
+    assert aio["rollout"]["calls"][0]["kind"] == "answer"
+    assert lm.batches[0][4][1]["max_gen_toks"] == 4 * 8  # all_in_one: the per-answer budget x questions
+    # shared text counted once: the passage is new only in the first batch prompt
+    metrics = squad.passage_metrics(p, batch)
+    assert metrics["prompt_tokens"] < metrics["prompt_tokens_api"] / 2
+    assert metrics["calls"] == 4 and metrics["rounds"] == 1
+
+
+def test_chat_rendering_keeps_system_and_replies(lm):
+    p = _passage(2)
+    context = lm.apply_chat_template([{"role": "system", "content": "SYS"},
+                                      {"role": "user", "content": _plan("sequential", p)}])
+    lm.generate_until([_req(context)])
+    second = lm.batches[1][0][0]
+    assert second == ("<system>SYS</system><user>" + squad.batch_prompt(p, 0) + "</user><assistant>r1.0</assistant>"
+                      "<user>" + squad.followup_turn(p.questions[1]) + "</user><assistant>")
+
+
+def test_plain_prefix_is_kept(lm):
+    p = _passage(1)
+    lm.generate_until([_req("Be brief.\n\n" + _plan("batch", p))])
+    assert lm.batches[0][0][0] == "Be brief.\n\n" + squad.batch_prompt(p, 0)
+
+
+def test_collab_planner_order_links_and_accounting():
+    class Planner(EchoLM):
+        def generate_until(self, requests, disable_tqdm=False):
+            out = super().generate_until(requests)
+            return ['{"order": ["Q2", "Q1"], "links": {"Q1": ["Q2"]}}' if squad.PLANNER_INSTRUCTION in r.args[0]
+                    else f"<answer>a{i}</answer>" for i, r in enumerate(requests)] if out else out
+
+    lm = rollout.wrap(Planner())
+    p = _passage(2)
+    res = json.loads(lm.generate_until([_req(_plan("collab", p))])[0])
+    assert res["output"]["order"] == ["Q2", "Q1"] and res["output"]["planner_failure"] is None
+    assert [len(b) for b in lm.batches] == [1, 1, 1]
+    assert lm.batches[1][0][0] == squad.batch_prompt(p, 1)  # first asked: Q2, with the passage
+    assert "Related Q&A:\nQ: What is item 2?\nA: a0\n\nQuestion: What is item 1?" in lm.batches[2][0][0]
+    metrics = squad.passage_metrics(p, res)
+    calls = res["rollout"]["calls"]
+    assert metrics["dep_tokens"] == calls[0]["prompt_tokens"] + calls[0]["gen_tokens"] > 0
+    assert metrics["prompt_tokens_api"] == sum(c["prompt_tokens"] for c in calls)
+    assert metrics["gen_tokens_api"] - metrics["gen_tokens"] == calls[0]["gen_tokens"]
+    assert metrics["planner_failures"] == 0.0 and metrics["rounds"] == 3 and metrics["calls"] == 3
+
+
+def test_collab_bad_planner_falls_back_and_counts(lm):
+    p = _passage(3)
+    res = json.loads(lm.generate_until([_req(_plan("collab", p))])[0])
+    assert res["output"]["order"] == ["Q1", "Q2", "Q3"] and res["output"]["planner_failure"] == "invalid JSON"
+    assert squad.passage_metrics(p, res)["planner_failures"] == 1.0
+
+
+def test_token_counts_use_model_tokenizer_or_fallback(lm):
+    p = _passage(1)
+    prompt = squad.batch_prompt(p, 0)
+    res = json.loads(lm.generate_until([_req(_plan("batch", p))])[0])
+    assert res["rollout"]["calls"][0]["prompt_tokens"] == rollout.count_tokens_fallback(prompt)
+    tok = rollout.wrap(TokLM())
+    res = json.loads(tok.generate_until([_req(_plan("batch", p))])[0])
+    assert res["rollout"]["calls"][0]["prompt_tokens"] == len(prompt.split())
+
+
+def test_corrupt_plan_is_a_clear_error(lm):
+    with pytest.raises(QAPackError, match="corrupt rollout plan"):
+        lm.generate_until([_req("[[qa-pack-rollout:AAAA]]")])
+
+
+def test_require_active_follows_live_wrapped_models():
+    gc.collect()
+    assert not rollout.is_active()
+    with pytest.raises(QAPackError, match=r"rollout\.wrap"):
+        rollout.require_active("squad_sequential")
+    model = rollout.wrap(EchoLM())
+    rollout.require_active("squad_sequential")
+    del model
+    gc.collect()
+    assert not rollout.is_active()
+
+
+@pytest.mark.slow
+def test_tasks_stop_before_generating_without_the_layer(data_dir):
+    import lm_eval
+
+    from tests.toolkit.scripted_lm import ScriptedLM
+
+    gc.collect()
+    assert not rollout.is_active()
+    bare = ScriptedLM(responder="tests.toolkit.squad_responders:gold")
+    with pytest.raises(QAPackError, match="needs the rollout layer"):
+        lm_eval.simple_evaluate(model=bare, tasks=["squad_sequential"], limit=1)
+    assert bare.generate_calls == 0
