@@ -82,7 +82,7 @@ def _recipe(fold: int) -> TrainingData:
 
 def _squad_passages(split: str):
     (load_passages,) = _family("qa_tasks.squad", "load_passages")
-    return load_passages(split, min_questions=1)
+    return load_passages(split, min_questions=1, max_questions=None)  # every passage, every question
 
 
 def _squad(kind: str) -> TrainingData:

@@ -1,0 +1,161 @@
+"""finetune.data: training examples come from the eval tasks' own prompt builders; the loss covers
+exactly the answers; training never sees an evaluation split."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from finetune.data import build_training_data, check_no_overlap, read_user_jsonl
+from qa_tasks import math_think, squad
+from qa_tasks import recipe_mpr as r
+from qa_tasks.errors import QAPackError
+
+
+def test_recipe_rows_are_gen_prompts_of_the_fold_train_indices():
+    data = build_training_data("recipe_mpr", fold=0)
+    train, test = r.load_folds()[0]
+    docs = r.build_docs(0, "train")
+    assert len(data.rows) == len(train) == 400 and data.fold == 0 and data.split == "train"
+    assert data.rows[5] == {"prompt": r.gen_prompt(docs[5]), "completion": r.gen_completion(docs[5])}
+    assert not {int(k.split(":")[1]) for k in data.keys} & set(test)
+    # options shuffled the recipe_mpr_gen way: the gold letter is not always A
+    assert len({row["completion"] for row in data.rows}) == 5
+    assert data.manifest()["sha256"] == build_training_data("recipe_mpr", fold=0).sha256
+    assert data.sha256 != build_training_data("recipe_mpr", fold=1).sha256
+
+
+def test_squad_batch_and_sequential_rows():
+    passages = squad.load_passages("train", min_questions=1, max_questions=None)
+    batch = build_training_data("squad_batch")
+    assert len(batch.rows) == sum(len(p.questions) for p in passages)
+    p = passages[0]
+    assert batch.rows[1]["prompt"] == squad.batch_prompt(p, 1)
+    assert batch.rows[1]["completion"].strip() == squad.format_answer(p.questions[1].answers[0])
+    seq = build_training_data("squad_sequential")
+    assert len(seq.rows) == len(passages)
+    golds = [squad.format_answer(q.answers[0]) for q in p.questions]
+    messages = seq.rows[0]["messages"]
+    assert messages[:-1] == squad.sequential_messages(p, golds)[: len(messages) - 1]
+    assert [m["content"] for m in messages if m["role"] == "assistant"] == golds
+
+
+def test_gsm8k_rows_are_r1_zero():
+    data = build_training_data("gsm8k_r1_zero", max_examples=3)
+    item = math_think.load_gsm8k("train")[2]
+    assert data.rows[2]["prompt"] == math_think.r1_zero_prompt(item["question"])
+    assert data.rows[2]["prompt"].endswith("Assistant: <think>")
+    completion = data.rows[2]["completion"]
+    assert completion.endswith(f"</think> <answer> {item['answer']} </answer>") and "####" not in completion
+
+
+def test_families_do_not_overlap_their_eval_split():
+    for task in ("recipe_mpr", "squad_batch", "gsm8k_r1_zero"):
+        check_no_overlap(build_training_data(task), task, [])
+
+
+def test_guard_refuses_training_on_eval_items(monkeypatch):
+    data = build_training_data("recipe_mpr", fold=0)
+    with pytest.raises(QAPackError, match="recipe_mpr fold 3 test split"):
+        check_no_overlap(data, "recipe_mpr", ["recipe_mpr_fold3"])
+    # a fold file whose train and test parts overlap is caught
+    train, test = r.load_folds()[0]
+    monkeypatch.setattr(r, "load_folds", lambda: ((train, test + train[:1]),) * 5)
+    with pytest.raises(QAPackError, match="is in the evaluation set recipe_mpr fold 0"):
+        check_no_overlap(data, "recipe_mpr", [])
+
+
+def test_guard_refuses_gsm8k_test_question():
+    data = build_training_data("gsm8k_r1_zero", max_examples=2)
+    leaked = math_think.load_gsm8k("test")[7]
+    data.keys[1] = "gsm8k:" + " ".join(leaked["question"].split())
+    with pytest.raises(QAPackError, match="gsm8k test split"):
+        check_no_overlap(data, "gsm8k_r1_zero", [])
+
+
+def test_guard_scans_user_jsonl_for_eval_items(tmp_path):
+    doc = r.build_docs(0, "test")[0]
+    path = tmp_path / "leak.jsonl"
+    path.write_text(json.dumps({"prompt": r.gen_prompt(doc), "completion": " A"}) + "\n")
+    with pytest.raises(QAPackError, match="row 1 contains an item of the evaluation set recipe_mpr fold 0"):
+        check_no_overlap(read_user_jsonl(path), "jsonl", ["recipe_mpr_gen_fold0"])
+    check_no_overlap(read_user_jsonl(path), "jsonl", ["recipe_mpr_gen_fold1"])  # fold 1 test is elsewhere
+
+
+@pytest.mark.parametrize("lines, words", [
+    ([{"text": "hi"}], "needs `messages` or both `prompt` and `completion`"),
+    ([{"messages": [{"role": "user", "content": "hi"}]}], "no assistant turn"),
+    ([{"messages": [{"role": "bot", "content": "hi"}]}], "each message needs role"),
+    ([{"prompt": "a", "completion": ""}], "empty completion"),
+    ([{"prompt": "a", "completion": "b"}, {"messages": [{"role": "assistant", "content": "x"}]}], "mixes row formats"),
+], ids=["no-fields", "no-assistant", "bad-role", "empty", "mixed"])
+def test_user_jsonl_errors(tmp_path, lines, words):
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    with pytest.raises(QAPackError, match=words):
+        read_user_jsonl(path)
+
+
+def test_user_jsonl_formats(tmp_path):
+    path = tmp_path / "d.jsonl"
+    rows = [{"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "2+2?"},
+                          {"role": "assistant", "content": "4"}], "id": 1}]
+    path.write_text("".join(json.dumps(x) + "\n" for x in rows))
+    data = read_user_jsonl(path)
+    assert data.format == "messages" and data.rows == [{"messages": rows[0]["messages"]}]
+    path.write_text('{"prompt": "Q: 2+2?\\nA:", "completion": " 4"}\n\n')
+    assert read_user_jsonl(path).rows == [{"prompt": "Q: 2+2?\nA:", "completion": " 4"}]
+    path.write_text("{broken\n")
+    with pytest.raises(QAPackError, match="line 1 is not valid JSON"):
+        read_user_jsonl(path)
+
+
+# --- loss masks and padding sides, through TRL's own dataset preparation -------------------------
+
+def _trainer(tiny_model, tmp_path, data):
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from finetune.sft import lora_config, prepare_config
+
+    from finetune.config import LoraArguments
+
+    args = SFTConfig(output_dir=str(tmp_path / "o"), use_cpu=True, bf16=False, report_to="none",
+                     max_length=4096, dataset_num_proc=None)
+    prepare_config(args, data)
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    tok.padding_side = "right"
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    return tok, SFTTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(data.rows),
+                           processing_class=tok, peft_config=lora_config(LoraArguments()))
+
+
+def _learned(tok, example) -> str:
+    return tok.decode([t for t, lab in zip(example["input_ids"], example["labels"]) if lab != -100])
+
+
+def test_completion_loss_covers_exactly_the_answer(tiny_model, tmp_path):
+    data = build_training_data("recipe_mpr", fold=0, max_examples=6)
+    tok, trainer = _trainer(tiny_model, tmp_path, data)
+    for row, example in zip(data.rows, trainer.train_dataset):
+        assert _learned(tok, example) == row["completion"] + tok.eos_token
+        prompt_part = tok.decode([t for t, lab in zip(example["input_ids"], example["labels"]) if lab == -100])
+        assert prompt_part == row["prompt"]
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    lengths = batch["attention_mask"].sum(1)
+    assert (lengths < batch["attention_mask"].shape[1]).any()
+    for row, n in zip(batch["attention_mask"], lengths):  # training pads on the right
+        assert row[:n].all() and not row[n:].any()
+
+
+def test_assistant_loss_covers_exactly_the_assistant_turns(tiny_model, tmp_path):
+    data = build_training_data("squad_sequential", max_examples=3)
+    tok, trainer = _trainer(tiny_model, tmp_path, data)
+    for row, example in zip(data.rows, trainer.train_dataset):
+        answers = [m["content"] + "<|im_end|>" for m in row["messages"] if m["role"] == "assistant"]
+        assert _learned(tok, example) == "".join(answers)
+        for m in row["messages"]:
+            if m["role"] == "user":
+                assert m["content"][:40] not in _learned(tok, example)
