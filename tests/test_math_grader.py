@@ -1,0 +1,435 @@
+"""Table-driven tests of the math grader (qa_tasks.math_grader) and metric assembly (qa_tasks.math_think).
+
+Grading cases name the gold by where it comes from in the shared data ("math500:<line index>" is the
+``answer`` field of math/math500_test.jsonl, "gsm8k:<i>" the number after "####" in gsm8k_test.jsonl),
+so every gold is real. Format cases cover each failure kind alone and in combination.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+
+from qa_tasks import math_grader as mg
+from qa_tasks import math_think as mt
+from qa_tasks.errors import QAPackError
+from tests.conftest import DATA_DIR
+
+T, F = True, False
+FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "hendrycks_math")
+
+
+def _rows(name: str) -> list[dict]:
+    with open(DATA_DIR / "math" / name, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+MATH500 = _rows("math500_test.jsonl")
+GSM8K = _rows("gsm8k_test.jsonl")
+
+
+def gold_of(source: str) -> str:
+    name, index = source.split(":")
+    row = (MATH500 if name == "math500" else GSM8K)[int(index)]
+    return row["answer"] if name == "math500" else row["answer"].split("####")[-1].strip()
+
+
+@pytest.fixture(scope="module")
+def grader():
+    with mg.Grader() as g:
+        yield g
+
+
+# (gold source, predicted answer, equivalent?)
+GRADING_CASES = [
+    # MATH-500 golds (index into math500_test.jsonl)
+    ("math500:0", "(3, \\frac{\\pi}{2})", T), ("math500:0", "\\left(3,\\frac{\\pi}2\\right)", T),
+    ("math500:0", "(3, \\pi/2)", T), ("math500:0", "(3, \\pi)", F), ("math500:0", "(\\frac{\\pi}{2}, 3)", F),
+    ("math500:1", "p-q", T), ("math500:1", "-q + p", T), ("math500:1", "q - p", F),
+    ("math500:2", "14/3", T), ("math500:2", "\\dfrac{14}{3}", T), ("math500:2", "\\frac{13}{3}", F),
+    ("math500:2", "4.67", F),
+    ("math500:4", "Evelyn", T), ("math500:4", "\\text{Evelyn}", T), ("math500:4", "Brenda", F),
+    ("math500:7", "90", T), ("math500:7", "90^{\\circ}", T), ("math500:7", "90 degrees", T), ("math500:7", "89^\\circ", F),
+    ("math500:8", "3\\sqrt{13}", T), ("math500:8", "\\sqrt{117}", T), ("math500:8", "3\\sqrt{12}", F),
+    ("math500:15", "6-5i", T), ("math500:15", "6 + 5i", F),
+    ("math500:16", "-50", T), ("math500:16", "\u221250", T), ("math500:16", "50", F),
+    ("math500:17", "\\pi", T), ("math500:17", "3.14159", F),
+    ("math500:23", "5", T), ("math500:23", "x = 5", T), ("math500:23", "6", F),
+    ("math500:25", "-2, 1", T), ("math500:25", "1, 2", F),
+    ("math500:31", "11\\sqrt{2}", T), ("math500:31", "\\sqrt{242}", T), ("math500:31", "11\\sqrt{3}", F),
+    ("math500:33", "0.3888", T), ("math500:33", "\\frac{243}{624}", F),
+    ("math500:36", "7, 5, 3", T), ("math500:36", "3, 5", F),
+    ("math500:44", "\\frac54", T), ("math500:44", "5/4", T), ("math500:44", "1.250", T), ("math500:44", "1.26", F),
+    ("math500:53", "-\\pi/6", T), ("math500:53", "\\frac{-\\pi}{6}", T), ("math500:53", "\\frac{\\pi}{6}", F),
+    ("math500:54", "\\frac{3}{20}", T), ("math500:54", "0.150", T), ("math500:54", "1.5", F),
+    ("math500:60", "(6, 31, -1)", T), ("math500:60", "(6,31,1)", F),
+    ("math500:73", "\\frac{3}{4}\\sqrt{3}", T), ("math500:73", "\\frac{3\\sqrt3}{4}", T), ("math500:73", "\\frac{\\sqrt{3}}{4}", F),
+    ("math500:96", "1\\pm\\sqrt{19}", T), ("math500:96", "1 + \\sqrt{19}", F),
+    ("math500:99", "\\begin{pmatrix} -\\frac{1}{3} \\\\ \\frac{2}{3} \\\\ \\frac{5}{3} \\end{pmatrix}", T),
+    ("math500:99", "\\begin{pmatrix} 1/3 \\\\ 2/3 \\\\ 5/3 \\end{pmatrix}", F),
+    ("math500:103", "(3, 4]", T), ("math500:103", "[3,4]", F), ("math500:103", "(3,4)", F),
+    ("math500:106", "4/3", T), ("math500:106", "\\frac{4}{3}", T), ("math500:106", "\\frac34", F),
+    ("math500:157", "1.2", T), ("math500:157", "6/5", T),
+    ("math500:164", "-\\sqrt3", T), ("math500:164", "\\sqrt{3}", F),
+    ("math500:166", "\\frac{270}{7}", T), ("math500:166", "270/7", T), ("math500:166", "\\frac{270}{7}^\\circ", T),
+    ("math500:176", "0.0000672", T), ("math500:176", "6.72 \\times 10^{-5}", T), ("math500:176", "0.000672", F),
+    ("math500:184", "(2, \\infty)", T), ("math500:184", "[2,\\infty)", F),
+    ("math500:198", "10080", T), ("math500:198", "10,080", T), ("math500:198", "10,800", F),
+    ("math500:217", "11111111100", T), ("math500:217", "11,111,111,100", T), ("math500:217", "11111111110", F),
+    ("math500:219", "\\frac12", T), ("math500:219", "0.5", T), ("math500:219", "1/2", T), ("math500:219", "\\dfrac{1}{2}", T),
+    ("math500:219", "\\tfrac12", T), ("math500:219", "0.50", T), ("math500:219", "2", F), ("math500:219", "0.51", F),
+    ("math500:227", "C", T), ("math500:227", "(C)", T), ("math500:227", "\\text{(C)}", T), ("math500:227", "D", F),
+    ("math500:228", "288\\pi", T), ("math500:228", "\\pi \\cdot 288", T), ("math500:228", "288", F),
+    ("math500:235", "5/9", T), ("math500:235", "\\frac{5}{9}", T), ("math500:235", "0.5", F),
+    ("math500:242", "32348", T), ("math500:242", "\\$32,348", T), ("math500:242", "32,348 dollars", T), ("math500:242", "32,349", F),
+    ("math500:248", "\\begin{pmatrix}-1&0\\\\0&-1\\end{pmatrix}", T),
+    ("math500:248", "\\begin{pmatrix}1&0\\\\0&1\\end{pmatrix}", F),
+    ("math500:257", "864", T), ("math500:257", "864 \\text{ inches}^2", T), ("math500:257", "846", F),
+    ("math500:264", "\\frac{9}{5}", T), ("math500:264", "1.8", T), ("math500:264", "\\frac{4}{5}", F),
+    ("math500:274", "2\\pi + 18", T), ("math500:274", "18+\\pi", F),
+    ("math500:284", "3\\pm2\\sqrt2", T), ("math500:284", "3+2\\sqrt{2}", F),
+    ("math500:293", "(\\frac35, \\frac83]", T), ("math500:293", "(0.6, \\frac{8}{3}]", T), ("math500:293", "[\\frac35,\\frac83]", F),
+    ("math500:301", "5.4", T), ("math500:301", "5.4 cents", T), ("math500:301", "0.054", F),
+    ("math500:307", "(-\\infty,0]", T), ("math500:307", "(-\\infty, 0)", F),
+    ("math500:318", "\\frac{9a+11}{20}", T), ("math500:318", "\\frac{11}{20} + \\frac{9a}{20}", T), ("math500:318", "\\frac{11+9a}{21}", F),
+    ("math500:343", "58500", T), ("math500:343", "58,500", T), ("math500:343", "585", F),
+    ("math500:347", "6r^2 - 4r - 24", T), ("math500:347", "2(3r^2-2r-12)", T), ("math500:347", "6r^2-4r+24", F),
+    ("math500:358", "ellipse", T), ("math500:358", "hyperbola", F),
+    ("math500:380", "(0,9)\\cup(9,36)", T), ("math500:380", "(0,36)", F),
+    ("math500:383", "[-2,7]", T), ("math500:383", "[-2, 7]", T), ("math500:383", "(-2,7)", F),
+    ("math500:382", "20000/\\pi", T), ("math500:382", "\\frac{2000}{\\pi}", F),
+    ("math500:499", "106", T), ("math500:499", "106^{\\circ}", T), ("math500:499", "74", F),
+    ("math500:430", "\\frac92", T), ("math500:430", "9/2", T), ("math500:430", "4.50", T), ("math500:430", "4.6", F),
+    ("math500:20", "9i+6", T), ("math500:20", "6-9i", F),
+    ("math500:51", "x^5-x^4+x^3-x^2+x-1", T), ("math500:51", "x^5+x^4+x^3+x^2+x+1", F),
+    ("math500:470", "27,648", T), ("math500:470", "27648.0", T), ("math500:470", "27647", F),
+    # GSM8K golds (index into gsm8k_test.jsonl)
+    ("gsm8k:0", "18", T), ("gsm8k:0", "\\$18", T), ("gsm8k:0", "18 dollars", T), ("gsm8k:0", "18.00", T),
+    ("gsm8k:0", "$18$", T), ("gsm8k:0", "17", F), ("gsm8k:0", "81", F), ("gsm8k:0", "1.8", F), ("gsm8k:0", "180", F),
+    ("gsm8k:2", "70,000", T), ("gsm8k:2", "\\$70,000", T), ("gsm8k:2", "70000.0", T), ("gsm8k:2", "7000", F),
+    ("gsm8k:14", "60\\%", T), ("gsm8k:14", "60%", T), ("gsm8k:14", "60 percent", T), ("gsm8k:14", "40\\%", F),
+    ("gsm8k:146", "2125", T), ("gsm8k:146", "2,125", T), ("gsm8k:146", "2,126", F),
+    ("gsm8k:489", "-10", T), ("gsm8k:489", "\u221210", T), ("gsm8k:489", "10", F),
+    ("gsm8k:611", "1450000", T), ("gsm8k:611", "1,450,000", T), ("gsm8k:611", "1,405,000", F),
+    ("gsm8k:1113", "-3", T), ("gsm8k:1113", "3", F),
+]
+
+
+def test_enough_real_grading_cases():
+    assert len(GRADING_CASES) >= 100
+    assert sum(1 for *_, e in GRADING_CASES if not e) >= 40  # wrong-but-close answers too
+
+
+@pytest.mark.parametrize("source,pred,expected", GRADING_CASES,
+                         ids=[f"{s}-{p[:30]}" for s, p, _ in GRADING_CASES])
+def test_equivalence(grader, source, pred, expected):
+    verdict = grader.equivalent(pred, gold_of(source))
+    assert verdict.correct is expected, verdict
+    assert not verdict.timed_out
+
+
+@pytest.mark.parametrize("source,pred,expected", GRADING_CASES[::7])
+def test_equivalence_through_a_formatted_response(grader, source, pred, expected):
+    response = f" Working it out. </think> <answer> {pred} </answer>"
+    grade = mg.grade_response(response, gold_of(source), grader)
+    assert grade.format_ok and grade.correct is expected and grade.answer == pred.strip()
+    boxed = mg.grade_response(f" ok </think> <answer> So the answer is $\\boxed{{{pred}}}$. </answer>",
+                              gold_of(source), grader)
+    assert boxed.correct is expected and boxed.answer == pred.strip()
+
+
+# (name, response, format ok, failure kinds, extracted answer)
+ALL3 = ("missing_think_close", "missing_answer_open", "missing_answer_close")
+FORMAT_CASES = [
+    ("canonical", " 2 + 3 = 5 </think> <answer> 5 </answer>", T, (), "5"),
+    ("chat opens its own think", "<think> 2 + 3 = 5 </think> <answer> 5 </answer>", T, (), "5"),
+    ("no inner spaces", " r </think> <answer>5</answer>", T, (), "5"),
+    ("newlines inside answer", " r </think> <answer>\n5\n</answer>", T, (), "5"),
+    ("dollar math inside answer", " r </think> <answer> $5$ </answer>", T, (), "$5$"),
+    ("boxed inside answer", " r </think> <answer> \\boxed{5} </answer>", T, (), "5"),
+    ("boxed fraction in a sentence", " r </think> <answer> The answer is \\boxed{\\frac{1}{2}}. </answer>", T, (),
+     "\\frac{1}{2}"),
+    ("last of two boxes", " r </think> <answer> \\boxed{4} or rather \\boxed{5} </answer>", T, (), "5"),
+    ("nested boxes", " r </think> <answer> \\boxed{\\boxed{3}} </answer>", T, (), "3"),
+    ("fbox", " r </think> <answer> \\fbox{5} </answer>", T, (), "5"),
+    ("boxed with a space", " r </think> <answer> $\\boxed 5$ </answer>", T, (), "5"),
+    ("unbalanced box gives no answer", " r </think> <answer> \\boxed{5 </answer>", T, (), None),
+    ("empty box gives no answer", " r </think> <answer> \\boxed{} </answer>", T, (), None),
+    ("empty answer", " r </think> <answer> </answer>", T, (), None),
+    ("whitespace answer", " r </think> <answer> \n\t </answer>", T, (), None),
+    ("text after the answer is ignored", " r </think> <answer> 5 </answer> User: next <answer> 7 </answer>", T, (), "5"),
+    ("first of two gated blocks", " r </think> <answer> 4 </answer> no wait </think> <answer> 5 </answer>", T, (), "4"),
+    ("re-opened answer inside the block", " r </think> <answer> 3 <answer> 7 </answer>", T, (), "7"),
+    ("draft answer in the thinking", "<answer>2</answer> hmm </think> <answer> 3 </answer>", T, (), "3"),
+    ("several think closes", " a </think> b </think> <answer> 3 </answer>", T, (), "3"),
+    ("close only before the gate (CS336)", " </answer> x </think> <answer> 9", T, (), "9"),
+    ("close only before the gate, empty", " </answer> </think> <answer>", T, (), None),
+    ("double close", " r </think> <answer> 5 </answer></answer>", T, (), "5"),
+    ("end-of-turn token after", "<think> r </think> <answer> 5 </answer><|im_end|>", T, (), "5"),
+    ("unicode answer", " r </think> <answer> \u03c0 </answer>", T, (), "\u03c0"),
+    ("long reasoning", " " + "step " * 20000 + "</think> <answer> 5 </answer>", T, (), "5"),
+    # missing_think_close
+    ("answer tags without think close", " r <answer> 5 </answer>", F, ("missing_think_close",), None),
+    ("malformed think close", " r < /think> <answer> 5 </answer>", F, ("missing_think_close",), None),
+    ("think close with a space", " r </think > <answer> 5 </answer>", F, ("missing_think_close",), None),
+    ("upper-case think close", " r </THINK> <answer> 5 </answer>", F, ("missing_think_close",), None),
+    # missing_answer_open
+    ("malformed answer open", " r </think> < answer> 5 </answer>", F, ("missing_answer_open",), None),
+    ("answer close without open", " r </think> 5 </answer>", F, ("missing_answer_open",), None),
+    # missing_answer_close
+    ("truncated after the answer", " r </think> <answer> 5", F, ("missing_answer_close",), None),
+    ("truncated inside the close tag", " r </think> <answer> 5 </ans", F, ("missing_answer_close",), None),
+    ("malformed answer close", " r </think> <answer> 5 </ answer>", F, ("missing_answer_close",), None),
+    ("truncated right after the gate", " r </think> <answer>", F, ("missing_answer_close",), None),
+    # wrong_order
+    ("no space", " r </think><answer> 5 </answer>", F, ("wrong_order",), None),
+    ("newline", " r </think>\n<answer> 5 </answer>", F, ("wrong_order",), None),
+    ("blank line", " r </think>\n\n<answer> 5 </answer>", F, ("wrong_order",), None),
+    ("two spaces", " r </think>  <answer> 5 </answer>", F, ("wrong_order",), None),
+    ("tab", " r </think>\t<answer> 5 </answer>", F, ("wrong_order",), None),
+    ("non-breaking space", " r </think>\u00a0<answer> 5 </answer>", F, ("wrong_order",), None),
+    ("answer before think close", " r <answer> 5 </answer> </think>", F, ("wrong_order",), None),
+    ("text between", " r </think> so <answer> 5 </answer>", F, ("wrong_order",), None),
+    # combinations
+    ("no tags at all", "The answer is 5.", F, ALL3, None),
+    ("empty response", "", F, ALL3, None),
+    ("whitespace response", "  \n ", F, ALL3, None),
+    ("chat model stuck thinking", "<think> still thinking", F, ALL3, None),
+    ("upper-case tags", " r </THINK> <ANSWER> 5 </ANSWER>", F, ALL3, None),
+    ("boxed only", " so \\boxed{5}", F, ALL3, None),
+    ("think close only", " r </think> 5", F, ("missing_answer_open", "missing_answer_close"), None),
+    ("answer open only", " r <answer> 5", F, ("missing_think_close", "missing_answer_close"), None),
+    ("answer close only", " r 5 </answer>", F, ("missing_think_close", "missing_answer_open"), None),
+    ("newline and truncated", " r </think>\n<answer> 5", F, ("missing_answer_close", "wrong_order"), None),
+    ("no space and truncated", " r </think><answer> 5", F, ("missing_answer_close", "wrong_order"), None),
+    ("open before close, truncated", " r <answer> 5 </think>", F, ("missing_answer_close", "wrong_order"), None),
+]
+
+
+def test_enough_format_cases_covering_every_kind():
+    assert len(FORMAT_CASES) >= 50
+    seen = {kind for *_, kinds, _ in FORMAT_CASES for kind in kinds}
+    assert seen == set(mg.FAILURE_KINDS)
+    for kind in mg.FAILURE_KINDS:  # each kind also appears alone
+        assert any(kinds == (kind,) for *_, kinds, _ in FORMAT_CASES), kind
+
+
+@pytest.mark.parametrize("name,response,ok,kinds,answer", FORMAT_CASES, ids=[c[0] for c in FORMAT_CASES])
+def test_format_gate(name, response, ok, kinds, answer):
+    check = mg.check_format(response)
+    assert (check.ok, check.failures) == (ok, kinds)
+    assert check.ok == ("</think> <answer>" in response and "</answer>" in response)  # CS336, literally
+    assert mg.extract_answer(response) == answer if ok else True
+
+
+@pytest.mark.parametrize("name,response,ok,kinds,answer", FORMAT_CASES, ids=[c[0] for c in FORMAT_CASES])
+def test_rates_add_up_for_every_response(grader, name, response, ok, kinds, answer):
+    metrics = mt.score_response(response, "5", grader)
+    assert metrics["accuracy"] + metrics["wrong_answer_rate"] + metrics["format_failure_rate"] == 1.0
+    assert metrics["format_accuracy"] == float(ok)
+    assert {k for k in mg.FAILURE_KINDS if metrics[k]} == set(kinds)
+    assert metrics["response_chars"] == len(response)
+    # gold 5: right exactly when the extracted answer is 5 ("$5$" included)
+    assert metrics["accuracy"] == float(answer is not None and mg.normalize_answer(answer) == "5")
+    key = "response_chars_correct" if metrics["accuracy"] else "response_chars_incorrect"
+    assert metrics[key] == len(response) and len({"response_chars_correct", "response_chars_incorrect"} & set(metrics)) == 1
+
+
+def test_unformatted_response_with_the_gold_is_not_correct(grader):
+    """The gate comes first: a right answer in the wrong format counts as a format failure."""
+    metrics = mt.score_response(" 5 </think>\n<answer> 5 </answer>", "5", grader)
+    assert metrics["accuracy"] == 0.0 and metrics["format_failure_rate"] == 1.0 and metrics["wrong_order"] == 1.0
+
+
+def test_summarize_matches_the_lm_eval_aggregation(grader):
+    responses = [(" r </think> <answer> 18 </answer>", "18"), (" r </think> <answer> 17 </answer>", "18"),
+                 ("18", "18"), (" r </think> <answer> \\frac12 </answer>", "0.5")]
+    rows = [mt.score_response(r, g, grader) for r, g in responses]
+    summary = mt.summarize(rows)
+    assert summary["accuracy"] == 0.5 and summary["wrong_answer_rate"] == 0.25 and summary["format_failure_rate"] == 0.25
+    assert summary["accuracy"] + summary["wrong_answer_rate"] + summary["format_failure_rate"] == 1.0
+    assert summary["n"] == 4 and summary["grader_timeouts"] == 0
+    assert summary["response_chars_correct"] == (len(responses[0][0]) + len(responses[3][0])) / 2
+    assert summary["response_chars_incorrect"] == (len(responses[1][0]) + 2) / 2
+    assert summary["missing_think_close"] == 0.25 and summary["wrong_order"] == 0.0
+
+
+# --- gold extraction ----------------------------------------------------------------------------
+
+def test_gsm8k_gold_is_the_number_after_the_marks():
+    for row in GSM8K:
+        gold = mg.gold_from_gsm8k(row["answer"])
+        assert gold == row["answer"].split("####")[-1].strip().replace(",", "")
+        assert gold.lstrip("-").isdigit()
+    with pytest.raises(ValueError):
+        mg.gold_from_gsm8k("no final answer line")
+
+
+def test_math_gold_from_answer_field_or_last_box():
+    agree = 0
+    for row in MATH500:
+        assert mg.gold_from_math(row) == row["answer"].strip()
+        boxed = mg.gold_from_math({"solution": row["solution"]})  # the hendrycks_math row shape
+        assert boxed
+        agree += mg.normalize_answer(boxed) == mg.normalize_answer(row["answer"])
+    assert agree >= 0.95 * len(MATH500)
+    assert mg.gold_from_math({"solution": "no box here"}) is None
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("$\\boxed{5}$", "5"), ("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"), ("a \\boxed{1} b \\boxed{2}", "2"),
+    ("\\boxed{\\{1,2\\}}", "\\{1,2\\}"), ("\\boxed 7$", "7"), ("\\fbox{x}", "x"), ("\\boxed{", None),
+    ("no box", None), ("\\boxed", None),
+])
+def test_last_boxed(text, expected):
+    assert mg.last_boxed(text) == expected
+
+
+# --- the bounded worker ---------------------------------------------------------------------------
+
+def test_timeout_counts_as_wrong_and_the_grader_recovers():
+    with mg.Grader(timeout_s=0.5) as g:
+        verdict = g.equivalent("10^{10^{10}}", "5")
+        assert verdict == mg.Verdict(False, "timeout", timed_out=True) and g.timeouts == 1
+        assert g.equivalent("\\frac{9}{5}", "1\\frac{4}{5}").correct  # same worker, still usable
+        metrics = mt.score_response(" r </think> <answer> 9^{9^{9^{9}}} </answer>", "2", g)
+        assert metrics["grader_timeouts"] == 1.0 and metrics["wrong_answer_rate"] == 1.0 and g.timeouts == 2
+
+
+def test_a_stuck_worker_is_killed_and_replaced():
+    """A worker that stops answering (as when C code ignores the soft alarm) hits the hard bound."""
+    with mg.Grader(timeout_s=0.3) as g:
+        g.start()
+        stuck = g._worker.proc
+        os.kill(stuck.pid, signal.SIGSTOP)
+        assert g.equivalent("1+x", "x+1").timed_out
+        assert stuck.poll() is not None  # killed
+        assert g.equivalent("1+x", "x+1").correct and g.timeouts == 1
+
+
+def test_a_dead_worker_is_restarted_without_counting_a_timeout():
+    with mg.Grader() as g:
+        g.start()
+        g._worker.proc.kill()
+        g._worker.proc.wait()
+        assert g.equivalent("2x+2", "2(x+1)").correct and g.timeouts == 0
+
+
+def test_grading_runs_off_the_main_thread():
+    """math-verify's own SIGALRM timeouts would fail here; the worker process makes threads fine."""
+    import threading
+
+    results = []
+    with mg.Grader() as g:
+        thread = threading.Thread(target=lambda: results.append(g.equivalent("\\sqrt{50}", "5\\sqrt{2}")))
+        thread.start()
+        thread.join()
+    assert results == [mg.Verdict(True, results[0].method)] and results[0].correct
+
+
+def test_bad_timeout_is_rejected():
+    with pytest.raises(ValueError):
+        mg.Grader(timeout_s=0)
+
+
+# --- prompts and data -----------------------------------------------------------------------------
+
+def test_r1_zero_prompt_and_completion_round_trip(grader):
+    row = mt.load_gsm8k("train")[0]
+    prompt = mt.r1_zero_prompt(row["question"])
+    assert prompt.endswith("\nAssistant: <think>") and f"\nUser: {row['question']}\n" in prompt
+    assert prompt.startswith("A conversation between User and Assistant.")
+    completion = mt.r1_zero_completion(row["reasoning"], row["answer"])
+    assert completion.startswith(" ") and completion.endswith(" </answer>")
+    assert mt.score_response(completion, row["answer"], grader)["accuracy"] == 1.0
+
+
+def test_chat_messages_and_completion(grader):
+    messages = mt.chat_messages("What is 2+3?")
+    assert [m["role"] for m in messages] == ["user"]
+    assert "What is 2+3?" in messages[0]["content"] and "<think>" in messages[0]["content"]
+    assert mt.score_response(mt.chat_completion("2+3=5", "5"), "5", grader)["accuracy"] == 1.0
+
+
+def test_gsm8k_loader():
+    test, train = mt.load_gsm8k("test"), mt.load_gsm8k("train")
+    assert (len(test), len(train)) == (1319, 7473)
+    for row in test + train:
+        assert set(row) == {"question", "reasoning", "answer"}
+        assert "####" not in row["reasoning"] and "<<" not in row["reasoning"] and row["reasoning"]
+    assert test[0]["answer"] == "18"
+    with pytest.raises(QAPackError, match="split"):
+        mt.load_gsm8k("validation")
+
+
+def test_math500_docs():
+    docs = mt.build_docs("math500")
+    assert len(docs) == 500 and docs[0]["gold"] == MATH500[0]["answer"]
+    assert all(set(d) == {"id", "question", "gold", "subject", "level"} for d in docs)
+    assert len({d["id"] for d in docs}) == 500
+
+
+def test_hendrycks_loader_reads_the_local_layout(monkeypatch):
+    monkeypatch.setenv(mt.HENDRYCKS_ENV, FIXTURE)
+    mt.load_hendrycks_math.cache_clear()
+    try:
+        docs = mt.build_docs("hendrycks_math")
+    finally:
+        mt.load_hendrycks_math.cache_clear()
+    assert len(docs) == 14 and {d["subject"] for d in docs} == set(mt.HENDRYCKS_SUBJECTS)
+    by_id = {d["id"]: d for d in docs}
+    assert by_id["hendrycks_math/algebra/1"]["gold"] == "\\frac{3}{4}"
+    assert by_id["hendrycks_math/counting_and_probability/1"]["gold"] == "\\dfrac{1}{4}"
+    assert by_id["hendrycks_math/algebra/0"]["level"] == "Level 1"
+
+
+def test_hendrycks_loader_errors(monkeypatch, tmp_path):
+    monkeypatch.setenv(mt.HENDRYCKS_ENV, str(tmp_path / "nowhere"))
+    mt.load_hendrycks_math.cache_clear()
+    with pytest.raises(QAPackError, match=mt.HENDRYCKS_ENV):
+        mt.load_hendrycks_math()
+    (tmp_path / "algebra").mkdir()
+    (tmp_path / "algebra" / "test.jsonl").write_text(json.dumps({"problem": "p", "solution": "s \\boxed{1}"}) + "\n")
+    monkeypatch.setenv(mt.HENDRYCKS_ENV, str(tmp_path))
+    with pytest.raises(QAPackError, match="counting_and_probability/test.jsonl is missing"):
+        mt.load_hendrycks_math()
+    for subject in mt.HENDRYCKS_SUBJECTS[1:]:
+        (tmp_path / subject).mkdir()
+        (tmp_path / subject / "test.jsonl").write_text(json.dumps({"problem": "p", "solution": "no box"}) + "\n")
+    with pytest.raises(QAPackError, match="no .*boxed"):
+        mt.load_hendrycks_math()
+    mt.load_hendrycks_math.cache_clear()
+
+
+def test_hendrycks_without_a_local_copy_goes_to_the_hub(monkeypatch):
+    """The shared data has no MATH copy: the Hub is tried, and offline that fails as one clear line."""
+    monkeypatch.delenv(mt.HENDRYCKS_ENV, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    mt.load_hendrycks_math.cache_clear()
+    with pytest.raises(QAPackError) as info:
+        mt.load_hendrycks_math()
+    mt.load_hendrycks_math.cache_clear()
+    message = str(info.value)
+    assert "EleutherAI/hendrycks_math" in message and "QA_PACK_DATA_DIR" in message and "\n" not in message
+
+
+def test_malformed_gsm8k_file_is_one_clear_error(monkeypatch, tmp_path):
+    (tmp_path / "math").mkdir()
+    (tmp_path / "math" / "gsm8k_test.jsonl").write_text(json.dumps({"question": "q", "answer": "no marks"}) + "\n")
+    monkeypatch.setenv("QA_PACK_DATA_DIR", str(tmp_path))
+    mt.load_gsm8k.cache_clear()
+    try:
+        with pytest.raises(QAPackError, match="row 1 has no '#### <number>'"):
+            mt.load_gsm8k("test")
+    finally:
+        mt.load_gsm8k.cache_clear()
+
+
+@pytest.mark.parametrize("task,source", [("math500_think", "math500"), ("gsm8k_think_chat", "gsm8k"),
+                                         ("hendrycks_math_think", "hendrycks_math"), ("squad_v1", None)])
+def test_source_of(task, source):
+    assert mt.source_of(task) == source
