@@ -49,9 +49,10 @@ def _md_cell(text: str) -> str:
 
 
 def _md_table(table: Table) -> list[str]:
+    numeric = [all(isinstance(row[i], (int, float, Stat)) or row[i] is None for row in table.rows)
+               and i >= KEY_COLUMNS.get(table.key, 2) for i in range(len(table.columns))]
     lines = ["| " + " | ".join(_md_cell(c) for c in table.columns) + " |",
-             "|" + "|".join("---" if i < KEY_COLUMNS.get(table.key, 2) else "---:" for i in range(len(table.columns)))
-             + "|"]
+             "|" + "|".join("---:" if right else "---" for right in numeric) + "|"]
     for row in table.rows:
         lines.append("| " + " | ".join(_md_cell(fmt(c, col, table.decimals.get(col)))
                                        for c, col in zip(row, table.columns)) + " |")

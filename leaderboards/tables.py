@@ -325,10 +325,17 @@ def progression_table(col: Collection, models: list[Model]) -> Table | None:
                  "Evaluations written during fine-tuning (eval/step-N), between the base model and the final adapter.")
 
 
-def _compact(d) -> str:
+# the manifest fields worth a column (all of them would not fit a table cell)
+_HYPER_KEYS = ("method", "lora_r", "lora_alpha", "lora_dropout", "learning_rate", "max_steps", "num_train_epochs",
+               "effective_batch_size", "max_length")
+_TRAIN_KEYS = ("train_loss", "epoch", "train_runtime")
+
+
+def _compact(d, keys: tuple[str, ...]) -> str:
     if not isinstance(d, dict):
-        return "" if d is None else str(d)
-    return ", ".join(f"{k}={_short(v)}" for k, v in sorted(d.items()) if not isinstance(v, (dict, list)))
+        return ""
+    shown = [k for k in keys if k in d and not isinstance(d[k], (dict, list))]
+    return ", ".join(f"{k}={_short(d[k])}" for k in shown)
 
 
 def _short(v) -> str:
@@ -346,7 +353,7 @@ def adapters_table(col: Collection) -> Table | None:
         if data.get("fold") is not None:
             where += f" fold {data['fold']}"
         rows.append([key.rstrip("/").rsplit("/", 1)[-1], man.get("base_model"), man.get("task"), man.get("method"),
-                     where, data.get("n_examples"), _compact(man.get("hyperparameters")), _compact(man.get("metrics"))])
+                     where, data.get("n_examples"), _compact(man.get("hyperparameters"), _HYPER_KEYS), _compact(man.get("metrics"), _TRAIN_KEYS)])
     if not rows:
         return None
     return Table("adapters", "Adapters", ["Adapter", "Base model", "Task", "Method", "Data", "Examples",

@@ -1,0 +1,250 @@
+"""End-to-end demo: tiny model -> lm_eval on every task family -> LoRA fine-tune -> lm_eval on the
+adapter -> leaderboard with the base vs adapter comparison. Runs offline on CPU in a few minutes::
+
+    QA_PACK_DATA_DIR=../shared/data python -m leaderboards.demo --out demo_out
+    QA_PACK_DATA_DIR=../shared/data python -m leaderboards.demo --out demo_out --quick   # smaller, ~2-3 min
+
+Every evaluation goes through the real ``lm_eval`` CLI (one subprocess per run, output in lm-eval's own
+layout) and the adapter is trained by ``python -m finetune.sft``, exactly as a user would run them; the
+commands are printed as they run and their full output is kept under ``OUT/logs``.
+
+The tiny model is built by ``tests/toolkit/tiny_model.py`` of a source checkout (``--model DIR`` uses an
+existing Hugging Face model folder instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from qa_tasks.errors import QAPackError
+
+__all__ = ["main", "run_demo", "DemoPlan", "plan", "FAMILY_TASKS", "MARKER"]
+
+MARKER = ".leaderboards-demo"  # marks an output folder as the demo's own, so a re-run may clear it
+# the tasks the demo evaluates, by family (folder under tasks_yaml/); recipe uses fold 0's held-out test
+# split, the fold the adapter is trained on
+FAMILY_TASKS = {
+    "recipe_mpr": ("recipe_mpr_fold0", "recipe_mpr_gen_fold0"),
+    "squad": ("squad_v1", "squad_all_in_one", "squad_batch", "squad_sequential", "squad_collab"),
+    "math": ("gsm8k_think", "math500_think"),
+}
+_EXPENSIVE = {"squad_all_in_one", "squad_batch", "squad_sequential", "squad_collab"}  # one doc = a passage
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """Sizes of one demo run; ``--quick`` shrinks everything for the test suite."""
+
+    limit: int  # documents per task (one question / query / problem)
+    passage_limit: int  # documents of the multi-question SQuAD strategies (one passage = 5-10 questions)
+    max_gen_toks: int
+    train_steps: int
+    eval_every: int
+    train_examples: int
+    train_eval_limit: int
+
+    def eval_groups(self, tasks: list[str]) -> list[tuple[list[str], int]]:
+        """(tasks, --limit) per lm_eval call: passages get a smaller limit than single questions."""
+        cheap = [t for t in tasks if t not in _EXPENSIVE]
+        dear = [t for t in tasks if t in _EXPENSIVE]
+        if self.limit == self.passage_limit:
+            return [(tasks, self.limit)]
+        return [(group, limit) for group, limit in ((cheap, self.limit), (dear, self.passage_limit)) if group]
+
+
+def plan(quick: bool) -> DemoPlan:
+    if quick:
+        return DemoPlan(limit=2, passage_limit=2, max_gen_toks=8, train_steps=2, eval_every=2, train_examples=8,
+                        train_eval_limit=2)
+    return DemoPlan(limit=20, passage_limit=3, max_gen_toks=16, train_steps=30, eval_every=10, train_examples=120,
+                    train_eval_limit=20)
+
+
+class _Progress:
+    def __init__(self, total: int) -> None:
+        self.total, self.step, self.start = total, 0, time.monotonic()
+
+    def begin(self, what: str) -> float:
+        self.step += 1
+        print(f"[{self.step}/{self.total}] {what} ...", flush=True)
+        return time.monotonic()
+
+    def done(self, started: float, summary: str = "") -> None:
+        print(f"      done in {time.monotonic() - started:.0f} s" + (f": {summary}" if summary else ""), flush=True)
+
+
+def _check_tasks() -> list[str]:
+    """Every family the demo shows must be installed: a missing one is an error, never a silent skip."""
+    from qa_tasks.plugin import pack_tasks
+
+    known = pack_tasks()
+    missing = {fam: [t for t in tasks if t not in known] for fam, tasks in FAMILY_TASKS.items()}
+    missing = {fam: ts for fam, ts in missing.items() if ts}
+    if missing:
+        what = "; ".join(f"{fam}: {', '.join(ts)}" for fam, ts in sorted(missing.items()))
+        raise QAPackError(f"the demo needs task(s) that this installation does not have ({what}); "
+                          "reinstall lm-eval-qa-pack from a complete checkout")
+    if importlib.util.find_spec("finetune") is None or importlib.util.find_spec("finetune.sft") is None:
+        raise QAPackError("the demo needs the finetune module (python -m finetune.sft), which is not installed; "
+                          "install lm-eval-qa-pack[train] from a complete checkout")
+    return [t for tasks in FAMILY_TASKS.values() for t in tasks]
+
+
+def _tiny_model_builder():
+    try:
+        from tests.toolkit.tiny_model import build_tiny_model
+    except ImportError:
+        root = Path(__file__).resolve().parent.parent
+        if not (root / "tests" / "toolkit" / "tiny_model.py").is_file():
+            raise QAPackError("the demo builds its tiny model with tests/toolkit/tiny_model.py of a source checkout; "
+                              "run it from the lm-eval-qa-pack checkout, or pass --model DIR") from None
+        sys.path.insert(0, str(root))
+        from tests.toolkit.tiny_model import build_tiny_model
+    return build_tiny_model
+
+
+def _prepare_out(out: Path) -> None:
+    """Create ``out``; a previous demo output there is cleared (anything else is refused, not deleted)."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / MARKER).is_file():
+            raise QAPackError(f"{out} exists and is not a demo output folder; choose an empty or new --out folder")
+        for name in ("eval", "recipe-mpr-lora", "logs"):
+            shutil.rmtree(out / name, ignore_errors=True)
+        for path in out.glob("LEADERBOARD*"):
+            path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by python -m leaderboards.demo\n", encoding="utf-8")
+    (out / "logs").mkdir(exist_ok=True)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    for key, value in (("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"), ("TOKENIZERS_PARALLELISM", "false")):
+        env.setdefault(key, value)
+    return env
+
+
+def _run(cmd: list[str], log: Path) -> None:
+    """Run one step's command, its output kept in ``log``; a failure is one line pointing at the log."""
+    print(f"      $ {shlex.join(cmd)}", flush=True)
+    with log.open("w", encoding="utf-8") as f:
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=_env(), text=True)
+    if proc.returncode != 0:
+        tail = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+        last = tail[-1] if tail else "(no output)"
+        raise QAPackError(f"step failed with exit code {proc.returncode}: {last.strip()[:300]} (full output: {log})")
+
+
+def _lm_eval(model_args: str, tasks: list[str], limit: int, gen_toks: int, out: Path, log: Path) -> None:
+    _run([sys.executable, "-m", "lm_eval", "run", "--model", "hf", "--model_args", model_args,
+          "--tasks", ",".join(tasks), "--limit", str(limit), "--gen_kwargs", f"max_gen_toks={gen_toks}",
+          "--batch_size", "4", "--output_path", str(out), "--log_samples"], log)
+
+
+def _summary(folder: Path) -> str:
+    """Main metric per task of the results just written, for the progress line."""
+    from leaderboards.reader import read_paths
+    from leaderboards.tables import main_metric
+
+    col = read_paths([folder])
+    parts = []
+    for run in col.runs:
+        for task, result in sorted(run.tasks.items()):
+            metric = main_metric(task, result.metrics)
+            parts.append(f"{task} {metric}={result.metrics[metric]:.3f}")
+    return ", ".join(parts)
+
+
+def run_demo(out: Path, quick: bool = False, model: Path | None = None) -> dict[str, Path]:
+    """The whole pipeline; returns the paths it wrote (leaderboard, results folders, adapter, logs)."""
+    sizes = plan(quick)
+    tasks = _check_tasks()
+    if not os.environ.get("QA_PACK_DATA_DIR"):
+        print("note: QA_PACK_DATA_DIR is not set: data comes from the canonical sources (needs network access)")
+    builder = None if model else _tiny_model_builder()
+    out = out.resolve()
+    _prepare_out(out)
+    logs = out / "logs"
+    progress = _Progress(5)
+
+    started = progress.begin("building the tiny model" if model is None else f"using the model in {model}")
+    if model is None:
+        data_dir = os.environ.get("QA_PACK_DATA_DIR") or None
+        model = builder(out / "tiny-qwen2", data_dir=data_dir)
+    model = Path(model).resolve()
+    if not (model / "config.json").is_file():
+        raise QAPackError(f"{model} is not a Hugging Face model folder (no config.json); pass --model DIR of one")
+    progress.done(started, str(model))
+
+    def evaluate(label: str, model_args: str, dest: Path) -> None:
+        started = progress.begin(f"evaluating the {label} through lm_eval on {len(tasks)} tasks")
+        for i, (group, limit) in enumerate(sizes.eval_groups(tasks)):
+            _lm_eval(model_args, group, limit, sizes.max_gen_toks, dest, logs / f"eval_{label.split()[0]}_{i}.log")
+        progress.done(started, _summary(dest))
+
+    base_out = out / "eval" / "base"
+    evaluate("base model", f"pretrained={model}", base_out)
+
+    adapter = out / "recipe-mpr-lora"
+    train_tasks = ",".join(FAMILY_TASKS["recipe_mpr"])
+    started = progress.begin(f"fine-tuning a LoRA adapter ({sizes.train_steps} steps on Recipe-MPR fold 0)")
+    _run([sys.executable, "-m", "finetune.sft", "--model_name_or_path", str(model), "--task", "recipe_mpr",
+          "--fold", "0", "--output_dir", str(adapter), "--max_examples", str(sizes.train_examples),
+          "--max_steps", str(sizes.train_steps), "--per_device_train_batch_size", "4",
+          "--gradient_accumulation_steps", "1", "--learning_rate", "5e-3", "--lora_r", "8", "--lora_alpha", "16",
+          "--logging_steps", "1", "--save_steps", str(sizes.eval_every), "--eval_steps", str(sizes.eval_every),
+          "--eval_tasks", train_tasks, "--eval_limit", str(sizes.train_eval_limit),
+          "--eval_gen_kwargs", f"max_gen_toks={sizes.max_gen_toks}", "--report_to", "none", "--seed", "0"],
+         logs / "finetune.log")
+    if not (adapter / "adapter_config.json").is_file():
+        raise QAPackError(f"finetune.sft finished but wrote no adapter into {adapter}; see {logs / 'finetune.log'}")
+    progress.done(started, str(adapter))
+
+    adapter_out = out / "eval" / "adapter"
+    evaluate("adapter", f"pretrained={model},peft={adapter}", adapter_out)
+
+    started = progress.begin("building the leaderboard")
+    from leaderboards.build import build
+
+    report = build([base_out, adapter_out, adapter], out / "LEADERBOARD.md")
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    progress.done(started, f"{len(report.tables)} tables, {len(report.plots)} plots")
+    paths = {"leaderboard": report.output, "base results": base_out, "adapter": adapter,
+             "adapter results": adapter_out, "training evaluations": adapter / "eval", "logs": logs}
+    for i, plot in enumerate(report.plots):
+        paths[f"plot {i + 1}"] = plot
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m leaderboards.demo", description=__doc__.split("\n")[0])
+    p.add_argument("--out", required=True, type=Path, help="folder for everything the demo writes")
+    p.add_argument("--quick", action="store_true", help="fewer documents and training steps (~2-3 minutes)")
+    p.add_argument("--model", type=Path, default=None,
+                   help="evaluate and fine-tune this Hugging Face model folder instead of building the tiny model")
+    args = p.parse_args(argv)
+    started = time.monotonic()
+    try:
+        paths = run_demo(args.out, args.quick, args.model)
+    except QAPackError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    print(f"\nDemo finished in {time.monotonic() - started:.0f} s. Outputs:")
+    width = max(len(k) for k in paths)
+    for key, path in paths.items():
+        print(f"  {key:<{width}}  {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
