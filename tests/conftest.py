@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,7 +49,9 @@ def run_lm_eval(args: list[str], output: Path | None = None, env: dict | None = 
 
 
 def read_samples(output: Path, task: str) -> list[dict]:
-    files = sorted(output.rglob(f"samples_{task}_*.jsonl"))
+    # the timestamp after the task name keeps "recipe_mpr" from matching "recipe_mpr_gen" files
+    files = sorted(p for p in output.rglob(f"samples_{task}_*.jsonl")
+                   if re.fullmatch(rf"samples_{re.escape(task)}_\d{{4}}-.*\.jsonl", p.name))
     assert files, f"no samples file for {task} under {output}"
     return [json.loads(line) for line in files[-1].read_text().splitlines() if line.strip()]
 
