@@ -1,0 +1,195 @@
+"""The five SQuAD tasks end to end through the real ``lm_eval`` CLI.
+
+Scripted runs (gold answers, known scores): one plain run in the right format, one chat-template run
+in the wrong format with a failing planner. Tiny-model runs: the hf backend on CPU with and without
+``--apply_chat_template``. Plus the single-query latency command.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from qa_tasks import rollout, squad
+from tests.conftest import ROOT, lm_eval_env, read_samples, run_lm_eval
+from tests.toolkit.scripted_lm import ScriptedLM
+
+STRATEGY_TASKS = ["squad_all_in_one", "squad_batch", "squad_sequential", "squad_collab"]
+ALL_TASKS = STRATEGY_TASKS + ["squad_v1"]
+RESPONDER = "responder=tests.toolkit.squad_responders:gold"
+META = {"min_questions": 2, "max_questions": 4}  # first passages then hold 3, 4 (sampled from 5) and 4
+
+pytestmark = pytest.mark.slow
+
+
+def _log(path):
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _scripted(tmp_path_factory, name, model_args, extra):
+    out = tmp_path_factory.mktemp(name)
+    log = out / "log.jsonl"
+    _, results = run_lm_eval(["run", "--model", "scripted", "--model_args", f"{RESPONDER},log={log},{model_args}",
+                              "--tasks", "squad_strategies,squad_v1", "--metadata", json.dumps(META),
+                              "--log_samples", *extra], output=out / "results")
+    return {"results": results["results"], "out": out / "results", "log": _log(log)}
+
+
+@pytest.fixture(scope="module")
+def gold_run(tmp_path_factory):
+    return _scripted(tmp_path_factory, "gold", "style=tagged,planner=reverse", ["--limit", "3"])
+
+
+@pytest.fixture(scope="module")
+def wrong_chat_run(tmp_path_factory):
+    return _scripted(tmp_path_factory, "wrong", "style=wrong,planner=bad", ["--limit", "2", "--apply_chat_template"])
+
+
+def _result(sample):
+    return json.loads(sample["resps"][0][0])
+
+
+def _prompts(run):
+    return {e["args"][0]: e["answer"] for e in run["log"]}
+
+
+def test_gold_answers_score_one_on_all_five_tasks(gold_run):
+    for task in ALL_TASKS:
+        res = gold_run["results"][task]
+        for key in ("em", "em_official", "f1", "lenient"):
+            assert res[f"{key},none"] == 1.0, (task, key)
+    assert gold_run["results"]["squad_v1"]["n_questions,none"] == 3
+    assert gold_run["results"]["squad_batch"]["n_questions,none"] == 11  # 3 + 4 + 4
+
+
+def test_documents_are_the_seeded_passage_sample(gold_run):
+    expected = squad.load_passages("validation", **META)[:3]
+    docs = [s["doc"] for s in read_samples(gold_run["out"], "squad_sequential")]
+    assert [squad.Passage.from_dict(d) for d in docs] == expected
+    assert [len(p.questions) for p in expected] == [3, 4, 4]
+    assert [q.qid for q in expected[1].questions] == ["Q1", "Q2", "Q3", "Q4"]
+
+
+def test_sequential_history_holds_the_models_own_replies(gold_run):
+    prompts = _prompts(gold_run)
+    for sample in read_samples(gold_run["out"], "squad_sequential"):
+        passage = squad.Passage.from_dict(sample["doc"])
+        replies = [_result(sample)["output"]["replies"][q.qid] for q in passage.questions]
+        for k in range(len(replies)):
+            prompt = rollout.render_plain(squad.sequential_messages(passage, replies[:k]))
+            assert prompts.get(prompt) == replies[k]  # the model got exactly this history and gave this reply
+            assert (passage.context.strip() in prompt) and prompt.count("Passage:") == 1
+
+
+def test_rounds_and_backend_calls(gold_run):
+    res = gold_run["results"]
+    assert res["squad_sequential"]["rounds,none"] == 4  # the largest question count
+    assert res["squad_collab"]["rounds,none"] == 5  # planner + 4
+    assert res["squad_batch"]["rounds,none"] == res["squad_all_in_one"]["rounds,none"] == 1
+    for sample in read_samples(gold_run["out"], "squad_sequential"):
+        assert _result(sample)["rollout"]["rounds"] == len(sample["doc"]["questions"])
+    # every task ran in one lm-eval generate_until: backend calls = the deepest plan's rounds, not Σ questions
+    assert max(e["batch"] for e in gold_run["log"]) == 5
+    assert len({e["batch"] for e in gold_run["log"]}) == 5
+    v1_prompts = {squad.batch_prompt(squad.Passage.from_dict(s["doc"]), 0) for s in read_samples(gold_run["out"], "squad_v1")}
+    assert v1_prompts <= {e["args"][0] for e in gold_run["log"] if e["batch"] == 1}  # plain requests ride round 1
+
+
+def test_collab_follows_the_planner(gold_run):
+    prompts = list(_prompts(gold_run))
+    for sample in read_samples(gold_run["out"], "squad_collab"):
+        out = _result(sample)["output"]
+        qids = [q["qid"] for q in sample["doc"]["questions"]]
+        assert out["order"] == qids[::-1] and out["planner_failure"] is None
+    assert any(p.startswith("Passage:") and "Related Q&A:\nQ: " in p for p in prompts)
+    assert gold_run["results"]["squad_collab"]["planner_failures,none"] == 0
+
+
+def test_cost_columns(gold_run):
+    res = gold_run["results"]
+    per_q = {t: res[t]["prompt_tokens_api,none"] for t in STRATEGY_TASKS}
+    assert per_q["squad_all_in_one"] < per_q["squad_batch"] < per_q["squad_sequential"] < per_q["squad_collab"]
+    assert res["squad_batch"]["prompt_tokens,none"] < res["squad_batch"]["prompt_tokens_api,none"]
+    assert res["squad_collab"]["dep_tokens,none"] > 0 == res["squad_sequential"]["dep_tokens,none"]
+    assert res["squad_collab"]["gen_tokens_api,none"] > res["squad_collab"]["gen_tokens,none"]
+    assert res["squad_batch"]["calls,none"] == pytest.approx(11 / 3)
+    for task in STRATEGY_TASKS:
+        assert res[task]["latency_s,none"] > 0 and res[task]["n_passages,none"] == 3
+
+
+def test_wrong_format_scores_zero_em_but_overlapping_f1(wrong_chat_run):
+    for task in ALL_TASKS:
+        res = wrong_chat_run["results"][task]
+        assert res["em,none"] == 0.0 and res["em_official,none"] == 0.0, task
+        assert 0.0 < res["f1,none"] < 1.0 and res["lenient,none"] == 1.0, task
+
+
+def test_chat_template_renders_the_multi_turn_history(wrong_chat_run):
+    prompts = _prompts(wrong_chat_run)
+    assert all(p.startswith("<|im_start|>user\n") for p in prompts)
+    for sample in read_samples(wrong_chat_run["out"], "squad_sequential"):
+        passage = squad.Passage.from_dict(sample["doc"])
+        replies = [_result(sample)["output"]["replies"][q.qid] for q in passage.questions]
+        for k in range(len(replies)):
+            chat = ScriptedLM.apply_chat_template(None, squad.sequential_messages(passage, replies[:k]))
+            assert prompts.get(chat) == replies[k]
+
+
+def test_bad_planner_falls_back_and_is_counted(wrong_chat_run):
+    assert wrong_chat_run["results"]["squad_collab"]["planner_failures,none"] == 2
+    for sample in read_samples(wrong_chat_run["out"], "squad_collab"):
+        out = _result(sample)["output"]
+        assert out["order"] == [q["qid"] for q in sample["doc"]["questions"]] and out["planner_failure"]
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["plain", "chat"])
+def tiny_run(request, tiny_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    extra = ["--apply_chat_template"] if request.param else []
+    _, results = run_lm_eval(["run", "--model", "hf", "--model_args", f"pretrained={tiny_model}", "--device", "cpu",
+                              "--tasks", "squad_strategies,squad_v1", "--limit", "3", "--log_samples", *extra],
+                             output=out)
+    return request.param, results, out
+
+
+def test_tiny_hf_model_runs_all_tasks(tiny_run, tiny_model):
+    from transformers import AutoTokenizer
+
+    chat, results, out = tiny_run
+    res = results["results"]
+    for task in ALL_TASKS:
+        assert 0.0 <= res[task]["f1,none"] <= 1.0
+    assert res["squad_sequential"]["rounds,none"] == 5 and res["squad_sequential"]["n_questions,none"] == 15
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    sample = read_samples(out, "squad_all_in_one")[0]
+    passage = squad.Passage.from_dict(sample["doc"])
+    text = squad.all_in_one_prompt(passage)
+    if chat:
+        assert sample["arguments"]["gen_args_0"]["arg_0"].startswith("<|im_start|>user\n[[qa-pack-rollout:")
+        text = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                             add_generation_prompt=True)
+    # prompt tokens are counted with the evaluated model's own tokenizer
+    assert _result(sample)["rollout"]["calls"][0]["prompt_tokens"] == len(tokenizer(text)["input_ids"])
+
+
+def test_latency_mode_writes_the_leaderboard_record(tiny_model, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "qa_tasks.squad_latency", "--model", "hf", "--model_args",
+                           f"pretrained={tiny_model}", "--limit", "2", "--output_path", str(tmp_path)],
+                          capture_output=True, text=True, env=lm_eval_env(), cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [path] = tmp_path.rglob("latency_*.json")
+    record = json.loads(path.read_text())
+    assert set(record) == {"kind", "task", "model", "n", "p50_s", "p95_s", "mean_s", "peak_mem_bytes",
+                           "peak_mem_kind", "device"}
+    assert record["kind"] == "latency" and record["task"] == "squad_v1" and record["n"] == 2
+    assert 0 < record["p50_s"] <= record["p95_s"] and record["peak_mem_kind"] == "cpu_peak_rss"
+    assert record["peak_mem_bytes"] > 10 * 2**20 and record["device"] == "cpu"
+
+
+def test_latency_mode_bad_limit_is_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "qa_tasks.squad_latency", "--limit", "0", "--output_path",
+                           str(tmp_path)], capture_output=True, text=True, env=lm_eval_env(), cwd=ROOT)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --limit 0") and "Traceback" not in proc.stderr
