@@ -20,8 +20,16 @@ from typing import Literal
 
 from qa_tasks.errors import QAPackError
 
-__all__ = ["TASKS", "TaskArguments", "LoraArguments", "SftParser", "parse_config", "validate", "cpu_defaults",
-           "RUN_FILE"]
+__all__ = [
+    "RUN_FILE",
+    "TASKS",
+    "LoraArguments",
+    "SftParser",
+    "TaskArguments",
+    "cpu_defaults",
+    "parse_config",
+    "validate",
+]
 
 # Training-data families: task name -> what it trains on (see finetune.data)
 TASKS = {

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from qa_tasks.errors import QAPackError
 
-__all__ = ["TrainingData", "build_training_data", "check_no_overlap", "read_user_jsonl", "example_text"]
+__all__ = ["TrainingData", "build_training_data", "check_no_overlap", "example_text", "read_user_jsonl"]
 
 _ROLES = ("system", "user", "assistant")
 

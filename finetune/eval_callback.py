@@ -19,8 +19,15 @@ from pathlib import Path
 
 from qa_tasks.errors import QAPackError
 
-__all__ = ["check_tasks", "split_tasks", "make_lm", "evaluate_lm", "load_adapter_model", "step_dir",
-           "EvalDuringTraining"]
+__all__ = [
+    "EvalDuringTraining",
+    "check_tasks",
+    "evaluate_lm",
+    "load_adapter_model",
+    "make_lm",
+    "split_tasks",
+    "step_dir",
+]
 
 
 def split_tasks(tasks: str | list[str]) -> list[str]:

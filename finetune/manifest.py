@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["write_json_atomic", "package_versions", "hyperparameters", "build_manifest", "PACKAGES"]
+__all__ = ["PACKAGES", "build_manifest", "hyperparameters", "package_versions", "write_json_atomic"]
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "datasets", "lm_eval",
             "lm-eval-qa-pack")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from qa_tasks.errors import QAPackError
 
-__all__ = ["main", "merge", "base_of"]
+__all__ = ["base_of", "main", "merge"]
 
 
 def base_of(adapter: Path) -> str:

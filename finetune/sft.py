@@ -30,8 +30,16 @@ from finetune.data import build_training_data, check_no_overlap
 from finetune.manifest import build_manifest, write_json_atomic
 from qa_tasks.errors import QAPackError
 
-__all__ = ["main", "run", "load_base_model", "lora_config", "prepare_config", "last_checkpoint",
-           "collect_evals", "EXIT_INTERRUPTED"]
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "collect_evals",
+    "last_checkpoint",
+    "load_base_model",
+    "lora_config",
+    "main",
+    "prepare_config",
+    "run",
+]
 
 EXIT_INTERRUPTED = 128 + signal.SIGTERM
 _ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -144,6 +152,17 @@ class _Interrupt:
         return SaveAndStopOnSignal()
 
 
+def _peak_memory() -> dict:
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available():
+        return {"peak_memory_bytes": torch.cuda.max_memory_allocated(), "peak_memory_kind": "cuda_max_allocated"}
+    return {"peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "peak_memory_kind": "cpu_peak_rss"}
+
+
 def _save_final(trainer, tokenizer, out: Path) -> None:
     """Adapter + tokenizer into OUT: saved beside it, then each file renamed into place."""
     tmp = out / f".final.tmp{os.getpid()}"
@@ -178,12 +197,11 @@ def run(argv: list[str] | None = None) -> int:
 
     # every check passed: from here on models load
     import datasets
+    from accelerate import PartialState
     from transformers import AutoTokenizer
     from trl import SFTTrainer
 
     from finetune.eval_callback import EvalDuringTraining
-
-    from accelerate import PartialState
 
     prepare_config(sft, data)
     world_size = sft.world_size
@@ -195,6 +213,7 @@ def run(argv: list[str] | None = None) -> int:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = load_base_model(task, lora)
+    model_bytes = model.get_memory_footprint()  # 4-bit vs full-precision base, before the adapter
     interrupt = _Interrupt()
     callbacks = [interrupt.callback()]
     evaluator = None
@@ -221,6 +240,7 @@ def run(argv: list[str] | None = None) -> int:
         if logs:
             metrics.update({"final_loss": logs[-1]["loss"], "num_tokens": logs[-1].get("num_tokens")})
         metrics["global_step"] = trainer.state.global_step
+        metrics.update(model_memory_bytes=model_bytes, **_peak_memory())
         if resume_from:
             metrics["resumed_from"] = resume_from.name
         _save_final(trainer, tokenizer, out)

@@ -118,9 +118,8 @@ def _trainer(tiny_model, tmp_path, data):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from finetune.sft import lora_config, prepare_config
-
     from finetune.config import LoraArguments
+    from finetune.sft import lora_config, prepare_config
 
     args = SFTConfig(output_dir=str(tmp_path / "o"), use_cpu=True, bf16=False, report_to="none",
                      max_length=4096, dataset_num_proc=None)

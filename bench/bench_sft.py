@@ -1,0 +1,157 @@
+"""Benchmarks of python -m finetune.sft (results: bench/RESULTS.md, section "finetune").
+
+    HF_HUB_OFFLINE=1 QA_PACK_DATA_DIR=../shared/data python bench/bench_sft.py --part speed --repeats 3
+    HF_HUB_OFFLINE=1 QA_PACK_DATA_DIR=../shared/data python bench/bench_sft.py --part memory
+    HF_HUB_OFFLINE=1 QA_PACK_DATA_DIR=../shared/data python bench/bench_sft.py --part gsm8k --train_seconds 240
+
+speed:  tokens/s of finetune.sft vs bench/plain_trl_sft.py (plain TRL SFTTrainer), same tiny model, data
+        (Recipe-MPR fold 0 train), LoRA and trainer settings, alternated in one run; ratio = median / median.
+        tokens/s = trained tokens / the trainer's train_runtime (model loading and data prep excluded).
+memory: peak memory of LoRA vs QLoRA training on the same (larger, random) model: peak RSS of the
+        training process on CPU, torch.cuda.max_memory_allocated on CUDA.
+gsm8k:  format_accuracy on gsm8k_think of the tiny base model vs the same model after a few minutes of
+        finetune.sft on r1_zero-formatted GSM8K train, both through the real lm_eval CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+       "PYTHONPATH": str(ROOT)}
+
+
+_PEAK = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:]); "
+         "print('PEAK_RSS_KIB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+         "sys.exit(p.returncode)")
+
+
+def _run(cmd: list[str], timeout: int = 3600) -> tuple[subprocess.CompletedProcess, float]:
+    """Run a child under a fresh wrapper whose only child it is; returns it and its peak RSS in MiB."""
+    proc = subprocess.run([PY, "-c", _PEAK, *cmd], check=False, capture_output=True, text=True, env=ENV, cwd=ROOT,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    peak = int(proc.stderr.rsplit("PEAK_RSS_KIB", 1)[1].split()[0])
+    return proc, peak / 1024
+
+
+def _sft(model: Path, out: Path, *extra: str):
+    return _run([PY, "-m", "finetune.sft", "--config", "finetune/configs/recipe_mpr_lora.yaml",
+                 "--model_name_or_path", str(model), "--output_dir", str(out), "--eval_tasks", "",
+                 "--gradient_accumulation_steps", "1", "--learning_rate", "2e-4", "--warmup_steps", "0",
+                 "--logging_steps", "1", "--save_steps", "100000", "--disable_tqdm", "true", *extra])
+
+
+def speed(model: Path, work: Path, steps: int, batch: int, repeats: int) -> dict:
+    ours, plain = [], []
+    for i in range(repeats):  # alternate so machine load hits both alike
+        out = work / f"sft{i}"
+        _sft(model, out, "--max_steps", str(steps), "--per_device_train_batch_size", str(batch),
+             "--gradient_checkpointing", "true")
+        m = json.loads((out / "manifest.json").read_text())["metrics"]
+        ours.append(m["num_tokens"] / m["train_runtime"])
+        proc, _ = _run([PY, "bench/plain_trl_sft.py", str(model), str(work / f"plain{i}"), str(steps), str(batch)])
+        p = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("BENCH "))[6:])
+        plain.append(p["num_tokens"] / p["train_runtime"])
+    return {"finetune_sft_tok_s": ours, "plain_trl_tok_s": plain,
+            "ratio": statistics.median(ours) / statistics.median(plain), "steps": steps, "batch": batch}
+
+
+def _peak(model: Path, out: Path, method: str, steps: int) -> dict:
+    _sft(model, out, "--method", method, "--max_steps", str(steps), "--per_device_train_batch_size", "4")
+    m = json.loads((out / "manifest.json").read_text())["metrics"]
+    return {"model_mib": round(m["model_memory_bytes"] / 2**20, 1), "peak_mib": round(m["peak_memory_bytes"] / 2**20, 1),
+            "peak_kind": m["peak_memory_kind"]}
+
+
+def memory(work: Path, steps: int) -> dict:
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    from tests.toolkit.tiny_model import build_tiny_model
+
+    tiny = build_tiny_model(work / "tiny", data_dir=os.environ.get("QA_PACK_DATA_DIR"))
+    big = work / "medium"
+    if not (big / "config.json").is_file():
+        tok = AutoTokenizer.from_pretrained(tiny)
+        torch.manual_seed(0)
+        cfg = Qwen2Config(vocab_size=len(tok), hidden_size=1024, intermediate_size=2816, num_hidden_layers=8,
+                          num_attention_heads=16, num_key_value_heads=4, max_position_embeddings=4096,
+                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
+        Qwen2ForCausalLM(cfg).save_pretrained(big)
+        tok.save_pretrained(big)
+    n_params = sum(v.numel() for v in __import__("safetensors.torch").torch.load_file(
+        str(big / "model.safetensors")).values())
+    return {"params": n_params, "steps": steps, "lora": _peak(big, work / "mem_lora", "lora", steps),
+            "qlora": _peak(big, work / "mem_qlora", "qlora", steps)}
+
+
+def _format_accuracy(model: Path, out: Path, limit: int, peft: Path | None = None) -> dict:
+    args = f"pretrained={model}" + (f",peft={peft}" if peft else "")
+    _run([str(Path(PY).parent / "lm_eval"), "--model", "hf", "--model_args", args, "--tasks", "gsm8k_think",
+          "--limit", str(limit), "--batch_size", "16", "--gen_kwargs", "max_gen_toks=256", "--output_path",
+          str(out)])
+    res = json.loads(max(out.rglob("results_*.json")).read_text())["results"]["gsm8k_think"]
+    return {k.split(",")[0]: v for k, v in res.items() if k.endswith(",none") and "stderr" not in k}
+
+
+def gsm8k(work: Path, train_seconds: float, limit: int, steps_per_second: float) -> dict:
+    from tests.toolkit.tiny_model import build_tiny_model
+
+    tiny = build_tiny_model(work / "tiny", data_dir=os.environ.get("QA_PACK_DATA_DIR"))
+    base = _format_accuracy(tiny, work / "gsm_base", limit)
+    steps = max(10, int(train_seconds * steps_per_second))
+    out = work / "gsm_adapter"
+    started = time.time()
+    _run([PY, "-m", "finetune.sft", "--config", "finetune/configs/gsm8k_r1_zero_lora.yaml", "--model_name_or_path",
+          str(tiny), "--output_dir", str(out), "--eval_tasks", "", "--max_steps", str(steps),
+          "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1", "--learning_rate", "2e-3",
+          "--warmup_steps", "0.05", "--max_length", "512", "--save_steps", "100000", "--logging_steps", "20",
+          "--gradient_checkpointing", "false", "--lora_r", "64", "--lora_alpha", "128", "--disable_tqdm", "true"])
+    seconds = time.time() - started
+    trained = _format_accuracy(tiny, work / "gsm_trained", limit, out)
+    return {"steps": steps, "train_wall_s": round(seconds, 1), "limit": limit, "base": base, "trained": trained}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", choices=["speed", "memory", "gsm8k", "all"], default="all")
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--train_seconds", type=float, default=240)
+    ap.add_argument("--steps_per_second", type=float, default=2.0, help="to turn train_seconds into max_steps")
+    ap.add_argument("--limit", type=int, default=100)
+    ap.add_argument("--work", type=Path, default=None)
+    args = ap.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench_sft_"))
+    work.mkdir(parents=True, exist_ok=True)
+    from tests.toolkit.tiny_model import build_tiny_model
+
+    tiny = build_tiny_model(work / "tiny", data_dir=os.environ.get("QA_PACK_DATA_DIR"))
+    report = {}
+    if args.part in ("speed", "all"):
+        report["speed"] = speed(tiny, work, args.steps, args.batch, args.repeats)
+        print(json.dumps(report["speed"]), flush=True)
+    if args.part in ("memory", "all"):
+        report["memory"] = memory(work, 3)
+        print(json.dumps(report["memory"]), flush=True)
+    if args.part in ("gsm8k", "all"):
+        report["gsm8k"] = gsm8k(work, args.train_seconds, args.limit, args.steps_per_second)
+        print(json.dumps(report["gsm8k"]), flush=True)
+    print("REPORT " + json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
