@@ -11,6 +11,9 @@ last ``\\boxed{}`` of a MATH ``solution``), not through the pack's loaders. Mode
   always present so a lenient gate would show up as correct answers;
 - ``mixed``: gold, wrong (formatted, answer "-987654321") or unformatted, by question.
 
+``unformatted=<source>`` (math500, gsm8k or hendrycks_math) switches the questions of that data set
+to ``unformatted`` whatever the mode, so one lm_eval run can cover both behaviours.
+
 ``kind_of(answer)`` tells a test which template produced a logged answer.
 """
 
@@ -51,21 +54,22 @@ def _last_boxed(text: str) -> str:
     raise ValueError("unbalanced \\boxed{}")
 
 
-def _golds() -> dict[str, str]:
+def _golds() -> dict[str, tuple[str, str]]:
+    """question -> (gold, source)."""
     root = Path(os.environ["QA_PACK_DATA_DIR"]) / "math"
-    golds: dict[str, str] = {}
+    golds: dict[str, tuple[str, str]] = {}
     for line in (root / "math500_test.jsonl").read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
-        golds[row["problem"].strip()] = row["answer"]
+        golds[row["problem"].strip()] = (row["answer"], "math500")
     for line in (root / "gsm8k_test.jsonl").read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
-        golds[row["question"].strip()] = row["answer"].split("####")[-1].strip()
+        golds[row["question"].strip()] = (row["answer"].split("####")[-1].strip(), "gsm8k")
     fixture = os.environ.get("QA_PACK_HENDRYCKS_MATH_DIR")
     if fixture:
         for path in sorted(Path(fixture).glob("*/test.jsonl")):
             for line in path.read_text(encoding="utf-8").splitlines():
                 row = json.loads(line)
-                golds[row["problem"].strip()] = _last_boxed(row["solution"])
+                golds[row["problem"].strip()] = (_last_boxed(row["solution"]), "hendrycks_math")
     return golds
 
 
@@ -80,10 +84,11 @@ def kind_of(answer: str) -> tuple[str, tuple[str, ...]]:
 
 
 class MathResponder:
-    def __init__(self, mode: str = "gold") -> None:
+    def __init__(self, mode: str = "gold", unformatted: str = "") -> None:
         if mode not in ("gold", "unformatted", "mixed"):
             raise ValueError(f"unknown mode {mode!r}")
         self.mode = mode
+        self.unformatted_source = unformatted
         self.golds = _golds()
 
     def _question(self, context: str) -> str:
@@ -94,9 +99,11 @@ class MathResponder:
 
     def generate(self, context: str, gen_kwargs: dict) -> str:
         question = self._question(context)
-        gold = self.golds[question]
+        gold, source = self.golds[question]
         h = zlib.crc32(question.encode())
         mode = self.mode if self.mode != "mixed" else ("gold", "wrong", "unformatted")[h % 3]
+        if source == self.unformatted_source:
+            mode = "unformatted"
         if mode == "gold":
             text = GOLD_TEMPLATES[h % len(GOLD_TEMPLATES)].format(gold=gold)
         elif mode == "wrong":
@@ -107,5 +114,5 @@ class MathResponder:
         return text if context.rstrip().endswith("<think>") else "<think>" + text
 
 
-def responder(mode: str = "gold", **_ignored) -> MathResponder:
-    return MathResponder(mode)
+def responder(mode: str = "gold", unformatted: str = "", **_ignored) -> MathResponder:
+    return MathResponder(mode, unformatted)

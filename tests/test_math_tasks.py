@@ -1,0 +1,169 @@
+"""End-to-end: the math think/answer tasks through the real ``lm_eval`` CLI.
+
+One lm_eval run per module fixture serves many assertions: a scripted model that answers the gold
+in format to MATH questions (accuracy 1.0) and never follows the format on GSM8K ones
+(format_failure_rate 1.0 with the breakdown of the templates it used), a mixed one through the
+chat-template variants, and the tiny Hugging Face model with the real ``hf`` backend.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from qa_tasks.math_grader import FAILURE_KINDS
+from tests.conftest import lm_eval_env, read_samples, run_lm_eval
+from tests.toolkit.math_responders import kind_of
+
+pytestmark = pytest.mark.slow
+
+FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "hendrycks_math")
+RESPONDER = "responder=tests.toolkit.math_responders:responder"
+BASE_TASKS = ("math500_think", "gsm8k_think", "hendrycks_math_think")
+GOLD_TASKS = ("math500_think", "hendrycks_math_think")  # gsm8k_think gets unformatted answers
+CHAT_TASKS = ("math500_think_chat", "gsm8k_think_chat")
+RATES = ("accuracy", "wrong_answer_rate", "format_failure_rate")
+
+
+def metric(results: dict, task: str, name: str) -> float:
+    return results["results"][task][f"{name},none"]
+
+
+def scripted_run(tmp_path_factory, name: str, mode: str, tasks, limit: int, *extra: str):
+    out = tmp_path_factory.mktemp(name)
+    log = out / "requests.jsonl"
+    _, results = run_lm_eval(
+        ["--model", "scripted", "--model_args", f"{RESPONDER},mode={mode},log={log}", "--tasks", ",".join(tasks),
+         "--limit", str(limit), "--log_samples", *extra],
+        output=out, env=lm_eval_env(QA_PACK_HENDRYCKS_MATH_DIR=FIXTURE))
+    requests = [json.loads(line) for line in log.read_text().splitlines()]
+    return out, results, requests
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    return scripted_run(tmp_path_factory, "base", "gold,unformatted=gsm8k", BASE_TASKS, 21)
+
+
+@pytest.fixture(scope="module")
+def chat_run(tmp_path_factory):
+    return scripted_run(tmp_path_factory, "chat", "mixed", CHAT_TASKS, 18, "--apply_chat_template")
+
+
+@pytest.mark.parametrize("task", GOLD_TASKS)
+def test_gold_formatted_answers_score_accuracy_one(base_run, task):
+    out, results, _ = base_run
+    assert metric(results, task, "accuracy") == 1.0
+    assert metric(results, task, "format_accuracy") == 1.0
+    for name in ("wrong_answer_rate", "format_failure_rate", *FAILURE_KINDS, "grader_timeouts"):
+        assert metric(results, task, name) == 0.0, name
+    samples = read_samples(out, task)
+    assert metric(results, task, "n") == len(samples) == (21 if task == "math500_think" else 14)
+    responses = [s["resps"][0][0] for s in samples]
+    assert metric(results, task, "response_chars") == pytest.approx(sum(map(len, responses)) / len(samples))
+    assert metric(results, task, "response_chars_correct") == metric(results, task, "response_chars")
+    assert f"response_chars_incorrect,none" not in results["results"][task]  # no incorrect response
+    # some responses write a second, wrong answer block after the first </answer>: it must be ignored
+    assert any("Next question: <answer> -987654321" in r for r in responses)
+    assert results["configs"][task]["metadata"]["version"] == 1.0
+
+
+def test_hendrycks_math_reads_all_subjects_of_the_local_copy(base_run):
+    out, _, _ = base_run
+    samples = read_samples(out, "hendrycks_math_think")
+    assert {s["doc"]["subject"] for s in samples} == {
+        "algebra", "counting_and_probability", "geometry", "intermediate_algebra", "number_theory",
+        "prealgebra", "precalculus"}
+
+
+def test_base_prompt_and_generation_settings(base_run):
+    _, _, requests = base_run
+    assert requests and all(r["kind"] == "generate_until" for r in requests)
+    for r in requests:
+        context, gen_kwargs = r["args"]
+        assert context.startswith("A conversation between User and Assistant.")
+        assert context.endswith("\nAssistant: <think>")
+        assert "</answer>" not in gen_kwargs["until"]  # lm-eval would strip it from the response
+        assert gen_kwargs["max_gen_toks"] == 1024 and gen_kwargs["do_sample"] is False
+
+
+def test_unformatted_answers_are_format_failures_with_the_right_breakdown(base_run):
+    out, results, _ = base_run
+    task = "gsm8k_think"
+    assert metric(results, task, "format_failure_rate") == 1.0
+    assert metric(results, task, "accuracy") == 0.0 and metric(results, task, "format_accuracy") == 0.0
+    assert metric(results, task, "wrong_answer_rate") == 0.0
+    samples = read_samples(out, task)
+    kinds = [kind_of(s["resps"][0][0]) for s in samples]
+    assert all(k == "unformatted" for k, _ in kinds)
+    assert len({failures for _, failures in kinds}) >= 4  # several templates were exercised
+    for kind in FAILURE_KINDS:
+        expected = sum(kind in failures for _, failures in kinds) / len(kinds)
+        assert metric(results, task, kind) == pytest.approx(expected), kind
+        for sample, (_, failures) in zip(samples, kinds):  # and per response, in the samples file
+            assert sample[kind] == float(kind in failures)
+    assert "response_chars_correct,none" not in results["results"][task]
+
+
+@pytest.mark.parametrize("task", CHAT_TASKS)
+def test_chat_variant_with_mixed_answers(chat_run, task):
+    out, results, _ = chat_run
+    samples = read_samples(out, task)
+    kinds = [kind_of(s["resps"][0][0])[0] for s in samples]
+    assert {"gold", "wrong", "unformatted"} <= set(kinds)
+    expected = {"accuracy": kinds.count("gold"), "wrong_answer_rate": kinds.count("wrong"),
+                "format_failure_rate": kinds.count("unformatted")}
+    for name, count in expected.items():
+        assert metric(results, task, name) == pytest.approx(count / len(kinds)), name
+    assert sum(metric(results, task, name) for name in RATES) == pytest.approx(1.0)
+    assert metric(results, task, "format_accuracy") == pytest.approx(1 - expected["format_failure_rate"] / len(kinds))
+    correct = [len(s["resps"][0][0]) for s, k in zip(samples, kinds) if k == "gold"]
+    assert metric(results, task, "response_chars_correct") == pytest.approx(sum(correct) / len(correct))
+
+
+def test_chat_prompts_go_through_the_chat_template(chat_run):
+    _, _, requests = chat_run
+    for r in requests:
+        context, gen_kwargs = r["args"]
+        assert context.startswith("<|im_start|>user\n") and context.endswith("<|im_start|>assistant\n")
+        assert "<think> reasoning process here </think> <answer> answer here </answer>" in context
+        assert "Assistant: <think>" not in context
+        assert "</answer>" not in gen_kwargs["until"]
+
+
+@pytest.fixture(scope="module")
+def hf_run(tmp_path_factory, tiny_model):
+    out = tmp_path_factory.mktemp("hf")
+    _, results = run_lm_eval(
+        ["--model", "hf", "--model_args", f"pretrained={tiny_model}", "--tasks", "math500_think,gsm8k_think",
+         "--limit", "5", "--gen_kwargs", "max_gen_toks=16", "--log_samples", "--device", "cpu"],
+        output=out)
+    return out, results
+
+
+@pytest.mark.parametrize("task", ["math500_think", "gsm8k_think"])
+def test_tiny_hf_model_runs(hf_run, task):
+    out, results = hf_run
+    assert metric(results, task, "n") == 5
+    assert sum(metric(results, task, name) for name in RATES) == pytest.approx(1.0)
+    for name in ("format_accuracy", *FAILURE_KINDS, "response_chars", "grader_timeouts"):
+        assert f"{name},none" in results["results"][task]
+    samples = read_samples(out, task)
+    assert len(samples) == 5 and all(s["arguments"]["gen_args_0"]["arg_1"]["max_gen_toks"] == 16 for s in samples)
+
+
+def test_preflight_checks_the_data_before_any_model_loads(monkeypatch, tmp_path):
+    """plugin.preflight (run by lm_eval before the model loads) reaches this family's loaders."""
+    from qa_tasks import math_think, plugin
+    from qa_tasks.errors import QAPackError
+
+    assert {"math500_think", "gsm8k_think", "hendrycks_math_think", "math500_think_chat", "gsm8k_think_chat",
+            "hendrycks_math_think_chat"} <= {t for t, f in plugin.pack_tasks().items() if f == "math"}
+    plugin.preflight("math500_think,gsm8k_think_chat")
+    monkeypatch.setenv("QA_PACK_HENDRYCKS_MATH_DIR", str(tmp_path / "missing"))
+    math_think.load_hendrycks_math.cache_clear()
+    with pytest.raises(QAPackError, match="QA_PACK_HENDRYCKS_MATH_DIR"):
+        plugin.preflight(["hendrycks_math_think"])
+    math_think.load_hendrycks_math.cache_clear()
