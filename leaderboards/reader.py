@@ -188,7 +188,9 @@ class _Reader:
         try:
             return json.loads(text)
         except ValueError as e:
-            what = "truncated" if getattr(e, "pos", 0) >= len(text.rstrip()) else "corrupt"
+            body = text.strip()
+            cut = body[:1] in "{[" and body[-1:] not in "}]"  # an interrupted write, not garbage
+            what = "truncated" if cut else "corrupt"
             self.warn(path, f"not valid JSON ({what}: {getattr(e, 'msg', e)} at line "
                             f"{getattr(e, 'lineno', '?')} column {getattr(e, 'colno', '?')}); skipped")
             return None
