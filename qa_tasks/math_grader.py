@@ -165,6 +165,7 @@ _SIMPLE_SLASH = re.compile(r"^(-?\d+)/(\d+)$")  # 1/2 -> \frac{1}{2}
 _NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
 _THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _VARIABLE_LHS = re.compile(r"^[a-zA-Z](?:_\{?\w+\}?)?$|^\\[a-zA-Z]+$")
+_BASE_NUMBER = re.compile(r"^([0-9a-zA-Z]+)_\{?(\d+)\}?$")  # 52_8, 1011_{2}: math-verify drops the base
 _MAX_NORMALIZE = 2000  # longer answers skip the regex steps (left to the bounded worker)
 
 
@@ -230,6 +231,9 @@ def quick_verdict(pred: str | None, gold: str) -> Verdict | None:
     p, g = normalize_answer(pred), normalize_answer(gold)
     if p and p == g:
         return Verdict(True, "string")
+    base_p, base_g = _BASE_NUMBER.match(p), _BASE_NUMBER.match(g)
+    if base_p and base_g:
+        return Verdict(base_p.groups() == base_g.groups(), "string")
     if _NUMBER.match(p) and _NUMBER.match(g):
         if Decimal(p) == Decimal(g):
             return Verdict(True, "number")
