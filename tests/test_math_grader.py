@@ -433,3 +433,19 @@ def test_malformed_gsm8k_file_is_one_clear_error(monkeypatch, tmp_path):
                                          ("hendrycks_math_think", "hendrycks_math"), ("squad_v1", None)])
 def test_source_of(task, source):
     assert mt.source_of(task) == source
+
+
+def test_readme_failure_examples_match_the_grader():
+    """The examples table in tasks_yaml/math/README.md is what the grader reports."""
+    text = open(os.path.join(os.path.dirname(__file__), "..", "tasks_yaml", "math", "README.md"), encoding="utf-8").read()
+    table = text.split("### One example of each failure kind")[1].split("And the passing ones")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert len(rows) >= 8
+    seen = set()
+    for row in rows:
+        response_cell, kinds_cell = row.strip("|").rsplit("|", 1)
+        response = response_cell.strip().split("`")[1].replace("\\n", "\n")
+        kinds = tuple(k.strip(" `") for k in kinds_cell.split(","))
+        assert mg.check_format(response).failures == kinds, row
+        seen.update(kinds)
+    assert seen == set(mg.FAILURE_KINDS)
