@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from qa_tasks import math_grader as mg  # noqa: E402
-from qa_tasks import math_think as mt  # noqa: E402
+from qa_tasks import math_grader as mg
+from qa_tasks import math_think as mt
 
 ITEM_BOUND_S = 5.0
 

@@ -29,12 +29,33 @@ import re
 import threading
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = [
-    "GATE", "THINK_CLOSE", "ANSWER_OPEN", "ANSWER_CLOSE", "FAILURE_KINDS", "DEFAULT_TIMEOUT_S",
-    "FormatCheck", "Verdict", "ResponseGrade", "check_format", "answer_span", "last_boxed",
-    "extract_answer", "gold_from_gsm8k", "gold_from_math", "normalize_answer", "quick_verdict",
-    "equivalent_unbounded", "Grader", "default_grader", "grade_response",
+    "ANSWER_CLOSE",
+    "ANSWER_OPEN",
+    "DEFAULT_TIMEOUT_S",
+    "FAILURE_KINDS",
+    "GATE",
+    "THINK_CLOSE",
+    "FormatCheck",
+    "Grader",
+    "ResponseGrade",
+    "Verdict",
+    "answer_span",
+    "check_format",
+    "default_grader",
+    "equivalent_unbounded",
+    "extract_answer",
+    "gold_from_gsm8k",
+    "gold_from_math",
+    "grade_response",
+    "last_boxed",
+    "normalize_answer",
+    "quick_verdict",
 ]
 
 GATE = "</think> <answer>"
@@ -154,8 +175,11 @@ _UNIT_WORDS = (
     "ounces", "grams", "kg", "points", "ways", "people", "students", "marbles", "apples", "cookies",
     "percent", "times", "pages", "books", "eggs", "liters", "gallons",
 )
-_TRAILING_UNIT = re.compile(r"(?:\s*\\(?:text|mbox|mathrm)\{\s*(?:%s)\^?\d?\s*\}|\s+(?:%s)\b\.?)+$"
-                            % ("|".join(_UNIT_WORDS), "|".join(_UNIT_WORDS)), re.IGNORECASE)
+_UNITS = "|".join(_UNIT_WORDS)
+_POWER = r"(?:\^\{?\d\}?)?"  # square/cubic units: \text{ cm}^2
+_TRAILING_UNIT = re.compile(
+    rf"(?:\s*\\(?:text|mbox|mathrm)\{{\s*(?:{_UNITS})(?:\s+(?:{_UNITS}))*\s*\}}{_POWER}|\s+(?:{_UNITS})\b\.?{_POWER})+$",
+    re.IGNORECASE)
 _TEXT_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|mbox|mathbf|operatorname)\{([^{}]*)\}")
 _FRAC_SHORT = re.compile(r"\\frac(\d)(\d)")  # \frac12 -> \frac{1}{2}
 _FRAC_HALF_SHORT = re.compile(r"\\frac\{([^{}]*)\}(\d)")  # \frac{1}2
@@ -270,8 +294,12 @@ def _latex_to_plain(s: str) -> str | None:
 def _sympy_equal(gold: str, pred: str) -> bool | None:
     """Symbolic equality of two simple answers; None when either is outside the parsable subset."""
     import sympy
-    from sympy.parsing.sympy_parser import (convert_xor, implicit_multiplication_application,
-                                            parse_expr, standard_transformations)
+    from sympy.parsing.sympy_parser import (
+        convert_xor,
+        implicit_multiplication_application,
+        parse_expr,
+        standard_transformations,
+    )
 
     g, p = _latex_to_plain(gold), _latex_to_plain(pred)
     if not g or not p:
@@ -453,13 +481,13 @@ class Grader:
                 self._worker.kill()
                 self._worker = None
 
-    def __enter__(self) -> Grader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def start(self) -> Grader:
+    def start(self) -> Self:
         """Start the worker now (otherwise it starts on the first item that needs it)."""
         with self._lock:
             self._ensure_worker()

@@ -18,12 +18,35 @@ from pathlib import Path
 
 from qa_tasks.data import DATA_ENV, data_dir, load_hub, local_or_none, read_jsonl
 from qa_tasks.errors import QAPackError
-from qa_tasks.math_grader import FAILURE_KINDS, Grader, ResponseGrade, gold_from_gsm8k, gold_from_math, grade_response
+from qa_tasks.math_grader import (
+    FAILURE_KINDS,
+    Grader,
+    ResponseGrade,
+    gold_from_gsm8k,
+    gold_from_math,
+    grade_response,
+)
 
 __all__ = [
-    "R1_ZERO_PROMPT", "CHAT_INSTRUCTION", "HENDRYCKS_SUBJECTS", "HENDRYCKS_ENV", "METRICS", "COUNT_METRICS",
-    "r1_zero_prompt", "chat_messages", "r1_zero_completion", "chat_completion", "load_gsm8k", "load_math500",
-    "load_hendrycks_math", "build_docs", "source_of", "doc_metrics", "score_response", "summarize", "preflight",
+    "CHAT_INSTRUCTION",
+    "COUNT_METRICS",
+    "HENDRYCKS_ENV",
+    "HENDRYCKS_SUBJECTS",
+    "METRICS",
+    "R1_ZERO_PROMPT",
+    "build_docs",
+    "chat_completion",
+    "chat_messages",
+    "doc_metrics",
+    "load_gsm8k",
+    "load_hendrycks_math",
+    "load_math500",
+    "preflight",
+    "r1_zero_completion",
+    "r1_zero_prompt",
+    "score_response",
+    "source_of",
+    "summarize",
 ]
 
 # The R1-Zero / CS336 prompt for base models; the response continues after the final "<think>".

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -437,7 +438,7 @@ def test_source_of(task, source):
 
 def test_readme_failure_examples_match_the_grader():
     """The examples table in tasks_yaml/math/README.md is what the grader reports."""
-    text = open(os.path.join(os.path.dirname(__file__), "..", "tasks_yaml", "math", "README.md"), encoding="utf-8").read()
+    text = (Path(__file__).resolve().parent.parent / "tasks_yaml" / "math" / "README.md").read_text(encoding="utf-8")
     table = text.split("### One example of each failure kind")[1].split("And the passing ones")[0]
     rows = [line for line in table.splitlines() if line.startswith("| `")]
     assert len(rows) >= 8

@@ -64,7 +64,7 @@ def test_gold_formatted_answers_score_accuracy_one(base_run, task):
     responses = [s["resps"][0][0] for s in samples]
     assert metric(results, task, "response_chars") == pytest.approx(sum(map(len, responses)) / len(samples))
     assert metric(results, task, "response_chars_correct") == metric(results, task, "response_chars")
-    assert f"response_chars_incorrect,none" not in results["results"][task]  # no incorrect response
+    assert "response_chars_incorrect,none" not in results["results"][task]  # no incorrect response
     # some responses write a second, wrong answer block after the first </answer>: it must be ignored
     assert any("Next question: <answer> -987654321" in r for r in responses)
     assert results["configs"][task]["metadata"]["version"] == 1.0

@@ -24,7 +24,7 @@ import os
 import zlib
 from pathlib import Path
 
-__all__ = ["UNFORMATTED", "GOLD_TEMPLATES", "WRONG_TEMPLATE", "responder", "kind_of", "MathResponder"]
+__all__ = ["GOLD_TEMPLATES", "UNFORMATTED", "WRONG_TEMPLATE", "MathResponder", "kind_of", "responder"]
 
 GOLD_TEMPLATES = (
     " Let me work it out step by step. </think> <answer> {gold} </answer>",
