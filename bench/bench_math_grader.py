@@ -210,7 +210,7 @@ def main(argv=None) -> int:
     parser.add_argument("--n", type=int, default=5000, help="responses in the throughput set")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
-    report = {"timeout_s": mg.DEFAULT_TIMEOUT_S, "cpus": os.cpu_count()}
+    report = {"timeout_s": mg.timeout_from_env(), "cpus": os.cpu_count()}
     if args.part in ("all", "throughput"):
         report["throughput"] = throughput(args.n)
     if args.part in ("all", "adversarial"):

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
+from qa_tasks.errors import QAPackError
+
 if TYPE_CHECKING:
     from typing_extensions import Self
 
@@ -41,6 +43,7 @@ __all__ = [
     "FAILURE_KINDS",
     "GATE",
     "THINK_CLOSE",
+    "TIMEOUT_ENV",
     "FormatCheck",
     "Grader",
     "ResponseGrade",
@@ -56,6 +59,7 @@ __all__ = [
     "last_boxed",
     "normalize_answer",
     "quick_verdict",
+    "timeout_from_env",
 ]
 
 GATE = "</think> <answer>"
@@ -63,7 +67,20 @@ THINK_CLOSE = "</think>"
 ANSWER_OPEN = "<answer>"
 ANSWER_CLOSE = "</answer>"
 FAILURE_KINDS = ("missing_think_close", "missing_answer_open", "missing_answer_close", "wrong_order")
-DEFAULT_TIMEOUT_S = float(os.environ.get("QA_PACK_MATH_TIMEOUT_S", "2.0"))
+TIMEOUT_ENV = "QA_PACK_MATH_TIMEOUT_S"
+DEFAULT_TIMEOUT_S = 2.0  # per-item grading bound unless QA_PACK_MATH_TIMEOUT_S says otherwise
+
+
+def timeout_from_env() -> float:
+    """The per-item bound: ``QA_PACK_MATH_TIMEOUT_S`` if set (validated), else ``DEFAULT_TIMEOUT_S``."""
+    value = os.environ.get(TIMEOUT_ENV, "").strip() or str(DEFAULT_TIMEOUT_S)
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0:
+        raise QAPackError(f"{TIMEOUT_ENV}={value} is not a positive number of seconds; set it to e.g. 2 or unset it")
+    return seconds
 _KILL_MARGIN_S = 1.0  # hard bound = soft bound + margin: the soft alarm cannot interrupt C code
 _WORKER_MEMORY_BYTES = 3 << 30  # a runaway big-integer power fails with MemoryError, not swap
 
@@ -467,7 +484,10 @@ class Grader:
     killed at the hard bound is replaced at once, so its start-up overlaps the caller's next work.
     """
 
-    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, timeout_s: float | None = None) -> None:
+        """``timeout_s``: per-item bound; default ``QA_PACK_MATH_TIMEOUT_S`` or 2 s."""
+        if timeout_s is None:
+            timeout_s = timeout_from_env()
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
         self.timeout_s = float(timeout_s)

@@ -25,6 +25,7 @@ from qa_tasks.math_grader import (
     gold_from_gsm8k,
     gold_from_math,
     grade_response,
+    timeout_from_env,
 )
 
 __all__ = [
@@ -257,7 +258,8 @@ def summarize(rows: Iterable[dict[str, float]]) -> dict[str, float]:
 
 
 def preflight(task_name: str) -> None:
-    """Load and validate the data of a task before any model loads."""
+    """Load and validate the data of a task (and the grading bound) before any model loads."""
     source = source_of(task_name)
     if source is not None:
+        timeout_from_env()
         build_docs(source)

@@ -331,9 +331,14 @@ def test_grading_runs_off_the_main_thread(grader):
     assert results == [mg.Verdict(True, results[0].method)] and results[0].correct
 
 
-def test_bad_timeout_is_rejected():
+def test_bad_timeout_is_rejected(monkeypatch):
     with pytest.raises(ValueError):
         mg.Grader(timeout_s=0)
+    monkeypatch.setenv(mg.TIMEOUT_ENV, "soon")
+    with pytest.raises(QAPackError, match="QA_PACK_MATH_TIMEOUT_S=soon is not a positive number"):
+        mg.Grader()
+    monkeypatch.setenv(mg.TIMEOUT_ENV, "0.75")
+    assert mg.Grader().timeout_s == 0.75  # no worker is started until an item needs one
 
 
 # --- prompts and data -----------------------------------------------------------------------------

@@ -167,3 +167,6 @@ def test_preflight_checks_the_data_before_any_model_loads(monkeypatch, tmp_path)
     with pytest.raises(QAPackError, match="QA_PACK_HENDRYCKS_MATH_DIR"):
         plugin.preflight(["hendrycks_math_think"])
     math_think.load_hendrycks_math.cache_clear()
+    monkeypatch.setenv("QA_PACK_MATH_TIMEOUT_S", "-1")  # a bad bound fails before the model loads too
+    with pytest.raises(QAPackError, match="QA_PACK_MATH_TIMEOUT_S=-1"):
+        plugin.preflight(["gsm8k_think"])
