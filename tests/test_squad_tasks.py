@@ -149,9 +149,11 @@ def test_bad_planner_falls_back_and_is_counted(wrong_chat_run):
 def tiny_run(request, tiny_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny")
     extra = ["--apply_chat_template"] if request.param else []
+    # short generations and batching keep the untrained model (it never stops early) cheap on CPU
     _, results = run_lm_eval(["run", "--model", "hf", "--model_args", f"pretrained={tiny_model}", "--device", "cpu",
-                              "--tasks", "squad_strategies,squad_v1", "--limit", "3", "--log_samples", *extra],
-                             output=out)
+                              "--tasks", "squad_strategies,squad_v1", "--limit", "3", "--log_samples",
+                              "--batch_size", "16", "--gen_kwargs", "max_gen_toks=8", *extra], output=out,
+                             env=lm_eval_env(OMP_NUM_THREADS="1"))  # one thread: no oversubscription on shared CPUs
     return request.param, results, out
 
 
@@ -178,7 +180,8 @@ def test_tiny_hf_model_runs_all_tasks(tiny_run, tiny_model):
 def test_latency_mode_writes_the_leaderboard_record(tiny_model, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "qa_tasks.squad_latency", "--model", "hf", "--model_args",
                            f"pretrained={tiny_model}", "--limit", "2", "--output_path", str(tmp_path)],
-                          capture_output=True, text=True, env=lm_eval_env(), cwd=ROOT, timeout=600)
+                          capture_output=True, text=True, env=lm_eval_env(OMP_NUM_THREADS="1"), cwd=ROOT,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     [path] = tmp_path.rglob("latency_*.json")
     record = json.loads(path.read_text())

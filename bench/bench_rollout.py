@@ -1,0 +1,119 @@
+"""Round-batched rollout vs a per-passage loop for the dependent SQuAD strategies, on the tiny CPU model.
+
+Both arms run in one process on the same wrapped HF model (lm-eval's HFLM) and the same plans:
+
+- batched: all passages' plans in one ``generate_until``: round k sends the k-th turn of every
+  conversation as one batch (the layer's normal path);
+- loop: one plan at a time, so each passage's turns run one after another (what ad-hoc scripts do).
+
+It reports wall times, their ratio, backend ``generate_until`` calls against rounds and Σ questions,
+whether both arms produced the same replies, and PromptTok_API per question of every strategy
+(all counted with the tiny model's tokenizer).
+
+    python bench/bench_rollout.py [--passages 100] [--max_gen_toks 48] [--batch_size 128] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("QA_PACK_DATA_DIR", str(ROOT.parent / "shared" / "data"))
+
+
+def _model(path: Path, batch_size: int):
+    from lm_eval.api.registry import get_model
+    from lm_eval.models.huggingface import HFLM
+
+    from qa_tasks import rollout
+
+    class CountingHFLM(HFLM):
+        """HFLM that counts the generate_until batches it receives (the backend calls)."""
+
+        calls = 0
+
+        def generate_until(self, requests, disable_tqdm: bool = False):
+            CountingHFLM.calls += 1
+            return super().generate_until(requests, disable_tqdm=True)
+
+    assert get_model("hf") is not None  # the registry is loaded (and wrapped) like the CLI does
+    return rollout.wrap(CountingHFLM(pretrained=str(path), device="cpu", batch_size=batch_size)), CountingHFLM
+
+
+def _requests(strategy: str, passages, max_gen_toks: int):
+    from lm_eval.api.instance import Instance
+
+    from qa_tasks import rollout, squad
+
+    kwargs = {"until": ["\n\n"], "max_gen_toks": max_gen_toks, "do_sample": False}
+    return [Instance("generate_until", {}, (rollout.plan_text("squad", squad.plan_args(strategy, p)), dict(kwargs)),
+                     0, (f"squad_{strategy}", i, 1)) for i, p in enumerate(passages)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--passages", type=int, default=100)
+    parser.add_argument("--max_gen_toks", type=int, default=48, help="per answer (the tasks' default)")
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: no OpenMP oversubscription on a shared machine; same for both arms)")
+    parser.add_argument("--model", type=Path, default=None, help="tiny model folder (built when missing)")
+    args = parser.parse_args()
+
+    import torch
+
+    from qa_tasks import squad
+    from tests.toolkit.tiny_model import build_tiny_model
+
+    torch.set_num_threads(args.threads)
+    tmp = tempfile.mkdtemp()
+    path = args.model or build_tiny_model(Path(tmp) / "tiny", data_dir=os.environ["QA_PACK_DATA_DIR"])
+    lm, counter = _model(path, args.batch_size)
+    # dev passages with 3..5 questions: 100 of the 132 that have at least 3
+    passages = squad.load_passages("validation", min_questions=3, max_questions=5)[: args.passages]
+    n_questions = sum(len(p.questions) for p in passages)
+    print(f"{len(passages)} passages, {n_questions} questions, max {max(len(p.questions) for p in passages)} "
+          f"per passage; max_gen_toks {args.max_gen_toks}; HFLM batch_size {args.batch_size}; "
+          f"torch threads {torch.get_num_threads()}")
+
+    report = {}
+    for strategy in ("sequential", "collab"):
+        requests = _requests(strategy, passages, args.max_gen_toks)
+        counter.calls = 0
+        start = time.perf_counter()
+        batched = [json.loads(r) for r in lm.generate_until(requests)]
+        t_batched, calls_batched = time.perf_counter() - start, counter.calls
+        counter.calls = 0
+        start = time.perf_counter()
+        looped = [json.loads(lm.generate_until([r])[0]) for r in requests]
+        t_loop, calls_loop = time.perf_counter() - start, counter.calls
+        same = sum(a["output"]["replies"] == b["output"]["replies"] for a, b in zip(batched, looped))
+        rounds = max(r["rollout"]["rounds"] for r in batched)
+        report[strategy] = dict(batched_s=round(t_batched, 2), loop_s=round(t_loop, 2),
+                                speedup=round(t_loop / t_batched, 2), backend_calls_batched=calls_batched,
+                                rounds=rounds, backend_calls_loop=calls_loop, same_replies=f"{same}/{len(passages)}")
+        print(strategy, report[strategy], flush=True)
+
+    # PromptTok_API per question, every strategy, batched, same tokenizer
+    tokens = {}
+    for strategy in squad.STRATEGIES:
+        results = [json.loads(r) for r in lm.generate_until(_requests(strategy, passages, args.max_gen_toks))]
+        api = sum(c["prompt_tokens"] for r in results for c in r["rollout"]["calls"])
+        tokens[strategy] = round(api / n_questions, 1)
+    print("PromptTok_API per question:", tokens)
+    order = sorted(tokens, key=tokens.get)
+    print("ordering:", " < ".join(order), "(expected all_in_one < batch < sequential < collab)")
+
+
+if __name__ == "__main__":
+    main()
