@@ -341,7 +341,9 @@ def _exact_number(value) -> bool:
 
 
 def _wrap(text: str) -> str:
-    return text if "$" in text or "\\(" in text or "\\[" in text else f"${text}$"
+    """``$text$`` unless the text already holds math delimiters (an escaped ``\\$`` is not one)."""
+    unescaped = text.replace("\\$", "")
+    return text if "$" in unescaped or "\\(" in text or "\\[" in text else f"${text}$"
 
 
 def equivalent_unbounded(pred: str, gold: str) -> Verdict:
