@@ -261,5 +261,10 @@ def preflight(task_name: str) -> None:
     """Load and validate the data of a task (and the grading bound) before any model loads."""
     source = source_of(task_name)
     if source is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("math_verify") is None:  # needed by the grading worker
+            raise QAPackError("math-verify is not installed; install the math extra: "
+                              "pip install 'lm-eval-qa-pack[math]'")
         timeout_from_env()
         build_docs(source)
