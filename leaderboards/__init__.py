@@ -7,4 +7,4 @@ Reads the folders ``lm_eval --output_path ... --log_samples`` writes (``results_
 
 from leaderboards.build import FORMATS, BuildReport, build
 
-__all__ = ["build", "BuildReport", "FORMATS"]
+__all__ = ["FORMATS", "BuildReport", "build"]

@@ -12,7 +12,7 @@ from leaderboards.render import render_csv, render_json, render_markdown
 from leaderboards.tables import Table, build_tables
 from qa_tasks.errors import QAPackError
 
-__all__ = ["BuildReport", "build", "FORMATS"]
+__all__ = ["FORMATS", "BuildReport", "build"]
 
 FORMATS = ("md", "csv", "json")
 

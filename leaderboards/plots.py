@@ -5,13 +5,14 @@ writes no timestamp or version into the PNG, so the same tables give the same by
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
 
 from leaderboards.tables import QUERY_TYPES, Stat, Table
 
-__all__ = ["make_plots", "plots_available", "MISSING_NOTE"]
+__all__ = ["MISSING_NOTE", "make_plots", "plots_available"]
 
 MISSING_NOTE = "Plots skipped: matplotlib is not installed (pip install 'lm-eval-qa-pack[plots]')."
 
@@ -82,7 +83,7 @@ def _progression(table: Table, out_dir: Path, stem: str) -> list[str]:
         ax = fig.add_subplot(1, 1, 1)
         for j, metric in enumerate(metrics):
             ys = [_value(row[3 + j]) for row in rows]
-            if any(y == y for y in ys):  # skip all-NaN series
+            if not all(math.isnan(y) for y in ys):  # skip all-NaN series
                 ax.plot(xs, ys, marker="o", label=metric)
         ax.set_xlabel("training step (0 = base model)")
         ax.set_title(f"{key[0]} on {key[1]}", fontsize=9)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from qa_tasks.errors import QAPackError
 
-__all__ = ["TaskResult", "Run", "Latency", "Collection", "read_paths", "parse_model_args", "model_label"]
+__all__ = ["Collection", "Latency", "Run", "TaskResult", "model_label", "parse_model_args", "read_paths"]
 
 _RESULTS_RE = re.compile(r"^results_(.+)\.json$")
 _SAMPLES_RE = re.compile(r"^samples_(.+)_([^_]+)\.jsonl$")

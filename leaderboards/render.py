@@ -9,7 +9,7 @@ import json
 
 from leaderboards.tables import Stat, Table
 
-__all__ = ["fmt", "render_markdown", "render_csv", "render_json", "KEY_COLUMNS"]
+__all__ = ["KEY_COLUMNS", "fmt", "render_csv", "render_json", "render_markdown"]
 
 # leading columns that identify a row (joined into the CSV "row" field)
 KEY_COLUMNS = {"overview": 1, "comparison": 4, "progression": 3, "adapters": 1}

@@ -6,11 +6,11 @@ carry information. Other metrics (F1, token counts) use a paired bootstrap of th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from math import comb
-from typing import Sequence
 
-__all__ = ["PairedTest", "mcnemar_exact", "paired_bootstrap", "paired_test", "ALPHA", "BOOTSTRAP_ITERS"]
+__all__ = ["ALPHA", "BOOTSTRAP_ITERS", "PairedTest", "mcnemar_exact", "paired_bootstrap", "paired_test"]
 
 ALPHA = 0.05
 BOOTSTRAP_ITERS = 10_000

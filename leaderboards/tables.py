@@ -14,9 +14,26 @@ from leaderboards.reader import Collection, Run, TaskResult
 from leaderboards.stats import ALPHA, BOOTSTRAP_ITERS, paired_test
 
 __all__ = [
-    "Stat", "Table", "Model", "family", "main_metric", "group_models", "build_tables", "overview_table",
-    "comparison_table", "setup_differences", "squad_table", "latency_table", "recipe_types_table", "position_bias_table",
-    "math_tables", "progression_table", "adapters_table", "SQUAD_COLUMNS", "QUERY_TYPES", "LETTERS",
+    "LETTERS",
+    "QUERY_TYPES",
+    "SQUAD_COLUMNS",
+    "Model",
+    "Stat",
+    "Table",
+    "adapters_table",
+    "build_tables",
+    "comparison_table",
+    "family",
+    "group_models",
+    "latency_table",
+    "main_metric",
+    "math_tables",
+    "overview_table",
+    "position_bias_table",
+    "progression_table",
+    "recipe_types_table",
+    "setup_differences",
+    "squad_table",
 ]
 
 QUERY_TYPES = ("Specific", "Commonsense", "Negated", "Analogical", "Temporal")  # as qa_tasks.recipe_mpr
@@ -89,7 +106,7 @@ def main_metric(task: str, metrics) -> str:
         matches = sorted(m for m in metrics if m.split(",")[0] == name)
         if matches:
             return matches[0]
-    return sorted(metrics)[0]
+    return min(metrics)
 
 
 def group_models(col: Collection) -> tuple[list[Model], list[str]]:

@@ -281,7 +281,7 @@ def test_csv_long_format(runs):
 
 
 def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "leaderboards", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "leaderboards", *args], capture_output=True, text=True, check=False,
                           cwd=cwd, env=lm_eval_env())
 
 

@@ -1,0 +1,122 @@
+"""The README's demo, shortened with --quick: tiny model -> lm_eval on every family -> LoRA fine-tune ->
+lm_eval on the adapter -> leaderboard with the base vs adapter comparison."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from leaderboards import demo
+from leaderboards.render import fmt
+from qa_tasks.errors import QAPackError
+from tests.conftest import ROOT, lm_eval_env
+
+ALL_TASKS = [t for tasks in demo.FAMILY_TASKS.values() for t in tasks]
+
+
+def _demo(*args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "leaderboards.demo", *args], capture_output=True, text=True, check=False,
+                          cwd=ROOT, env=lm_eval_env(), timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    proc = _demo("--out", str(out), "--quick")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, proc
+
+
+def _md_rows(md: str, section: str) -> list[list[str]]:
+    body = md.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in body.splitlines() if line.startswith("|")]
+    return [[c.strip() for c in line.strip("|").split(" | ")] for line in lines]  # header, ---, rows
+
+
+@pytest.mark.slow
+def test_demo_shows_progress_and_prints_outputs(quick_demo):
+    out, proc = quick_demo
+    for step in range(1, 6):
+        assert f"[{step}/5]" in proc.stdout
+    listed = proc.stdout.split("Outputs:", 1)[1]
+    for name in ("LEADERBOARD.md", "eval/base", "eval/adapter", "recipe-mpr-lora", "logs"):
+        assert str(out / name) in listed
+    assert (out / "LEADERBOARD.md").is_file()
+    for plot in out.glob("LEADERBOARD_*.png"):
+        assert str(plot) in listed
+
+
+def _results(folder: Path) -> dict:
+    (path,) = folder.rglob("results_*.json")
+    return json.loads(path.read_text())
+
+
+@pytest.mark.slow
+def test_demo_leaderboard_compares_base_and_adapter_on_every_family(quick_demo):
+    out, _ = quick_demo
+    md = (out / "LEADERBOARD.md").read_text()
+    base, tuned = _results(out / "eval" / "base"), _results(out / "eval" / "adapter")
+    assert sorted(base["results"]) == sorted(tuned["results"]) == sorted(ALL_TASKS)
+    header, _, *rows = _md_rows(md, "Overview")
+    labels = {row[0] for row in rows}
+    assert labels == {"tiny-qwen2", "tiny-qwen2 + recipe-mpr-lora (lora)"}
+    for row in rows:
+        results = tuned if "+" in row[0] else base
+        for column, cell in zip(header[1:], row[1:]):
+            task, metric = column[:-1].split(" (")
+            assert cell.startswith(fmt(results["results"][task][f"{metric},none"]))
+            assert cell.endswith(f"(n={results['n-samples'][task]['effective']})")
+    header, _, *rows = _md_rows(md, "Base vs adapter")
+    compared = {row[header.index("Task")] for row in rows}
+    assert compared == set(ALL_TASKS)
+    for row in rows:
+        task, metric = row[header.index("Task")], row[header.index("Metric")]
+        assert row[header.index("Base value")] == fmt(base["results"][task][f"{metric},none"])
+        assert row[header.index("Adapter value")] == fmt(tuned["results"][task][f"{metric},none"])
+        assert row[header.index("Same setup")] == "yes"
+        assert row[header.index("Significant")] in ("yes", "no")
+
+
+@pytest.mark.slow
+def test_demo_leaderboard_has_the_training_progression(quick_demo):
+    out, _ = quick_demo
+    md = (out / "LEADERBOARD.md").read_text()
+    _, _, *rows = _md_rows(md, "Training progression")
+    steps = [row[2] for row in rows if row[1] == "recipe_mpr_fold0"]
+    assert steps == ["base", "2", "final"]
+    manifest = json.loads((out / "recipe-mpr-lora" / "manifest.json").read_text())
+    _, _, adapter_row = _md_rows(md, "Adapters")
+    assert adapter_row[0] == "recipe-mpr-lora" and adapter_row[3] == manifest["method"] == "lora"
+    for section in ("SQuAD strategies", "Recipe-MPR: accuracy by query type", "Recipe-MPR: position bias",
+                    "Math: think/answer format"):
+        assert f"## {section}" in md
+
+
+def test_demo_refuses_a_folder_it_did_not_write(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    proc = _demo("--out", str(tmp_path), "--quick", timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_demo_names_a_missing_family(monkeypatch):
+    from qa_tasks import plugin
+
+    known = {t: fam for fam, tasks in demo.FAMILY_TASKS.items() for t in tasks if fam != "math"}
+    monkeypatch.setattr(plugin, "pack_tasks", lambda: known)
+    with pytest.raises(QAPackError, match=r"math: gsm8k_think, math500_think"):
+        demo._check_tasks()
+
+
+@pytest.mark.parametrize(("quick", "groups"), [
+    (True, [(ALL_TASKS, 2)]),
+    (False, [(["recipe_mpr_fold0", "recipe_mpr_gen_fold0", "squad_v1", "gsm8k_think", "math500_think"], 20),
+             (["squad_all_in_one", "squad_batch", "squad_sequential", "squad_collab"], 3)]),
+])
+def test_demo_limits_passages_harder_than_questions(quick, groups):
+    assert demo.plan(quick).eval_groups(ALL_TASKS) == groups
