@@ -18,7 +18,8 @@ __all__ = ["main", "parser"]
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m leaderboards", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m leaderboards", description="Leaderboards from lm-eval results.",
+                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="lm-eval output folders -> leaderboard (markdown + PNG plots, CSV or JSON)")
     b.add_argument("results", nargs="+", metavar="RESULTS_DIR",

@@ -2,7 +2,7 @@
 adapter -> leaderboard with the base vs adapter comparison. Runs offline on CPU in a few minutes::
 
     QA_PACK_DATA_DIR=../shared/data python -m leaderboards.demo --out demo_out
-    QA_PACK_DATA_DIR=../shared/data python -m leaderboards.demo --out demo_out --quick   # smaller, ~2-3 min
+    QA_PACK_DATA_DIR=../shared/data python -m leaderboards.demo --out demo_out --quick   # fewer documents and steps
 
 Every evaluation goes through the real ``lm_eval`` CLI (one subprocess per run, output in lm-eval's own
 layout) and the adapter is trained by ``python -m finetune.sft``, exactly as a user would run them; the
@@ -227,9 +227,10 @@ def run_demo(out: Path, quick: bool = False, model: Path | None = None) -> dict[
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m leaderboards.demo", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m leaderboards.demo", description=__doc__.split("::")[0].strip(),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, type=Path, help="folder for everything the demo writes")
-    p.add_argument("--quick", action="store_true", help="fewer documents and training steps (~2-3 minutes)")
+    p.add_argument("--quick", action="store_true", help="fewer documents and training steps (for tests and a first look)")
     p.add_argument("--model", type=Path, default=None,
                    help="evaluate and fine-tune this Hugging Face model folder instead of building the tiny model")
     args = p.parse_args(argv)

@@ -85,6 +85,12 @@ def _progression(table: Table, out_dir: Path, stem: str) -> list[str]:
             ys = [_value(row[3 + j]) for row in rows]
             if not all(math.isnan(y) for y in ys):  # skip all-NaN series
                 ax.plot(xs, ys, marker="o", label=metric)
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        values = [_value(row[3 + j]) for row in rows for j in range(len(metrics))]
+        if all(0 <= v <= 1 for v in values if not math.isnan(v)):  # rates: keep the full scale in view
+            ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("training step (0 = base model)")
         ax.set_title(f"{key[0]} on {key[1]}", fontsize=9)
         ax.legend(fontsize=7)
