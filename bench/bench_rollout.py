@@ -99,9 +99,10 @@ def main() -> None:
         t_loop, calls_loop = time.perf_counter() - start, counter.calls
         same = sum(a["output"]["replies"] == b["output"]["replies"] for a, b in zip(batched, looped))
         rounds = max(r["rollout"]["rounds"] for r in batched)
-        report[strategy] = dict(batched_s=round(t_batched, 2), loop_s=round(t_loop, 2),
-                                speedup=round(t_loop / t_batched, 2), backend_calls_batched=calls_batched,
-                                rounds=rounds, backend_calls_loop=calls_loop, same_replies=f"{same}/{len(passages)}")
+        report[strategy] = {"batched_s": round(t_batched, 2), "loop_s": round(t_loop, 2),
+                            "speedup": round(t_loop / t_batched, 2), "backend_calls_batched": calls_batched,
+                            "rounds": rounds, "backend_calls_loop": calls_loop,
+                            "same_replies": f"{same}/{len(passages)}"}
         print(strategy, report[strategy], flush=True)
 
     # PromptTok_API per question, every strategy, batched, same tokenizer

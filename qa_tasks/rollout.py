@@ -37,8 +37,20 @@ from dataclasses import dataclass, field
 
 from qa_tasks.errors import QAPackError
 
-__all__ = ["Call", "PROGRAMS", "plan_text", "find_plan", "render_plain", "count_tokens_fallback",
-           "with_rollout", "wrap", "is_active", "require_active", "RolloutMixin", "RESULT_KEY"]
+__all__ = [
+    "PROGRAMS",
+    "RESULT_KEY",
+    "Call",
+    "RolloutMixin",
+    "count_tokens_fallback",
+    "find_plan",
+    "is_active",
+    "plan_text",
+    "render_plain",
+    "require_active",
+    "with_rollout",
+    "wrap",
+]
 
 # plan program name -> "module:function"; the function takes (args, gen_kwargs) and returns a generator
 PROGRAMS = {"squad": "qa_tasks.squad:rollout_program"}
@@ -206,7 +218,7 @@ class RolloutMixin:
         if encode is not None:
             try:
                 ids = encode(text)
-            except Exception:  # no usable local tokenizer: use the documented fallback
+            except Exception:  # noqa: BLE001 (any tokenizer failure means: use the documented fallback)
                 ids = None
             if isinstance(ids, list) and all(isinstance(i, int) for i in ids):
                 return len(ids)
@@ -279,7 +291,7 @@ class RolloutMixin:
         return results
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def with_rollout(cls: type) -> type:
     """``cls`` with the rollout layer in front (same name); classes that are not lm-eval models,
     or already carry the layer, come back unchanged."""

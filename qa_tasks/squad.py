@@ -27,9 +27,23 @@ from qa_tasks.data import load_hub, local_or_none, read_json
 from qa_tasks.errors import QAPackError
 
 __all__ = [
-    "STRATEGIES", "Question", "Passage", "load_passages", "load_questions", "format_answer",
-    "batch_prompt", "all_in_one_prompt", "followup_turn", "sequential_messages", "planner_prompt",
-    "collab_turn", "plan_args", "rollout_program", "passage_metrics", "question_metrics", "preflight",
+    "STRATEGIES",
+    "Passage",
+    "Question",
+    "all_in_one_prompt",
+    "batch_prompt",
+    "collab_turn",
+    "followup_turn",
+    "format_answer",
+    "load_passages",
+    "load_questions",
+    "passage_metrics",
+    "plan_args",
+    "planner_prompt",
+    "preflight",
+    "question_metrics",
+    "rollout_program",
+    "sequential_messages",
 ]
 
 STRATEGIES = ("all_in_one", "batch", "sequential", "collab")

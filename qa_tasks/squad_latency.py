@@ -31,7 +31,7 @@ from pathlib import Path
 
 from qa_tasks.errors import QAPackError
 
-__all__ = ["percentile", "measure", "write_result", "main"]
+__all__ = ["main", "measure", "percentile", "write_result"]
 
 TASK = "squad_v1"
 

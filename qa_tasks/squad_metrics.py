@@ -15,8 +15,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
-    "normalize_answer", "exact_match", "f1", "extract_tagged", "extract_answer", "lenient",
-    "score_answer", "parse_all_in_one", "PlannerOrder", "parse_planner",
+    "PlannerOrder",
+    "exact_match",
+    "extract_answer",
+    "extract_tagged",
+    "f1",
+    "lenient",
+    "normalize_answer",
+    "parse_all_in_one",
+    "parse_planner",
+    "score_answer",
 ]
 
 _PUNCT = set(string.punctuation)
