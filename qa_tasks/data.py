@@ -23,11 +23,11 @@ __all__ = [
     "DATA_ENV",
     "EXPECTED_FILES",
     "data_dir",
-    "read_json",
-    "read_jsonl",
     "fetch_pinned",
     "load_hub",
     "local_or_none",
+    "read_json",
+    "read_jsonl",
 ]
 
 DATA_ENV = "QA_PACK_DATA_DIR"
@@ -128,7 +128,7 @@ def load_hub(hub_id: str, split: str, rel: str, name: str | None = None) -> list
         import datasets
 
         return list(datasets.load_dataset(hub_id, name, split=split))
-    except Exception as e:  # any hub/network/cache failure means the same thing to the user
+    except Exception as e:  # noqa: BLE001  (any hub, network or cache failure means the same to the user)
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise QAPackError(
             f"cannot load {hub_id} ({reason}); set {DATA_ENV} to a folder holding {rel} "

@@ -22,8 +22,15 @@ from pathlib import Path
 
 from qa_tasks.errors import QAPackError
 
-__all__ = ["tasks_dir", "pack_tasks", "preflight", "patch_task_manager", "patch_registry",
-           "patch_evaluator", "patch_cli"]
+__all__ = [
+    "pack_tasks",
+    "patch_cli",
+    "patch_evaluator",
+    "patch_registry",
+    "patch_task_manager",
+    "preflight",
+    "tasks_dir",
+]
 
 # tasks_yaml/<folder> -> module with ``preflight(task_name)`` that loads and validates the data
 FAMILY_MODULES = {

@@ -17,9 +17,21 @@ from qa_tasks.data import fetch_pinned, read_json
 from qa_tasks.errors import QAPackError
 
 __all__ = [
-    "QUERY_TYPES", "LETTERS", "SHUFFLE_SEED", "RecipeDoc", "load_records", "load_folds", "build_docs",
-    "option_order", "mc_prompt", "gen_prompt", "gen_completion", "parse_letter", "score_choice",
-    "score_generation", "preflight",
+    "LETTERS",
+    "QUERY_TYPES",
+    "SHUFFLE_SEED",
+    "RecipeDoc",
+    "build_docs",
+    "gen_completion",
+    "gen_prompt",
+    "load_folds",
+    "load_records",
+    "mc_prompt",
+    "option_order",
+    "parse_letter",
+    "preflight",
+    "score_choice",
+    "score_generation",
 ]
 
 QUERY_TYPES = ("Specific", "Commonsense", "Negated", "Analogical", "Temporal")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import sysconfig
@@ -53,7 +52,7 @@ def installed(request, tmp_path_factory):
 
 def _python_lm_eval(python: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     # cwd outside the source tree, so only the install can provide qa_tasks
-    return subprocess.run([str(python), "-m", "lm_eval", *args], capture_output=True, text=True,
+    return subprocess.run([str(python), "-m", "lm_eval", *args], capture_output=True, text=True, check=False,
                           env=_env(), cwd=cwd, timeout=600)
 
 
@@ -86,8 +85,8 @@ def test_hook_switch_off(tmp_path):
     """QA_PACK_DISABLE_HOOK=1 leaves lm-eval untouched; by default the hook arms on lm_eval import."""
     code = ("import sys, lm_eval.tasks as t; "
             "print(getattr(t.TaskManager, '__qa_pack_patched__', False), 'qa_tasks._startup' in sys.modules)")
-    on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), cwd=tmp_path)
-    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=_env(), cwd=tmp_path)
+    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
                          env={**_env(), "QA_PACK_DISABLE_HOOK": "1"}, cwd=tmp_path)
     assert on.stdout.split() == ["True", "True"], on.stderr
     assert off.stdout.split() == ["False", "False"], off.stderr
@@ -96,7 +95,7 @@ def test_hook_switch_off(tmp_path):
 def test_hook_imports_nothing_heavy(tmp_path):
     """A process that never imports lm_eval pays for the finder only: no lm_eval, torch or importlib.abc."""
     code = "import sys; print(sorted(m for m in sys.modules if m.split('.')[0] in ('lm_eval', 'torch', 'qa_tasks') or m == 'importlib.abc'))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), cwd=tmp_path)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=_env(), cwd=tmp_path)
     assert out.stdout.strip() == "['qa_tasks', 'qa_tasks._startup']", out.stdout + out.stderr
 
 

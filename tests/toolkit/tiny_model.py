@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["build_tiny_model", "CHAT_TEMPLATE"]
+__all__ = ["CHAT_TEMPLATE", "build_tiny_model"]
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
