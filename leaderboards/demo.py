@@ -1,5 +1,6 @@
 """End-to-end demo: tiny model -> lm_eval on every task family -> LoRA fine-tune -> lm_eval on the
-adapter -> leaderboard with the base vs adapter comparison. Runs offline on CPU in a few minutes::
+adapter -> leaderboard with the base vs adapter comparison. Runs offline on CPU (2 cores: about 7 minutes,
+``--quick`` about 4)::
 
     QA_PACK_DATA_DIR=../shared/data python -m leaderboards.demo --out demo_out
     QA_PACK_DATA_DIR=../shared/data python -m leaderboards.demo --out demo_out --quick   # fewer documents and steps
