@@ -27,7 +27,7 @@ TASKS = "recipe_mpr_fold0,recipe_mpr_gen_fold0"
 def train(model: Path, out: Path, *extra: str, check: bool = True, **popen) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "finetune.sft", "--config", str(CONFIG), "--model_name_or_path", str(model),
            "--output_dir", str(out), *FAST, *extra]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=lm_eval_env(), cwd=ROOT, timeout=900)
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=lm_eval_env(), cwd=ROOT, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(f"finetune.sft failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc
@@ -51,7 +51,7 @@ def runs(tiny_model, tmp_path_factory):
 
 
 def _loglikelihoods(out: Path) -> list[float]:
-    return [resp[0][0] for s in read_samples(out, "recipe_mpr_fold0") for resp in s["resps"]]
+    return [float(resp[0][0]) for s in read_samples(out, "recipe_mpr_fold0") for resp in s["resps"]]
 
 
 @pytest.mark.parametrize("method", ["lora", "qlora"])
@@ -115,15 +115,15 @@ def test_watch_evaluates_new_checkpoints(runs, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(runs["lora"], run, ignore=shutil.ignore_patterns("eval"))
     proc = subprocess.run([sys.executable, "-m", "finetune.watch", str(run), "--tasks", "recipe_mpr_gen_fold0",
-                           "--limit", "2", "--once", "--gen_kwargs", "max_gen_toks=4"], capture_output=True,
+                           "--limit", "2", "--once", "--gen_kwargs", "max_gen_toks=4"], check=False, capture_output=True,
                           text=True, env=lm_eval_env(), cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for step in (3, 6):
         results = json.loads(next((run / "eval" / f"step-{step}").glob("results_*.json")).read_text())
         assert results["config"]["model_args"] == f"pretrained={runs['model']},peft={run}/checkpoint-{step}"
-    again = subprocess.run([sys.executable, "-m", "finetune.watch", str(run), "--tasks", "recipe_mpr_gen_fold0",
-                            "--once"], capture_output=True, text=True, env=lm_eval_env(), cwd=ROOT, timeout=600)
-    assert again.returncode == 0 and "[watch]" not in again.stdout  # nothing new to evaluate
+    from finetune.watch import pending_checkpoints
+
+    assert pending_checkpoints(run) == []  # a second look finds nothing new to evaluate
 
 
 def test_merge_exports_the_same_model(runs, tmp_path):
@@ -180,7 +180,7 @@ def test_accelerate_launch_two_cpu_processes(tiny_model, tmp_path):
            "--model_name_or_path", str(tiny_model), "--output_dir", str(out), *FAST, "--max_steps", "2",
            "--eval_tasks", "", "--max_examples", "16"]
     env = lm_eval_env(CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["hyperparameters"]["world_size"] == 2
