@@ -22,7 +22,6 @@ from qa_tasks.errors import QAPackError
 __all__ = ["Collection", "Latency", "Run", "TaskResult", "model_label", "parse_model_args", "read_paths"]
 
 _RESULTS_RE = re.compile(r"^results_(.+)\.json$")
-_SAMPLES_RE = re.compile(r"^samples_(.+)_([^_]+)\.jsonl$")
 _STEP_RE = re.compile(r"^(?:step|checkpoint)-(\d+)$")
 LATENCY_KEYS = ("task", "model", "n", "p50_s", "p95_s", "mean_s")
 
@@ -207,7 +206,7 @@ class _Reader:
             return
         config = data.get("config")
         if not isinstance(config, dict):
-            self.warn(path, "has no 'config' object (partial file?); model labelled from its folder name")
+            self.warn(path, "has no 'config' object (partial file?); model labelled from model_name or its folder")
             config = {}
         args = parse_model_args(config.get("model_args"))
         base = args.get("pretrained") or args.get("model") or data.get("model_name") or path.parent.name
@@ -282,7 +281,10 @@ class _Reader:
         return TaskResult(task, metrics, stderr, int(n) if n is not None else None)
 
     def attach_samples(self, results_path: Path, run: Run) -> None:
-        stamp = _RESULTS_RE.match(results_path.name).group(1)
+        match = _RESULTS_RE.match(results_path.name)
+        if match is None:  # a results file given by another name: its samples cannot be matched
+            return
+        stamp = match.group(1)
         for path in sorted(results_path.parent.glob(f"samples_*_{stamp}.jsonl")):
             task = path.name[len("samples_"): -len(f"_{stamp}.jsonl")]
             if task not in run.tasks:

@@ -378,6 +378,13 @@ def test_without_matplotlib_the_markdown_says_so(runs, tmp_path, monkeypatch):
     assert plots.MISSING_NOTE in (tmp_path / "LB.md").read_text()
 
 
+def test_results_file_given_by_another_name(tmp_path):
+    (tmp_path / "mine.json").write_text(json.dumps({"results": {"recipe_mpr": {"acc,none": 0.25}},
+                                                    "config": {"model_args": "pretrained=/m/tiny"}}))
+    col = read_paths([tmp_path / "mine.json"])
+    assert not col.warnings and col.runs[0].model == "tiny" and col.runs[0].tasks["recipe_mpr"].samples is None
+
+
 def test_reader_skips_group_aggregates_and_reads_pairs(tmp_path):
     folder = tmp_path / "m"
     folder.mkdir()
