@@ -124,8 +124,8 @@ def group_models(col: Collection) -> tuple[list[Model], list[str]]:
     for model in groups.values():
         labels[model.label] = labels.get(model.label, 0) + 1
     for model in groups.values():
-        if labels[model.label] > 1:  # two different bases share a basename: show the full argument
-            model.label = model.label.replace(model.base_key.rstrip("/").rsplit("/", 1)[-1], model.base_key, 1)
+        if labels[model.label] > 1:  # different models share basenames: show the full arguments
+            model.label = model.base_key + (f" + {model.adapter_key}" if model.adapter_key else "")
     return sorted(groups.values(), key=lambda m: (m.label, m.base_key, m.adapter_key or "")), sorted(notes)
 
 

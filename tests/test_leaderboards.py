@@ -378,6 +378,18 @@ def test_without_matplotlib_the_markdown_says_so(runs, tmp_path, monkeypatch):
     assert plots.MISSING_NOTE in (tmp_path / "LB.md").read_text()
 
 
+def test_models_sharing_a_basename_get_full_labels(tmp_path):
+    for i, (base, peft) in enumerate((("/a/tiny", None), ("/b/tiny", None), ("/a/tiny", "/x/lora"),
+                                      ("/a/tiny", "/y/lora"))):
+        args = f"pretrained={base}" + (f",peft={peft}" if peft else "")
+        (tmp_path / f"results_{i}.json").write_text(json.dumps({"results": {"t": {"acc,none": i / 10}},
+                                                                "config": {"model_args": args}}))
+    build([tmp_path], tmp_path / "LB.json")
+    rows = _table(json.loads((tmp_path / "LB.json").read_text()), "overview")["rows"]
+    assert [(r[0], r[1]["value"]) for r in rows] == [("/a/tiny", 0.0), ("/a/tiny + /x/lora", 0.2),
+                                                     ("/a/tiny + /y/lora", 0.3), ("/b/tiny", 0.1)]
+
+
 def test_results_file_given_by_another_name(tmp_path):
     (tmp_path / "mine.json").write_text(json.dumps({"results": {"recipe_mpr": {"acc,none": 0.25}},
                                                     "config": {"model_args": "pretrained=/m/tiny"}}))
