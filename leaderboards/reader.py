@@ -16,6 +16,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from qa_tasks.errors import QAPackError
 
@@ -194,13 +195,19 @@ class _Reader:
                             f"{getattr(e, 'lineno', '?')} column {getattr(e, 'colno', '?')}); skipped")
             return None
 
-    def read_results(self, path: Path) -> None:
+    def load_new(self, path: Path) -> Any:
+        """The JSON of a file not read before (recorded as read), or None (already read or unreadable)."""
         if not self.first_time(path):
-            return
+            return None
         data = self.load_json(path)
+        if data is not None:
+            self.out.files.append(path)
+        return data
+
+    def read_results(self, path: Path) -> None:
+        data = self.load_new(path)
         if data is None:
             return
-        self.out.files.append(path)
         if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
             self.warn(path, "not an lm-eval results file (no 'results' object); skipped")
             return
@@ -329,12 +336,9 @@ class _Reader:
         return samples
 
     def read_latency(self, path: Path) -> None:
-        if not self.first_time(path):
-            return
-        data = self.load_json(path)
+        data = self.load_new(path)
         if data is None:
             return
-        self.out.files.append(path)
         if not isinstance(data, dict) or data.get("kind") != "latency":
             self.warn(path, "not a latency file (no \"kind\": \"latency\"); skipped")
             return
