@@ -43,8 +43,13 @@ def _corpus(data_dir: Path | None) -> list[str]:
 
 
 def build_tiny_model(out_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None,
-                     vocab_size: int = 2048, seed: int = 0) -> Path:
-    """Write a loadable model + tokenizer to ``out_dir`` (skipped when already built there)."""
+                     vocab_size: int = 2048, seed: int = 0, init_std: float = 0.02) -> Path:
+    """Write a loadable model + tokenizer to ``out_dir`` (skipped when already built there).
+
+    ``init_std`` is the weight init scale: with the default the tied embeddings keep every logit near 0,
+    which LoRA (it never trains the embeddings or the final norm) cannot sharpen; fine-tuning
+    demonstrations use a larger scale so an adapter can move the output distribution.
+    """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
@@ -73,7 +78,7 @@ def build_tiny_model(out_dir: str | os.PathLike, data_dir: str | os.PathLike | N
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
+        bos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True, initializer_range=init_std,
     )
     model = Qwen2ForCausalLM(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
@@ -81,7 +86,7 @@ def build_tiny_model(out_dir: str | os.PathLike, data_dir: str | os.PathLike | N
     tmp = out.with_name(out.name + ".tmp")
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    (tmp / "tiny_model.json").write_text(json.dumps({"built_by": "tests.toolkit.tiny_model", "seed": seed}))
+    (tmp / "tiny_model.json").write_text(json.dumps({"built_by": "tests.toolkit.tiny_model", "seed": seed, "init_std": init_std}))
     if out.exists():
         out.rmdir() if not any(out.iterdir()) else None
     os.replace(tmp, out)
