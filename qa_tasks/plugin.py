@@ -54,7 +54,7 @@ def tasks_dir() -> Path:
 def pack_tasks() -> dict[str, str]:
     """Task and group names declared by the pack's YAML files -> family folder (no YAML parsing)."""
     names: dict[str, str] = {}
-    pattern = re.compile(r"^(?:task|group):\s*['\"]?([\w.-]+)", re.MULTILINE)
+    pattern = re.compile(r"^(?:task|group):[ \t]*['\"]?([\w.-]+)", re.MULTILINE)
     for path in sorted(tasks_dir().glob("*/*.yaml")):
         for name in pattern.findall(path.read_text(encoding="utf-8")):
             names[name] = path.parent.name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import sysconfig
@@ -111,3 +112,14 @@ def test_user_include_path_still_works(tmp_path):
     proc, _ = run_lm_eval(["ls", "tasks", "--include_path", str(own)], env=_env())
     assert "|my_own_task " in proc.stdout
     assert "|recipe_mpr " in proc.stdout
+
+
+def test_pack_task_index_holds_the_contract_names_only():
+    from qa_tasks.plugin import pack_tasks
+
+    names = pack_tasks()
+    contract = {"recipe_mpr", "recipe_mpr_gen", "squad_v1", "squad_all_in_one", "squad_sequential", "squad_batch",
+                "squad_collab", "squad_strategies", "math500_think", "gsm8k_think", "hendrycks_math_think"}
+    assert contract <= set(names)
+    assert all(re.fullmatch(r"[a-z0-9_]+", n) for n in names), sorted(names)  # no YAML list dashes
+    assert names["squad_strategies"] == "squad" and names["recipe_mpr_fold3"] == "recipe_mpr"
