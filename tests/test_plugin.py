@@ -28,8 +28,10 @@ def _fresh_venv(path: Path) -> Path:
 
 
 def _install(python: Path, *args: str) -> None:
+    # --ignore-installed: the borrowed site-packages may already hold the pack (e.g. tox installs it there);
+    # pip must install into the new venv anyway, without touching that copy
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
-                    "--no-build-isolation", *args], check=True, cwd=ROOT)
+                    "--no-build-isolation", "--ignore-installed", *args], check=True, cwd=ROOT)
 
 
 def _env() -> dict[str, str]:
@@ -63,7 +65,7 @@ def test_install_lists_validates_and_runs(installed, tiny_model):
     where = subprocess.run([str(python), "-c", "import qa_tasks.plugin as p; print(p.tasks_dir())"],
                            capture_output=True, text=True, env=_env(), cwd=tmp, check=True).stdout.strip()
     if kind == "wheel":
-        assert "site-packages" in where and str(ROOT) not in where
+        assert where.startswith(str(tmp / "venv")), where
     else:
         assert where == str(ROOT / "tasks_yaml")
 
