@@ -78,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(merge(args.adapter, args.out, args.base, args.dtype))
     except QAPackError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        return e.report()
     return 0
 
 

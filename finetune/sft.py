@@ -254,8 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(argv)
     except QAPackError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        return e.report()
 
 
 if __name__ == "__main__":

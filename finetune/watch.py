@@ -96,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         watch(args.run, tasks, args.model, args.limit, args.batch_size, args.gen_kwargs, args.load_in_4bit,
               args.once, args.poll, args.timeout)
     except QAPackError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        return e.report()
     return 0
 
 

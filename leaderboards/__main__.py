@@ -38,8 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = build(args.results, args.output, args.format, plots=not args.no_plots)
     except QAPackError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        return e.report()
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"wrote {report.output} ({len(report.tables)} tables"

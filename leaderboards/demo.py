@@ -239,8 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         paths = run_demo(args.out, args.quick, args.model)
     except QAPackError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        return e.report()
     print(f"\nDemo finished in {time.monotonic() - started:.0f} s. Outputs:")
     width = max(len(k) for k in paths)
     for key, path in paths.items():

@@ -1,5 +1,7 @@
 """The one exception type users see as a single line (the CLI hook prints it and exits 2)."""
 
+import sys
+
 __all__ = ["QAPackError"]
 
 
@@ -10,3 +12,8 @@ class QAPackError(Exception):
     """
 
     exit_code = 2
+
+    def report(self) -> int:
+        """Print the one-line message the way every command of the pack does; returns the exit code."""
+        print(f"error: {self}", file=sys.stderr)
+        return self.exit_code

@@ -17,7 +17,6 @@ import functools
 import importlib
 import inspect
 import re
-import sys
 from pathlib import Path
 
 from qa_tasks.errors import QAPackError
@@ -138,7 +137,6 @@ def patch_cli(module) -> None:
         try:
             return original_execute(self, args)
         except QAPackError as e:
-            print(f"error: {e}", file=sys.stderr)
-            raise SystemExit(e.exit_code) from None
+            raise SystemExit(e.report()) from None
 
     cls.execute = execute

@@ -151,5 +151,4 @@ if __name__ == "__main__":
     try:
         main()
     except QAPackError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(e.exit_code) from None
+        raise SystemExit(e.report()) from None
