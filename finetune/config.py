@@ -76,6 +76,10 @@ class LoraArguments:
     lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input, 0 <= p < 1."})
     lora_target_modules: str = field(default="all-linear", metadata={
         "help": "'all-linear', or a comma-separated list of module names (e.g. q_proj,k_proj,v_proj,o_proj)."})
+    lora_modules_to_save: str = field(default="", metadata={
+        "help": "Comma-separated modules trained in full and saved with the adapter (peft modules_to_save), e.g. "
+                "lm_head when the output layer must move (new tokens, an untrained head). vLLM's lora_local_path "
+                "refuses such adapters: merge first (python -m finetune.merge)."})
     bnb_4bit_quant_type: Literal["nf4", "fp4"] = field(default="nf4", metadata={"help": "qlora: 4-bit type."})
     bnb_4bit_use_double_quant: bool = field(default=True, metadata={"help": "qlora: quantize the quantization "
                                                                            "constants too."})
@@ -84,7 +88,14 @@ class LoraArguments:
 
     def target_modules(self) -> str | list[str]:
         value = self.lora_target_modules.strip()
-        return value if value == "all-linear" else [m.strip() for m in value.split(",") if m.strip()]
+        return value if value == "all-linear" else _names(value)
+
+    def modules_to_save(self) -> list[str] | None:
+        return _names(self.lora_modules_to_save) or None
+
+
+def _names(value: str) -> list[str]:
+    return [m.strip() for m in value.split(",") if m.strip()]
 
 
 def cpu_defaults() -> dict:
@@ -167,23 +178,31 @@ def _model_config(name: str):
                           "model folder or a Hub id that is cached (HF_HUB_OFFLINE=1 allows no download)") from None
 
 
-def _linear_module_names(config) -> list[str]:
-    """Names of the Linear / Conv1D modules of the architecture, built on the meta device (no weights)."""
+def _module_layout(config) -> tuple[list[str], list[str], set[str]]:
+    """All module names, the Linear / Conv1D ones, and the embedding layers' names (input and output),
+    from the architecture built on the meta device (no weights)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
-    names = []
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D":
-            names.append(name)
-    return names
+    names = [name for name, _ in model.named_modules() if name]
+    linear = [name for name, module in model.named_modules()
+              if isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D"]
+    by_module = {id(module): name for name, module in model.named_modules()}
+    embeddings = {by_module[id(m)] for m in (model.get_input_embeddings(), model.get_output_embeddings())
+                  if m is not None and id(m) in by_module}
+    return names, linear, embeddings
+
+
+def _matches(target: str, names) -> bool:
+    """peft's rule: a target names a module exactly or as a '.'-suffix."""
+    return any(n == target or n.endswith("." + target) for n in names)
 
 
 def _unmatched_targets(targets: list[str], names: list[str]) -> list[str]:
-    """Entries of a LoRA target list that match no module (peft matches a name or a '.'-suffix)."""
-    return [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    """Entries of a LoRA target list that match no module."""
+    return [t for t in targets if not _matches(t, names)]
 
 
 def _check_output_dir(task: TaskArguments, sft) -> None:
@@ -238,14 +257,28 @@ def validate(task: TaskArguments, lora: LoraArguments, sft) -> object:
             raise QAPackError(f"eval_steps={sft.eval_steps} must be > 0")
     _check_output_dir(task, sft)
     config = _model_config(task.model_name_or_path)
+    names, linear, embeddings = _module_layout(config)
     targets = lora.target_modules()
     if targets != "all-linear":
         if not targets:
             raise QAPackError("lora_target_modules is empty; use all-linear or a list such as q_proj,v_proj")
-        names = _linear_module_names(config)
-        missing = _unmatched_targets(targets, names)
+        missing = _unmatched_targets(targets, linear)
         if missing:
-            leaves = sorted({n.rsplit(".", 1)[-1] for n in names if not re.search(r"lm_head$", n)})
+            leaves = sorted({n.rsplit(".", 1)[-1] for n in linear if not re.search(r"lm_head$", n)})
             raise QAPackError(f"lora_target_modules {', '.join(missing)} match no module of "
                               f"{task.model_name_or_path}; its linear modules are: {', '.join(leaves)}")
+        heads = [t for t in targets if _matches(t, embeddings)]
+        if heads:  # TRL computes the loss from lm_head.weight directly: an adapter there would never train
+            raise QAPackError(f"lora_target_modules {', '.join(heads)} is the output layer, which TRL cannot "
+                              "train through an adapter; train it in full with lora_modules_to_save instead")
+    saved = lora.modules_to_save() or []
+    missing = _unmatched_targets(saved, names)
+    if missing:
+        raise QAPackError(f"lora_modules_to_save {', '.join(missing)} match no module of {task.model_name_or_path}"
+                          f"; e.g. {', '.join(sorted(n.rsplit('.', 1)[-1] for n in embeddings))}")
+    tied = [m for m in saved if _matches(m, embeddings)]
+    if tied and getattr(config, "tie_word_embeddings", False):  # lm-eval's tie_weights() fails on the saved copy
+        raise QAPackError(f"lora_modules_to_save {', '.join(tied)}: {task.model_name_or_path} ties its input and "
+                          "output embeddings, and an adapter holding a copy of a tied layer does not load back "
+                          "into lm-eval; drop it, or use a model with untied embeddings")
     return config

@@ -75,7 +75,8 @@ def lora_config(lora):
     from peft import LoraConfig
 
     return LoraConfig(r=lora.lora_r, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout,
-                      target_modules=lora.target_modules(), bias="none", task_type="CAUSAL_LM")
+                      target_modules=lora.target_modules(), modules_to_save=lora.modules_to_save(), bias="none",
+                      task_type="CAUSAL_LM")
 
 
 def prepare_config(sft, data) -> None:

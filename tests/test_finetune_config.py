@@ -43,6 +43,7 @@ def test_every_field_is_a_flag():
     flags = {o for a in SftParser().parser._actions for o in a.option_strings}
     for name in ("--model_name_or_path", "--task", "--fold", "--data_path", "--eval_tasks", "--eval_limit",
                  "--resume", "--method", "--lora_r", "--lora_alpha", "--lora_dropout", "--lora_target_modules",
+                 "--lora_modules_to_save",
                  "--bnb_4bit_quant_type", "--bnb_4bit_use_double_quant", "--bnb_4bit_compute_dtype",
                  "--learning_rate", "--num_train_epochs", "--per_device_train_batch_size",
                  "--gradient_accumulation_steps", "--eval_steps", "--report_to", "--max_length"):
@@ -93,8 +94,11 @@ def _bad(tiny_model, tmp_path, **override):
     ({"eval_tasks": "recipe_mpr_gen"}, "in the evaluation set recipe_mpr (all 500 queries)"),
     ({"eval_tasks": "recipe_mpr_gen_fold1"}, "recipe_mpr fold 1 test split"),
     ({"warmup_steps": -1}, "bad training option"),
+    ({"lora_target_modules": "q_proj,lm_head"}, "lm_head is the output layer, which TRL cannot train"),
+    ({"lora_modules_to_save": "score"}, "lora_modules_to_save score match no module"),
+    ({"lora_modules_to_save": "lm_head"}, "ties its input and output embeddings"),
 ], ids=["unknown-task", "r0", "r-neg", "missing-model", "targets", "fold", "jsonl-no-path", "eval-task",
-        "eval-overlaps-all", "eval-other-fold", "bad-sft-option"])
+        "eval-overlaps-all", "eval-other-fold", "bad-sft-option", "lora-on-head", "save-unknown", "save-tied"])
 def test_bad_config_one_line_exit_2(override, words, tiny_model, tmp_path, capsys, no_model_load):
     code = sft.main(_bad(tiny_model, tmp_path, **override))
     err = capsys.readouterr().err

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, ROOT, lm_eval_env, read_samples, run_lm_eval
+from tests.conftest import BIN, DATA_DIR, ROOT, lm_eval_env, read_samples, run_lm_eval
 
 pytestmark = pytest.mark.slow
 
@@ -140,6 +140,41 @@ def test_merge_exports_the_same_model(runs, tmp_path):
     with torch.no_grad():
         assert torch.allclose(merged(ids).logits, adapted(ids).logits, atol=1e-4)
     assert main([str(runs["lora"]), "--out", str(tmp_path / "merged")]) == 2  # never overwrites
+
+
+def test_output_layer_trained_in_full_loads_in_lm_eval_and_merges(tmp_path):
+    """lora_modules_to_save=lm_head on a model with its own output weights: the adapter carries the trained
+    head, lm_eval loads it (and sees the change), and the merged export keeps it."""
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from finetune.merge import main as merge_main
+    from tests.toolkit.tiny_model import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "untied", data_dir=DATA_DIR, tie_embeddings=False)
+    out = tmp_path / "run"
+    train(model, out, "--max_steps", "3", "--save_steps", "3", "--eval_tasks", "", "--lora_modules_to_save", "lm_head")
+    assert json.loads((out / "adapter_config.json").read_text())["modules_to_save"] == ["lm_head"]
+    assert any("lm_head.modules_to_save" in k or k.endswith("lm_head.weight")
+               for k in load_file(out / "adapter_model.safetensors"))
+    lls = []
+    for args in (f"pretrained={model}", f"pretrained={model},peft={out}"):
+        ev = tmp_path / f"eval{len(lls)}"
+        run_lm_eval(["--model", "hf", "--model_args", args, "--tasks", "recipe_mpr_fold0", "--limit", "2",
+                     "--log_samples"], output=ev)
+        lls.append(_loglikelihoods(ev))
+    assert len(lls[0]) == len(lls[1]) == 10 and sum(abs(a - b) for a, b in zip(*lls)) > 1e-3
+
+    assert merge_main([str(out), "--out", str(tmp_path / "merged")]) == 0
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model), out).eval()
+    base = AutoModelForCausalLM.from_pretrained(model)
+    assert not torch.equal(merged.lm_head.weight, base.lm_head.weight)
+    ids = torch.tensor([[5, 17, 300, 42, 99, 7]])
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, adapted(ids).logits, atol=1e-4)
 
 
 def test_resume_after_sigterm_continues_from_the_checkpoint(tiny_model, tmp_path):

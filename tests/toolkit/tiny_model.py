@@ -43,12 +43,15 @@ def _corpus(data_dir: Path | None) -> list[str]:
 
 
 def build_tiny_model(out_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None,
-                     vocab_size: int = 2048, seed: int = 0, init_std: float = 0.02) -> Path:
+                     vocab_size: int = 2048, seed: int = 0, init_std: float = 0.02,
+                     hidden_size: int = 64, num_layers: int = 2, tie_embeddings: bool = True) -> Path:
     """Write a loadable model + tokenizer to ``out_dir`` (skipped when already built there).
 
     ``init_std`` is the weight init scale: with the default the tied embeddings keep every logit near 0,
     which LoRA (it never trains the embeddings or the final norm) cannot sharpen; fine-tuning
     demonstrations use a larger scale so an adapter can move the output distribution.
+    ``hidden_size`` (a multiple of 16: one attention head per 16 dims) and ``num_layers`` size the model;
+    ``tie_embeddings=False`` gives the output layer its own weights (so ``modules_to_save`` can train it).
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -75,10 +78,11 @@ def build_tiny_model(out_dir: str | os.PathLike, data_dir: str | os.PathLike | N
 
     torch.manual_seed(seed)
     config = Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers, num_attention_heads=hidden_size // 16,
+        num_key_value_heads=max(1, hidden_size // 32), max_position_embeddings=8192,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True, initializer_range=init_std,
+        bos_token_id=tokenizer.eos_token_id, tie_word_embeddings=tie_embeddings, initializer_range=init_std,
     )
     model = Qwen2ForCausalLM(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
@@ -86,7 +90,9 @@ def build_tiny_model(out_dir: str | os.PathLike, data_dir: str | os.PathLike | N
     tmp = out.with_name(out.name + ".tmp")
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    (tmp / "tiny_model.json").write_text(json.dumps({"built_by": "tests.toolkit.tiny_model", "seed": seed, "init_std": init_std}))
+    (tmp / "tiny_model.json").write_text(json.dumps({"built_by": "tests.toolkit.tiny_model", "seed": seed, "init_std": init_std,
+                                                     "hidden_size": hidden_size, "num_layers": num_layers,
+                                                     "tie_embeddings": tie_embeddings}))
     if out.exists():
         out.rmdir() if not any(out.iterdir()) else None
     os.replace(tmp, out)
