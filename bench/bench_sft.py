@@ -109,12 +109,13 @@ def _format_accuracy(model: Path, out: Path, limit: int, peft: Path | None = Non
 def gsm8k(work: Path, args: argparse.Namespace) -> dict:
     """Base vs adapter on gsm8k_think. The model is wider than the test suite's tiny one and built with a
     larger init scale: LoRA leaves the (tied) embeddings and the final norm frozen, so with the default
-    scale no adapter can sharpen the output distribution (bench/RESULTS.md)."""
+    scale no adapter can sharpen the output distribution. ``--train_head`` unties the embeddings and
+    trains the output layer in full (lora_modules_to_save=lm_head) instead (bench/RESULTS.md)."""
     from tests.toolkit.tiny_model import build_tiny_model
 
-    model = build_tiny_model(work / f"gsm_model_{args.hidden_size}x{args.num_layers}", hidden_size=args.hidden_size,
-                             num_layers=args.num_layers, init_std=args.init_std,
-                             data_dir=os.environ.get("QA_PACK_DATA_DIR"))
+    name = f"gsm_model_{args.hidden_size}x{args.num_layers}_{args.init_std}{'_untied' * args.train_head}"
+    model = build_tiny_model(work / name, hidden_size=args.hidden_size, num_layers=args.num_layers,
+                             init_std=args.init_std, tie_embeddings=not args.train_head, data_dir=os.environ.get("QA_PACK_DATA_DIR"))
     base = _format_accuracy(model, work / "gsm_base", args.limit)
     out = work / "gsm_adapter"
     started = time.time()
@@ -123,11 +124,12 @@ def gsm8k(work: Path, args: argparse.Namespace) -> dict:
           "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1",
           "--learning_rate", str(args.gsm8k_lr), "--warmup_steps", "0.03", "--max_length", "512",
           "--save_steps", "100000", "--logging_steps", "50", "--lora_r", str(args.lora_r),
-          "--lora_alpha", str(2 * args.lora_r), "--lora_dropout", "0", "--disable_tqdm", "true"])
+          "--lora_alpha", str(2 * args.lora_r), "--lora_dropout", "0", "--gradient_checkpointing", "false",
+          "--disable_tqdm", "true", *(["--lora_modules_to_save", "lm_head"] if args.train_head else [])])
     seconds = time.time() - started
     trained = _format_accuracy(model, work / "gsm_trained", args.limit, out)
     metrics = json.loads((out / "manifest.json").read_text())["metrics"]
-    return {"model": f"{args.hidden_size}x{args.num_layers}, init_std {args.init_std}", "steps": args.gsm8k_steps,
+    return {"model": name, "train_head": args.train_head, "steps": args.gsm8k_steps,
             "lr": args.gsm8k_lr, "lora_r": args.lora_r, "train_wall_s": round(seconds, 1), "limit": args.limit,
             "train_loss": metrics["train_loss"], "final_loss": metrics["final_loss"], "base": base, "trained": trained}
 
@@ -145,6 +147,7 @@ def main() -> None:
     ap.add_argument("--hidden_size", type=int, default=128, help="gsm8k: model width")
     ap.add_argument("--num_layers", type=int, default=2, help="gsm8k: model depth")
     ap.add_argument("--init_std", type=float, default=0.1, help="gsm8k: model init scale")
+    ap.add_argument("--train_head", action="store_true", help="gsm8k: untied model, lm_head trained in full")
     ap.add_argument("--work", type=Path, default=None)
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_sft_"))

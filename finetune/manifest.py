@@ -47,7 +47,7 @@ _SFT_FIELDS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_tra
                "gradient_accumulation_steps", "max_length", "lr_scheduler_type", "warmup_steps",
                "weight_decay", "optim", "seed", "packing", "gradient_checkpointing", "bf16", "fp16",
                "completion_only_loss", "assistant_only_loss", "save_steps", "eval_steps")
-_LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
+_LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_modules_to_save")
 _QLORA_FIELDS = ("bnb_4bit_quant_type", "bnb_4bit_use_double_quant", "bnb_4bit_compute_dtype")
 
 

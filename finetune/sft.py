@@ -112,7 +112,8 @@ def _identity(task, lora, data) -> dict:
     """What makes two invocations the same run (checked by --resume)."""
     return {"base_model": task.model_name_or_path, "task": task.task, "data_sha256": data.sha256,
             "method": lora.method, "lora_r": lora.lora_r, "lora_alpha": lora.lora_alpha,
-            "lora_target_modules": lora.lora_target_modules}
+            "lora_target_modules": lora.lora_target_modules,
+            **({"lora_modules_to_save": lora.lora_modules_to_save} if lora.lora_modules_to_save else {})}
 
 
 def _check_resume(out: Path, identity: dict) -> None:

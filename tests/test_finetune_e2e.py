@@ -157,6 +157,7 @@ def test_output_layer_trained_in_full_loads_in_lm_eval_and_merges(tmp_path):
     out = tmp_path / "run"
     train(model, out, "--max_steps", "3", "--save_steps", "3", "--eval_tasks", "", "--lora_modules_to_save", "lm_head")
     assert json.loads((out / "adapter_config.json").read_text())["modules_to_save"] == ["lm_head"]
+    assert json.loads((out / "manifest.json").read_text())["hyperparameters"]["lora_modules_to_save"] == "lm_head"
     assert any("lm_head.modules_to_save" in k or k.endswith("lm_head.weight")
                for k in load_file(out / "adapter_model.safetensors"))
     lls = []
