@@ -114,8 +114,8 @@ def gsm8k(work: Path, args: argparse.Namespace) -> dict:
     from tests.toolkit.tiny_model import build_tiny_model
 
     name = f"gsm_model_{args.hidden_size}x{args.num_layers}_{args.init_std}{'_untied' * args.train_head}"
-    model = build_tiny_model(work / name, hidden_size=args.hidden_size, num_layers=args.num_layers,
-                             init_std=args.init_std, tie_embeddings=not args.train_head, data_dir=os.environ.get("QA_PACK_DATA_DIR"))
+    model = build_tiny_model(work / name, data_dir=os.environ.get("QA_PACK_DATA_DIR"), hidden_size=args.hidden_size,
+                             num_layers=args.num_layers, init_std=args.init_std, tie_embeddings=not args.train_head)
     base = _format_accuracy(model, work / "gsm_base", args.limit)
     out = work / "gsm_adapter"
     started = time.time()

@@ -12,7 +12,6 @@ and refuses to start on CPU otherwise).
 from __future__ import annotations
 
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,13 +185,11 @@ def _module_layout(config) -> tuple[list[str], list[str], set[str]]:
 
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
-    names = [name for name, _ in model.named_modules() if name]
-    linear = [name for name, module in model.named_modules()
-              if isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D"]
-    by_module = {id(module): name for name, module in model.named_modules()}
-    embeddings = {by_module[id(m)] for m in (model.get_input_embeddings(), model.get_output_embeddings())
-                  if m is not None and id(m) in by_module}
-    return names, linear, embeddings
+    modules = [(name, m) for name, m in model.named_modules() if name]
+    linear = [name for name, m in modules if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D"]
+    ends = (model.get_input_embeddings(), model.get_output_embeddings())
+    embeddings = {name for name, m in modules if any(m is e for e in ends)}
+    return [name for name, _ in modules], linear, embeddings
 
 
 def _matches(target: str, names) -> bool:
@@ -264,7 +261,7 @@ def validate(task: TaskArguments, lora: LoraArguments, sft) -> object:
             raise QAPackError("lora_target_modules is empty; use all-linear or a list such as q_proj,v_proj")
         missing = _unmatched_targets(targets, linear)
         if missing:
-            leaves = sorted({n.rsplit(".", 1)[-1] for n in linear if not re.search(r"lm_head$", n)})
+            leaves = sorted({n.rsplit(".", 1)[-1] for n in linear if n not in embeddings})
             raise QAPackError(f"lora_target_modules {', '.join(missing)} match no module of "
                               f"{task.model_name_or_path}; its linear modules are: {', '.join(leaves)}")
         heads = [t for t in targets if _matches(t, embeddings)]

@@ -126,19 +126,24 @@ def test_watch_evaluates_new_checkpoints(runs, tmp_path):
     assert pending_checkpoints(run) == []  # a second look finds nothing new to evaluate
 
 
-def test_merge_exports_the_same_model(runs, tmp_path):
+def _assert_merged_matches_adapter(merged_dir: Path, base: Path, adapter: Path):
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from finetune.merge import main
-
-    assert main([str(runs["lora"]), "--out", str(tmp_path / "merged")]) == 0
-    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
-    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(runs["model"]), runs["lora"]).eval()
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir)
+    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter).eval()
     ids = torch.tensor([[5, 17, 300, 42, 99, 7]])
     with torch.no_grad():
         assert torch.allclose(merged(ids).logits, adapted(ids).logits, atol=1e-4)
+    return merged
+
+
+def test_merge_exports_the_same_model(runs, tmp_path):
+    from finetune.merge import main
+
+    assert main([str(runs["lora"]), "--out", str(tmp_path / "merged")]) == 0
+    _assert_merged_matches_adapter(tmp_path / "merged", runs["model"], runs["lora"])
     assert main([str(runs["lora"]), "--out", str(tmp_path / "merged")]) == 2  # never overwrites
 
 
@@ -146,7 +151,6 @@ def test_output_layer_trained_in_full_loads_in_lm_eval_and_merges(tmp_path):
     """lora_modules_to_save=lm_head on a model with its own output weights: the adapter carries the trained
     head, lm_eval loads it (and sees the change), and the merged export keeps it."""
     import torch
-    from peft import PeftModel
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
@@ -169,13 +173,8 @@ def test_output_layer_trained_in_full_loads_in_lm_eval_and_merges(tmp_path):
     assert len(lls[0]) == len(lls[1]) == 10 and sum(abs(a - b) for a, b in zip(*lls)) > 1e-3
 
     assert merge_main([str(out), "--out", str(tmp_path / "merged")]) == 0
-    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
-    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model), out).eval()
-    base = AutoModelForCausalLM.from_pretrained(model)
-    assert not torch.equal(merged.lm_head.weight, base.lm_head.weight)
-    ids = torch.tensor([[5, 17, 300, 42, 99, 7]])
-    with torch.no_grad():
-        assert torch.allclose(merged(ids).logits, adapted(ids).logits, atol=1e-4)
+    merged = _assert_merged_matches_adapter(tmp_path / "merged", model, out)
+    assert not torch.equal(merged.lm_head.weight, AutoModelForCausalLM.from_pretrained(model).lm_head.weight)
 
 
 def test_resume_after_sigterm_continues_from_the_checkpoint(tiny_model, tmp_path):
