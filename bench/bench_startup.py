@@ -1,20 +1,20 @@
 """Cost of the startup hook for Python processes that never import lm_eval.
 
 Two fresh virtualenvs made side by side: one bare, one with the pack's wheel installed (its .pth arms
-the import hook). Runs ``python -c pass`` alternately in both and reports the median ratio.
+the import hook). Each repeat times a block of ``python -c pass`` runs in both, interleaved.
 
-    python bench/bench_startup.py [--runs 60]
+    python -m bench.bench_startup [--repeats 7] [--runs 20]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from bench.harness import add_arguments, compare
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,19 +24,19 @@ def _venv(path: Path) -> Path:
     return path / "bin" / "python"
 
 
-def _time(python: Path, runs: int) -> list[float]:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run([str(python), "-c", "pass"], check=True)
-        times.append(time.perf_counter() - start)
-    return times
+def _block(python: Path, runs: int):
+    def run() -> None:
+        for _ in range(runs):
+            subprocess.run([str(python), "-c", "pass"], check=True)
+    return run
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=60)
-    args = parser.parse_args()
+    parser.add_argument("--runs", type=int, default=20, help="python -c pass runs per arm and repeat")
+    add_arguments(parser, repeats=7)
+    args = parser.parse_args(argv)
+    runs, repeats = (2, 2) if args.smoke else (args.runs, args.repeats)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         bare = _venv(tmp / "bare")
@@ -47,16 +47,11 @@ def main() -> None:
                         str(next((tmp / "dist").glob("*.whl")))], check=True)
         check = subprocess.run([str(pack), "-c", "import sys; print('qa_tasks._startup' in sys.modules)"],
                                capture_output=True, text=True, check=True).stdout.strip()
-        assert check == "True", "the hook is not armed in the pack venv"
-        bare_t, pack_t = [], []
-        for _ in range(args.runs // 10):  # interleave blocks so drift hits both sides alike
-            bare_t += _time(bare, 10)
-            pack_t += _time(pack, 10)
-    b, p = statistics.median(bare_t), statistics.median(pack_t)
-    print(f"python -c pass, median of {len(bare_t)} runs each")
-    print(f"  bare venv:           {b * 1000:.1f} ms")
-    print(f"  venv with the pack:  {p * 1000:.1f} ms")
-    print(f"  ratio pack/bare:     {p / b:.3f}")
+        if check != "True":
+            raise SystemExit("the hook is not armed in the pack venv")
+        report = compare({"with the pack": _block(pack, runs), "bare": _block(bare, runs)}, repeats=repeats)
+    print(f"python -c pass, {runs} runs per arm and repeat (times are per block)")
+    print(report.markdown(ratio=("with the pack", "bare")))
 
 
 if __name__ == "__main__":
