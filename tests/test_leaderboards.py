@@ -230,7 +230,7 @@ def test_recipe_tables_match_results_json(runs, board):
 @pytest.mark.slow
 def test_squad_and_math_tables_match_results_json(runs, board):
     squad = _table(board, "squad")
-    from leaderboards.tables import SQUAD_COLUMNS
+    from leaderboards.family_tables import SQUAD_COLUMNS
 
     for row in squad["rows"]:
         results = runs["adapter_json"] if "+" in row[0] else runs["base_json"]
