@@ -16,7 +16,7 @@ from pathlib import Path
 from leaderboards.checks import chance_level
 from leaderboards.tables import QUERY_TYPES, Stat, Table, family
 
-__all__ = ["MISSING_NOTE", "make_plots", "plots_available"]
+__all__ = ["MISSING_NOTE", "make_plots", "plots_available", "progress_figure", "type_figure"]
 
 _ZERO_STUB = 0.015  # height drawn for a bar of 0, so it differs from a missing bar
 MISSING_NOTE = "Plots skipped: matplotlib is not installed (pip install 'lm-eval-qa-pack[plots]')."
@@ -74,7 +74,7 @@ def _chance(ax, task: str, metrics: list[str]) -> None:
     levels = {chance_level(family(task, ()), m) for m in metrics} - {None}
     for level in sorted(levels):
         ax.axhline(level, color="0.35", linestyle="--", linewidth=1, zorder=0,
-                   label=f"chance ({level:.1f}: uniform guess)")
+                   label=f"chance accuracy ({level:.1f}, uniform guess)")
 
 
 def _bar_labels(ax, xs: list[float], values: list[float], width: float, color, rotate: bool) -> None:
@@ -97,72 +97,63 @@ def _n_label(cells) -> str:
     return f"n={shown[0]}" if len(set(shown)) == 1 else "n=" + "/".join(shown)
 
 
-def _type_bars(table: Table, out_dir: Path, stem: str) -> list[str]:
-    names = []
+def type_figure(table: Table, task: str):
+    """Bars of accuracy per query type of ``task``'s rows in a ``recipe_types`` table, one series per model."""
     groups = ["Overall", *QUERY_TYPES]
-    for task in sorted({row[1] for row in table.rows}):
-        rows = [row for row in table.rows if row[1] == task]
-        fig = _figure(width=8.5)
-        bottom = _warn(fig, _cautions(table, (task,)))
-        ax = fig.add_subplot(1, 1, 1)
-        width = 0.8 / max(len(rows), 1)
-        for i, row in enumerate(rows):
-            xs = [g + (i - (len(rows) - 1) / 2) * width for g in range(len(groups))]
-            values = [_value(c) for c in row[2:2 + len(groups)]]
-            bars = ax.bar(xs, [0 if math.isnan(v) else v for v in values], width=width, label=row[0])
-            _bar_labels(ax, xs, values, width, bars.patches[0].get_facecolor(), rotate=len(rows) > 1)
-        ticks = [f"{g}\n({_n_label([row[2 + j] for row in rows])})" for j, g in enumerate(groups)]
-        ax.set_xticks(range(len(groups)), [t.replace("\n()", "") for t in ticks], fontsize=8)
-        _chance(ax, task, ["acc"])
-        ax.set_ylim(0, 1.15)
-        ax.set_ylabel("accuracy")
-        ax.set_xlabel("query type (n = queries" + (", per model in legend order)" if len(rows) > 1 else ")"),
-                      fontsize=8)
-        ax.set_title(f"{task}: accuracy by query type", fontsize=9)
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: never over a bar
-        fig.tight_layout(rect=(0, bottom, 1, 1))
-        name = f"{stem}_types_{_slug(task)}.png"
-        _save(fig, out_dir / name)
-        names.append(name)
-    return names
+    rows = [row for row in table.rows if row[1] == task]
+    fig = _figure(width=8.5)
+    bottom = _warn(fig, _cautions(table, (task,)))
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / max(len(rows), 1)
+    for i, row in enumerate(rows):
+        xs = [g + (i - (len(rows) - 1) / 2) * width for g in range(len(groups))]
+        values = [_value(c) for c in row[2:2 + len(groups)]]
+        bars = ax.bar(xs, [0 if math.isnan(v) else v for v in values], width=width, label=row[0])
+        _bar_labels(ax, xs, values, width, bars.patches[0].get_facecolor(), rotate=len(rows) > 1)
+    ticks = [f"{g}\n({_n_label([row[2 + j] for row in rows])})" for j, g in enumerate(groups)]
+    ax.set_xticks(range(len(groups)), [t.replace("\n()", "") for t in ticks], fontsize=8)
+    _chance(ax, task, ["acc"])
+    ax.set_ylim(0, 1.15)
+    ax.set_ylabel("accuracy")
+    ax.set_xlabel("query type (n = queries" + (", per model in legend order)" if len(rows) > 1 else ")"), fontsize=8)
+    ax.set_title(f"{task}: accuracy by query type", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: never over a bar
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    return fig
 
 
-def _progression(table: Table, out_dir: Path, stem: str) -> list[str]:
+def progress_figure(table: Table, key: tuple[str, str]):
+    """Curves of a ``progression`` table's metrics over training steps for one (model, task) series."""
     from matplotlib.ticker import MaxNLocator
 
-    names = []
     metrics = [c for c in table.columns[3:] if c != "n"]
-    for key in sorted({(row[0], row[1]) for row in table.rows}):
-        rows = [row for row in table.rows if (row[0], row[1]) == key and row[2] != "final"]
-        xs = [0 if row[2] == "base" else int(row[2]) for row in rows]
-        fig = _figure()
-        cautions = _cautions(table, key)
-        bottom = _warn(fig, cautions)
-        ax = fig.add_subplot(1, 1, 1)
-        for j, metric in enumerate(metrics):
-            ys = [_value(row[3 + j]) for row in rows]
-            if not all(math.isnan(y) for y in ys):  # skip all-NaN series
-                ax.plot(xs, ys, marker="o", label=metric)
-        ns = [row[-1] for row in rows]
-        if cautions or len(set(ns)) > 1:  # points on different documents: say which n each one has
-            ax.set_xticks(xs, [f"{x}\nn={n if n is not None else '?'}" for x, n in zip(xs, ns)], fontsize=7)
-        else:
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        values = [_value(row[3 + j]) for row in rows for j in range(len(metrics))]
-        rates = all(0 <= v <= 1 for v in values if not math.isnan(v))
-        if rates:  # keep the full scale in view
-            ax.set_ylim(-0.02, 1.02)
-            _chance(ax, key[1], [m for m in metrics if m.startswith("acc")])
-        ax.set_xlabel("training step (0 = base model)" + (f", n = documents: {ns[0]}" if len(set(ns)) == 1 else ""),
-                      fontsize=8)
-        ax.set_ylabel("score (0-1)" if rates else "value")
-        ax.set_title(f"{key[0]} on {key[1]}", fontsize=9)
-        ax.legend(fontsize=7)
-        fig.tight_layout(rect=(0, bottom, 1, 1))
-        name = f"{stem}_progress_{_slug(key[0])}_{_slug(key[1])}.png"
-        _save(fig, out_dir / name)
-        names.append(name)
-    return names
+    rows = [row for row in table.rows if (row[0], row[1]) == key and row[2] != "final"]
+    xs = [0 if row[2] == "base" else int(row[2]) for row in rows]
+    fig = _figure(width=8.5)
+    cautions = _cautions(table, key)
+    bottom = _warn(fig, cautions)
+    ax = fig.add_subplot(1, 1, 1)
+    for j, metric in enumerate(metrics):
+        ys = [_value(row[3 + j]) for row in rows]
+        if not all(math.isnan(y) for y in ys):  # skip all-NaN series
+            ax.plot(xs, ys, marker="o", label=metric)
+    ns = [row[-1] for row in rows]
+    if cautions or len(set(ns)) > 1:  # points on different documents: say which n each one has
+        ax.set_xticks(xs, [f"{x}\nn={n if n is not None else '?'}" for x, n in zip(xs, ns)], fontsize=7)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    values = [_value(row[3 + j]) for row in rows for j in range(len(metrics))]
+    rates = all(0 <= v <= 1 for v in values if not math.isnan(v))
+    if rates:  # keep the full scale in view
+        ax.set_ylim(-0.02, 1.02)
+        _chance(ax, key[1], [m for m in metrics if m.startswith("acc")])
+    ax.set_xlabel("training step (0 = base model)" + (f", n = documents: {ns[0]}" if len(set(ns)) == 1 else ""),
+                  fontsize=8)
+    ax.set_ylabel("score (0-1)" if rates else "value")
+    ax.set_title(f"{key[0]} on {key[1]}", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    return fig
 
 
 def make_plots(tables: list[Table], out_dir: Path, stem: str) -> list[str]:
@@ -170,8 +161,15 @@ def make_plots(tables: list[Table], out_dir: Path, stem: str) -> list[str]:
     written = []
     for table in tables:
         if table.key == "recipe_types":
-            table.plots = _type_bars(table, out_dir, stem)
+            figures = {f"{stem}_types_{_slug(task)}.png": type_figure(table, task)
+                       for task in sorted({row[1] for row in table.rows})}
         elif table.key == "progression":
-            table.plots = _progression(table, out_dir, stem)
+            figures = {f"{stem}_progress_{_slug(key[0])}_{_slug(key[1])}.png": progress_figure(table, key)
+                       for key in sorted({(row[0], row[1]) for row in table.rows})}
+        else:
+            continue
+        for name, fig in figures.items():
+            _save(fig, out_dir / name)
+        table.plots = list(figures)
         written += table.plots
     return written
