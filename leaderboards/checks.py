@@ -35,10 +35,11 @@ class Caution:
 
 
 def _doc_hashes(result: TaskResult) -> frozenset[str] | None:
-    if not result.samples:
+    """The documents behind ``result``, where its samples log names every one of them."""
+    if not result.samples or len(result.samples) != result.n:  # a truncated log proves nothing
         return None
-    hashes = frozenset(h for h, _ in result.samples.values() if h)
-    return hashes if len(hashes) == len(result.samples) else None  # a partial hash set proves nothing
+    hashes = [h for h, _ in result.samples.values()]
+    return frozenset(hashes) if all(hashes) else None
 
 
 def _names(labels: list[str]) -> str:

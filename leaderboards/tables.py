@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from leaderboards.checks import (
+    CONSTANT_MIN_DOCS,
     CONSTANT_SHARE,
     LETTERS,
     Caution,
@@ -231,7 +232,7 @@ def comparison_table(models: list[Model]) -> Table | None:
             f"evidence of a change. Same setup = same generation settings, chat template, system prompt, few-shot "
             f"count, task version and documents/prompts (lm-eval's task hash); otherwise the runs compare unlike "
             f"things. Constant answer = a model giving one answer to ≥ {CONSTANT_SHARE:.0%} of the documents "
-            f"(position-bias pred_X, else the replies in the samples log).")
+            f"(at least {CONSTANT_MIN_DOCS}; from the position-bias pred_X, else the replies in the samples log).")
     return Table("comparison", "Base vs adapter", ["Base", "Adapter", "Task", "Metric", "Base value",
                                                    "Adapter value", "Δ", "n paired", "Test", "p", "Significant",
                                                    "Constant answer", "Same setup"],

@@ -441,6 +441,7 @@ def _result(n, hashes=None, metrics=None, replies=None) -> TaskResult:
     ([("a", _result(4, "wxyz")), ("b", _result(4, "wxuv"))],  # --samples, or another data file
      "t: same n=4 but different documents (doc_hash in the samples logs: 2 of 4 shared between (a) vs (b))"),
     ([("a", _result(4, "wxyz")), ("b", _result(4))], None),  # one side unknown: not claimed different
+    ([("a", _result(4, "wxy")), ("b", _result(4, "wxyz"))], None),  # a truncated log: documents unknown
 ])
 def test_doc_set_warning(entries, expected):
     warning = doc_set_warning("t", entries)
