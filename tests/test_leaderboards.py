@@ -541,9 +541,12 @@ def test_different_limit_warns_above_every_table(mixed, tmp_path):
     head, _ = _section(mixed["md"], "Base vs adapter")
     assert (f"> - squad_v1 ({base} vs {fewer}): evaluated on different numbers of documents "
             f"(n={LIMIT - 1} for adapter; n={LIMIT} for base)") in head
-    proc = _cli("build", *map(str, mixed["folders"]), "-o", str(tmp_path / "LB.md"), "--no-plots")
+    proc = _cli("build", *map(str, mixed["folders"]), "-o", str(tmp_path / "LB.csv"))
     assert proc.returncode == 0, proc.stderr
     assert "warning: Overview: recipe_mpr_gen: evaluated on different numbers of documents" in proc.stderr
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "LB.csv").read_text())))
+    assert any(r["table"] == "overview" and r["row"] == "recipe_mpr_gen" and r["column"] == "warning"
+               and "different numbers of documents" in r["value"] for r in rows)
 
 
 @pytest.mark.slow
