@@ -7,7 +7,7 @@ documents (``checks.doc_set_cautions``).
 
 from __future__ import annotations
 
-from leaderboards.checks import chance_level, doc_set_cautions
+from leaderboards.checks import chance_level, doc_set_cautions, doc_set_warning
 from leaderboards.reader import Collection, TaskResult
 from leaderboards.tables import LETTERS, QUERY_TYPES, Caution, Model, Stat, Table, stat, tasks_of, value
 
@@ -42,8 +42,13 @@ def squad_table(models: list[Model]) -> Table | None:
             "PromptTok counts shared text once, *_API sums every call (planner included), DepTok = planner "
             "prompt + generated tokens.")
     decimals = {h: 1 for k, h in SQUAD_COLUMNS if "tokens" in k or k in ("calls", "rounds")}
+    cautions = _cautions(found)
+    for m in models:  # the strategies of one model compete on the same passages (squad_v1 has questions)
+        passages = [(task, r) for model, task, r in found if model is m and "n_passages" in r.metrics]
+        if warning := doc_set_warning(f"{m.label}: strategies", passages):
+            cautions.append(Caution((m.label,), warning))
     return Table("squad", "SQuAD strategies", ["Model", "Strategy", *(h for _, h in SQUAD_COLUMNS)], rows, note,
-                 decimals={**decimals, "Latency (s)": 2}, cautions=_cautions(found))
+                 decimals={**decimals, "Latency (s)": 2}, cautions=cautions)
 
 
 def latency_table(col: Collection) -> Table | None:

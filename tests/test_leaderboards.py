@@ -484,7 +484,8 @@ def constant_reply(**kwargs) -> ConstantReply:
     return ConstantReply(**kwargs)
 
 
-OTHER_DOCS = [10, 11, 12, 13]  # LIMIT documents, not the first LIMIT
+# LIMIT documents, not the first LIMIT; two SQuAD strategies of one model on partly different passages
+OTHER_DOCS = {"recipe_mpr_gen": [10, 11, 12, 13], "squad_all_in_one": [0, 1, 2, 3], "squad_batch": [0, 1, 2, 5]}
 
 
 @pytest.fixture(scope="module")
@@ -499,7 +500,7 @@ def mixed(runs):
     _, constant = run_lm_eval([*common, "--model_args", adapter_args, "--tasks", "recipe_mpr_gen,squad_v1,squad_batch",
                                "--limit", str(LIMIT - 1)], root / "constant")
     run_lm_eval([*common, "--model_args", f"{responder},reply=B,pretrained={root / 'other-model'}",
-                 "--tasks", "recipe_mpr_gen", "--samples", json.dumps({"recipe_mpr_gen": OTHER_DOCS})], root / "other")
+                 "--tasks", ",".join(OTHER_DOCS), "--samples", json.dumps(OTHER_DOCS)], root / "other")
     for name, run_folder, step in (("lora-fewer", "constant", 5), ("lora-other", "other", 10)):
         shutil.copytree(runs["adapter_dir"], root / "trained" / name)
         _as_step(root / run_folder, root / "trained" / name, step, base)
@@ -552,9 +553,16 @@ def test_different_limit_warns_above_every_table(mixed, tmp_path):
 @pytest.mark.slow
 def test_same_n_different_documents_warns(runs, mixed, tmp_path):
     build([runs["base"], mixed["folders"][3]], tmp_path / "LB.json")
-    (warning,) = _table(json.loads((tmp_path / "LB.json").read_text()), "overview")["warnings"]
-    assert warning["text"].startswith(f"recipe_mpr_gen: same n={LIMIT} but different documents (doc_hash in the "
-                                      f"samples logs: 0 of {LIMIT} shared between ({mixed['base']}) vs (other-model))")
+    doc = json.loads((tmp_path / "LB.json").read_text())
+    texts = {tuple(w["scope"]): w["text"] for w in _table(doc, "overview")["warnings"]}
+    assert sorted(texts) == [("recipe_mpr_gen",), ("squad_batch",)]
+    assert texts[("recipe_mpr_gen",)].startswith(f"recipe_mpr_gen: same n={LIMIT} but different documents (doc_hash "
+                                                 f"in the samples logs: 0 of {LIMIT} shared between ({mixed['base']}) "
+                                                 f"vs (other-model))")
+    assert f"{LIMIT - 1} of {LIMIT} shared" in texts[("squad_batch",)]
+    head, _ = _section(mixed["md"], "SQuAD strategies")  # strategies of one model on different passages
+    assert (f"> - other-model: strategies: same n={LIMIT} but different documents (doc_hash in the samples logs: "
+            f"{LIMIT - 1} of {LIMIT} shared between (squad_all_in_one) vs (squad_batch))") in head
     progression = _table(mixed["doc"], "progression")
     texts = {tuple(w["scope"]): w["text"] for w in progression["warnings"]}
     assert texts[(f"{mixed['base']} + lora-other (lora)", "recipe_mpr_gen")].startswith(
