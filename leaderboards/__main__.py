@@ -4,6 +4,8 @@
     python -m leaderboards build runs/ -o leaderboard.csv --format csv
 
 Each corrupt, truncated or foreign file gets a warning on stderr naming it; the rest still renders.
+Numbers set side by side but evaluated on different documents, and deltas of a model that gives one
+constant answer, get a warning on stderr and above their table.
 Exit status 2 for usage errors (missing folder, nothing readable).
 """
 
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         report = build(args.results, args.output, args.format, plots=not args.no_plots)
     except QAPackError as e:
         return e.report()
-    for warning in report.warnings:
+    for warning in report.warnings + report.cautions:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"wrote {report.output} ({len(report.tables)} tables"
           + (f", {len(report.plots)} plots" if report.plots else "") + ")")

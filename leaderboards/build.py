@@ -7,9 +7,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from leaderboards import plots as plots_mod
-from leaderboards.reader import read_paths
+from leaderboards.family_tables import (
+    adapters_table,
+    latency_table,
+    math_tables,
+    position_bias_table,
+    recipe_types_table,
+    squad_table,
+)
+from leaderboards.reader import Collection, read_paths
 from leaderboards.render import render_csv, render_json, render_markdown
-from leaderboards.tables import Table, build_tables
+from leaderboards.tables import Table, comparison_table, group_models, overview_table, progression_table
 from qa_tasks.errors import QAPackError
 
 __all__ = ["FORMATS", "BuildReport", "build"]
@@ -22,7 +30,8 @@ class BuildReport:
     output: Path
     tables: list[Table]
     plots: list[Path] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # files skipped in whole or in part
+    cautions: list[str] = field(default_factory=list)  # numbers the tables set side by side but must not compare
 
 
 def _display(path: Path, base: Path) -> str:
@@ -62,7 +71,8 @@ def build(paths, output, fmt: str | None = None, plots: bool = True) -> BuildRep
                           + "; pass folders written by lm_eval --output_path")
     tables = build_tables(col)
     sources = [_display(p, out_dir) for p in col.files]
-    report = BuildReport(output, tables, warnings=warnings)
+    report = BuildReport(output, tables, warnings=warnings,
+                         cautions=[f"{t.title}: {c.text}" for t in tables for c in t.cautions])
     if fmt == "md":
         note = ""
         if plots and plots_mod.plots_available():
@@ -75,6 +85,15 @@ def build(paths, output, fmt: str | None = None, plots: bool = True) -> BuildRep
     else:
         _write(output, render_json(tables, warnings, sources))
     return report
+
+
+def build_tables(col: Collection) -> list[Table]:
+    """Every table the runs in ``col`` fill, in reading order (empty ones left out)."""
+    models, notes = group_models(col)
+    tables = [overview_table(models, notes), comparison_table(models), squad_table(models), latency_table(col),
+              recipe_types_table(models), position_bias_table(models), *math_tables(models),
+              progression_table(col, models), adapters_table(col)]
+    return [t for t in tables if t is not None]
 
 
 def _relative_warning(warning: str, base: Path) -> str:

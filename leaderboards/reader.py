@@ -12,12 +12,12 @@ A results file under ``<adapter>/eval/step-<N>/`` is a training-progression poin
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from leaderboards.samples import Replies, Samples, number, read_samples
 from qa_tasks.errors import QAPackError
 
 __all__ = ["Collection", "Latency", "Run", "TaskResult", "model_label", "parse_model_args", "read_paths"]
@@ -35,10 +35,10 @@ class TaskResult:
     metrics: dict[str, float]
     stderr: dict[str, float]
     n: int | None  # documents evaluated (lm-eval's n-samples.effective)
-    # per-sample values: doc_id -> (doc_hash or None, {metric: (value, weight)}); None without a samples log.
-    # weight is 1, or the count of a (sum, count) pair that a task micro-averages (SQuAD passages)
-    samples: dict[int, tuple[str | None, dict[str, tuple[float, float]]]] | None = None
+    samples: Samples | None = None  # per-document values and doc_hash (see ``samples``); None without a log
     setup: dict[str, str] = field(default_factory=dict)  # n-shot, version, task_hash (docs + prompts)
+    # the model's replies per document (several for a multi-question strategy), from the samples log
+    replies: Replies | None = None
 
 
 @dataclass
@@ -79,22 +79,6 @@ class Collection:
     manifests: dict[str, dict] = field(default_factory=dict)  # adapter_key -> manifest
     warnings: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)  # every file read, for the Sources list
-
-
-def _number(value) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return None if math.isnan(value) or math.isinf(value) else value
-
-
-def _sample_value(value) -> tuple[float, float] | None:
-    """A per-sample metric as (value, weight): a number, or a (sum, count) pair as (sum/count, count)."""
-    if _number(value) is not None:
-        return float(value), 1.0
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(_number(v) is not None for v in value):
-        total, count = value
-        return (float(total) / count, float(count)) if count > 0 else None
-    return None
 
 
 def _canon(value) -> str:
@@ -237,7 +221,7 @@ class _Reader:
             adapter = _basename(adapter_key)
             if manifest:
                 self.out.manifests.setdefault(adapter_key, manifest)
-        date = _number(data.get("date")) or 0.0
+        date = number(data.get("date")) or 0.0
         run = Run(source=path, model=model_label(base, adapter, manifest), base_key=base, base_label=_basename(base),
                   adapter=adapter, adapter_key=adapter_key, step=step, date=float(date), manifest=manifest)
         run.setup = {k: _canon(v) for k, v in (("gen_kwargs", config.get("gen_kwargs")),
@@ -273,7 +257,7 @@ class _Reader:
         stderr: dict[str, float] = {}
         for key, value in entry.items():
             name, sep, filt = key.partition(",")
-            if not sep or _number(value) is None:
+            if not sep or number(value) is None:
                 continue
             is_stderr = name.endswith("_stderr")
             name = name[: -len("_stderr")] if is_stderr else name
@@ -282,9 +266,9 @@ class _Reader:
             (stderr if is_stderr else metrics)[name] = value
         n = None
         if isinstance(n_info, dict):
-            n = _number(n_info.get("effective"))
+            n = number(n_info.get("effective"))
         if n is None:
-            n = _number(entry.get("sample_len")) or _number(metrics.get("n"))
+            n = number(entry.get("sample_len")) or number(metrics.get("n"))
         return TaskResult(task, metrics, stderr, int(n) if n is not None else None)
 
     def attach_samples(self, results_path: Path, run: Run) -> None:
@@ -297,43 +281,10 @@ class _Reader:
             if task not in run.tasks:
                 continue
             self.out.files.append(path)
-            run.tasks[task].samples = self.read_samples(path)
-
-    def read_samples(self, path: Path) -> dict[int, tuple[str | None, dict[str, tuple[float, float]]]] | None:
-        try:
-            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError as e:
-            self.warn(path, f"cannot be read ({e.strerror or e}); no paired test for this task")
-            return None
-        samples: dict[int, tuple[str | None, dict[str, tuple[float, float]]]] = {}
-        bad = []
-        for lineno, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                doc_id = rec["doc_id"]
-                names = rec.get("metrics") or [k for k in rec if _number(rec[k]) is not None and k != "doc_id"]
-            except (ValueError, KeyError, TypeError):
-                bad.append(lineno)
-                continue
-            filt = rec.get("filter", "none")
-            values = {}
-            for name in names:
-                value = _sample_value(rec.get(name))
-                if value is not None:
-                    values[name if filt == "none" else f"{name},{filt}"] = value
-            hash_ = rec.get("doc_hash") if isinstance(rec.get("doc_hash"), str) else None
-            if isinstance(doc_id, int):
-                prev = samples.get(doc_id, (hash_, {}))[1]
-                samples[doc_id] = (hash_, {**prev, **values})
-        if bad:
-            where = f"line {bad[0]}" if len(bad) == 1 else f"{len(bad)} lines (first: {bad[0]})"
-            self.warn(path, f"{where} not a valid sample record (truncated?); kept the other {len(samples)} samples")
-        if not samples:
-            self.warn(path, "no readable samples; no paired test for this task")
-            return None
-        return samples
+            result = run.tasks[task]
+            result.samples, result.replies, problem = read_samples(path)
+            if problem:
+                self.warn(path, problem)
 
     def read_latency(self, path: Path) -> None:
         data = self.load_new(path)
@@ -343,7 +294,7 @@ class _Reader:
             self.warn(path, "not a latency file (no \"kind\": \"latency\"); skipped")
             return
         missing = [k for k in LATENCY_KEYS if k not in data]
-        numbers = [k for k in LATENCY_KEYS[2:] if k in data and _number(data[k]) is None]
+        numbers = [k for k in LATENCY_KEYS[2:] if k in data and number(data[k]) is None]
         if missing or numbers:
             why = f"missing {', '.join(missing)}" if missing else f"non-numeric {', '.join(numbers)}"
             self.warn(path, f"latency file {why}; skipped")
@@ -355,7 +306,7 @@ class _Reader:
         if peft:
             folder, _ = _adapter_dir(peft)
             adapter, manifest = _basename(str(folder)), _read_manifest(folder)
-        peak = _number(data.get("peak_mem_bytes"))
+        peak = number(data.get("peak_mem_bytes"))
         self.out.latencies.append(Latency(
             path, str(data["task"]), model_label(base, adapter, manifest), int(data["n"]), float(data["p50_s"]),
             float(data["p95_s"]), float(data["mean_s"]), int(peak) if peak is not None else None,

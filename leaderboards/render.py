@@ -1,5 +1,7 @@
 """Render tables as markdown, CSV (long format: one value per line) or JSON; pure text, no clock, no
-absolute paths unless given, so the same tables give the same bytes."""
+absolute paths unless given, so the same tables give the same bytes. A table's cautions (numbers that
+must not be compared as they stand) come first in markdown, as "warning" lines in CSV and as
+"warnings" in JSON."""
 
 from __future__ import annotations
 
@@ -66,7 +68,12 @@ def render_markdown(tables: list[Table], warnings: list[str], sources: list[str]
     if plots_note:
         out += [f"_{plots_note}_", ""]
     for table in tables:
-        out += [f"## {table.title}", "", *_md_table(table), ""]
+        out += [f"## {table.title}", ""]
+        # above the table, where a reader comparing its numbers cannot miss it
+        if table.cautions:
+            out += ["> ⚠ **Warning: do not compare these numbers as they stand**", ">"]
+            out += [f"> - {_md_cell(caution.text)}" for caution in table.cautions] + [""]
+        out += [*_md_table(table), ""]
         if table.note:
             out += [table.note, ""]
         for name in table.plots:
@@ -96,6 +103,8 @@ def render_csv(tables: list[Table]) -> str:
                 value, stderr, n = _raw(cell)
                 writer.writerow([table.key, row_id, column, *("" if v is None else repr(v) if isinstance(v, float)
                                                               else v for v in (value, stderr, n))])
+        for caution in table.cautions:  # column "warning": the rows named in "row" are not comparable
+            writer.writerow([table.key, " / ".join(caution.scope), "warning", caution.text, "", ""])
     return buf.getvalue()
 
 
@@ -108,6 +117,7 @@ def _json_cell(cell):
 def render_json(tables: list[Table], warnings: list[str], sources: list[str]) -> str:
     doc = {
         "tables": [{"key": t.key, "title": t.title, "columns": t.columns, "note": t.note,
+                    "warnings": [{"scope": list(c.scope), "text": c.text} for c in t.cautions],
                     "rows": [[_json_cell(c) for c in row] for row in t.rows]} for t in tables],
         "warnings": warnings,
         "sources": sources,

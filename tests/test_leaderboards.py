@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from leaderboards import build
+from leaderboards.checks import constant_answer, doc_set_warning
 from leaderboards.reader import Run, TaskResult, model_label, parse_model_args, read_paths
 from leaderboards.stats import BOOTSTRAP_ITERS, mcnemar_exact, paired_bootstrap, paired_test
 from leaderboards.tables import setup_differences
@@ -230,7 +231,7 @@ def test_recipe_tables_match_results_json(runs, board):
 @pytest.mark.slow
 def test_squad_and_math_tables_match_results_json(runs, board):
     squad = _table(board, "squad")
-    from leaderboards.tables import SQUAD_COLUMNS
+    from leaderboards.family_tables import SQUAD_COLUMNS
 
     for row in squad["rows"]:
         results = runs["adapter_json"] if "+" in row[0] else runs["base_json"]
@@ -344,19 +345,26 @@ def test_latency_file_table(tmp_path):
     assert not report.warnings
 
 
+def _as_step(run_folder: Path, adapter: Path, step: int, base: str) -> None:
+    """The lm-eval files of ``run_folder`` laid out as the finetune module writes a step's evaluation:
+    ``adapter/eval/step-N/``, naming ``adapter/checkpoint-N`` in model_args."""
+    (src,) = run_folder.rglob("results_*.json")
+    dest = adapter / "eval" / f"step-{step}"
+    dest.mkdir(parents=True)
+    data = json.loads(src.read_text())
+    data["config"]["model_args"] = f"pretrained={base},peft={adapter}/checkpoint-{step}"
+    (dest / src.name).write_text(json.dumps(data))
+    for samples in src.parent.glob("samples_*.jsonl"):
+        shutil.copy(samples, dest / samples.name)
+
+
 @pytest.mark.slow
 def test_progression_from_finetune_eval_folders(runs, tmp_path):
     """The finetune layout: OUT/manifest.json, OUT/eval/step-N/<lm-eval files> naming OUT/checkpoint-N."""
     out = tmp_path / "recipe-lora"
     shutil.copytree(runs["adapter_dir"], out)
-    src = next(runs["adapter"].rglob("results_*.json"))
     for step in (5, 10):
-        dest = out / "eval" / f"step-{step}"
-        dest.mkdir(parents=True)
-        data = json.loads(src.read_text())
-        data["config"]["model_args"] = f"pretrained={runs['base_json']['config']['model_args']['pretrained']}," \
-                                       f"peft={out}/checkpoint-{step}"
-        (dest / src.name).write_text(json.dumps(data))
+        _as_step(runs["adapter"], out, step, runs["base_json"]["config"]["model_args"]["pretrained"])
     board = build([runs["base"], out], tmp_path / "LB.json")
     progression = _table(json.loads((tmp_path / "LB.json").read_text()), "progression")
     steps = [(row[1], row[2]) for row in progression["rows"] if row[1] == "recipe_mpr"]
@@ -416,3 +424,231 @@ def test_reader_skips_group_aggregates_and_reads_pairs(tmp_path):
     result = run.tasks["squad_batch"]
     assert result.metrics == {"em": 0.5, "calls": 5.0} and result.stderr == {} and result.n == 2
     assert result.samples[1] == ("h1", {"em": (0.75, 4.0), "calls": (5.0, 1.0)})
+
+
+# --- numbers that must not be compared as they stand ----------------------------------------------
+
+def _result(n, hashes=None, metrics=None, replies=None) -> TaskResult:
+    samples = None if hashes is None else {i: (h, {}) for i, h in enumerate(hashes)}
+    return TaskResult("t", metrics or {"acc": 0.5}, {}, n, samples=samples, replies=replies)
+
+
+@pytest.mark.parametrize(("entries", "expected"), [
+    ([("a", _result(4, "wxyz")), ("b", _result(4, "wxyz"))], None),
+    ([("a", _result(4)), ("b", _result(4))], None),  # no samples logs: n is all there is to compare
+    ([("a", _result(3, "wxy")), ("b", _result(4, "wxyz")), ("c", _result(4))],
+     "t: evaluated on different numbers of documents (n=3 for a; n=4 for b, c)"),
+    ([("a", _result(4, "wxyz")), ("b", _result(4, "wxuv"))],  # --samples, or another data file
+     "t: same n=4 but different documents (doc_hash in the samples logs: 2 of 4 shared between (a) vs (b))"),
+    ([("a", _result(4, "wxyz")), ("b", _result(4))], None),  # one side unknown: not claimed different
+    ([("a", _result(4, "wxy")), ("b", _result(4, "wxyz"))], None),  # a truncated log: documents unknown
+])
+def test_doc_set_warning(entries, expected):
+    warning = doc_set_warning("t", entries)
+    assert (warning is None) if expected is None else warning.startswith(expected), warning
+
+
+_PRED = {f"pred_{x}": 0.0 for x in "ABCDE"}
+
+
+@pytest.mark.parametrize(("result", "expected"), [
+    (_result(20, metrics={**_PRED, "pred_C": 1.0}), "answers C to 100% of 20 documents (pred_C = 1.000)"),
+    (_result(20, metrics={**_PRED, "pred_C": 0.95, "pred_A": 0.05}), "answers C to 95% of 20"),
+    (_result(20, metrics={**_PRED, "pred_C": 0.9, "pred_A": 0.1}), None),  # a strong bias, not one answer
+    (_result(2, metrics={**_PRED, "pred_A": 1.0}), None),  # two documents agree by chance too easily
+    # all invalid (pred_* all 0): the replies decide
+    (_result(3, metrics=dict(_PRED), replies={0: ["I don't know"], 1: [" i don't  know"], 2: ["I don't know"]}),
+     "replies \"I don't know\" to 3 of 3 documents"),
+    (_result(3, replies={0: ["Denver"], 1: ["Denver"], 2: ["1990"]}), None),
+    (_result(2, replies={0: ["A"] * 5, 1: ["A"] * 4}), None),
+    (_result(3, replies={0: ["A"] * 5, 1: ["A"] * 4, 2: ["A"] * 3}), "replies 'A' to 12 of 12 questions"),
+    (_result(3, replies={0: ["option 1"], 1: ["option 1"], 2: ["option 1"]}), "replies 'option 1' to 3 of 3"),
+])
+def test_constant_answer(result, expected):
+    found = constant_answer(result)
+    assert (found is None) if expected is None else found.startswith(expected), found
+
+
+class ConstantReply:
+    """For ``--model scripted``: one reply whatever the prompt. The other model args are the ``pretrained``
+    and ``peft`` a real run carries, so the leaderboard labels the run as that model."""
+
+    def __init__(self, reply: str = "A", **model_args) -> None:
+        self.reply = reply
+
+    def generate(self, context: str, gen_kwargs: dict) -> str:
+        return self.reply
+
+
+def constant_reply(**kwargs) -> ConstantReply:
+    return ConstantReply(**kwargs)
+
+
+# LIMIT documents, not the first LIMIT; two SQuAD strategies of one model on partly different passages
+OTHER_DOCS = {"recipe_mpr_gen": [10, 11, 12, 13], "squad_all_in_one": [0, 1, 2, 3], "squad_batch": [0, 1, 2, 5]}
+
+
+@pytest.fixture(scope="module")
+def mixed(runs):
+    """Beside the base and adapter runs: an adapter of the same base that answers "A" to everything, run
+    with --limit LIMIT-1; another model run on LIMIT other documents (--samples); both also laid out as
+    training steps of two adapters. One leaderboard (markdown, plots, JSON) over all of it."""
+    root, base = runs["root"], runs["base_json"]["config"]["model_args"]["pretrained"]
+    common = ["run", "--model", "scripted", "--gen_kwargs", "max_gen_toks=6", "--log_samples"]
+    responder = "responder=tests.test_leaderboards:constant_reply"
+    adapter_args = f"{responder},reply=A,pretrained={base},peft={root / 'constant-lora'}"
+    _, constant = run_lm_eval([*common, "--model_args", adapter_args, "--tasks", "recipe_mpr_gen,squad_v1,squad_batch",
+                               "--limit", str(LIMIT - 1)], root / "constant")
+    run_lm_eval([*common, "--model_args", f"{responder},reply=B,pretrained={root / 'other-model'}",
+                 "--tasks", ",".join(OTHER_DOCS), "--samples", json.dumps(OTHER_DOCS)], root / "other")
+    for name, run_folder, step in (("lora-fewer", "constant", 5), ("lora-other", "other", 10)):
+        shutil.copytree(runs["adapter_dir"], root / "trained" / name)
+        _as_step(root / run_folder, root / "trained" / name, step, base)
+    folders = [runs["base"], runs["adapter"], root / "constant", root / "other", root / "trained"]
+    (root / "mixed").mkdir()
+    report = build(folders, root / "mixed" / "LEADERBOARD.md")
+    build(folders, root / "mixed" / "LEADERBOARD.json")
+    return {"md": (root / "mixed" / "LEADERBOARD.md").read_text(), "report": report, "folders": folders,
+            "doc": json.loads((root / "mixed" / "LEADERBOARD.json").read_text()), "constant_json": constant,
+            "base": Path(base).name}
+
+
+def _section(md: str, title: str) -> tuple[str, str]:
+    """(text above the table, the table) of the markdown section ``## title``."""
+    body = md.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+    head, _, table = body.partition("\n|")
+    return head, "|" + table
+
+
+@pytest.mark.slow
+def test_same_documents_no_warning(board):
+    for table in board["tables"]:
+        texts = [w["text"] for w in table["warnings"]]
+        assert not [t for t in texts if "documents (" in t or "different documents" in t], (table["key"], texts)
+
+
+@pytest.mark.slow
+def test_different_limit_warns_above_every_table(mixed, tmp_path):
+    base, fewer = mixed["base"], f"{mixed['base']} + constant-lora"
+    for title in ("Overview", "SQuAD strategies", "Recipe-MPR: accuracy by query type", "Recipe-MPR: position bias"):
+        head, _ = _section(mixed["md"], title)
+        assert "⚠ **Warning: do not compare these numbers as they stand**" in head, title
+        tasks = ("squad_batch", "squad_v1") if title.startswith("SQuAD") else ("recipe_mpr_gen",)
+        for task in tasks:
+            line = next(x for x in head.splitlines() if x.startswith(f"> - {task}: "))
+            assert "evaluated on different numbers of documents" in line
+            assert f"n={LIMIT - 1} for {fewer}; n={LIMIT} for {base}, {base} + recipe-lora (lora)" in line
+        assert "gsm8k_think" not in head and "> - recipe_mpr:" not in head  # same documents there
+    head, _ = _section(mixed["md"], "Base vs adapter")
+    assert (f"> - squad_v1 ({base} vs {fewer}): evaluated on different numbers of documents "
+            f"(n={LIMIT - 1} for adapter; n={LIMIT} for base)") in head
+    proc = _cli("build", *map(str, mixed["folders"]), "-o", str(tmp_path / "LB.csv"))
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: Overview: recipe_mpr_gen: evaluated on different numbers of documents" in proc.stderr
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "LB.csv").read_text())))
+    assert any(r["table"] == "overview" and r["row"] == "recipe_mpr_gen" and r["column"] == "warning"
+               and "different numbers of documents" in r["value"] for r in rows)
+
+
+@pytest.mark.slow
+def test_same_n_different_documents_warns(runs, mixed, tmp_path):
+    build([runs["base"], mixed["folders"][3]], tmp_path / "LB.json")
+    doc = json.loads((tmp_path / "LB.json").read_text())
+    texts = {tuple(w["scope"]): w["text"] for w in _table(doc, "overview")["warnings"]}
+    assert sorted(texts) == [("recipe_mpr_gen",), ("squad_batch",)]
+    assert texts[("recipe_mpr_gen",)].startswith(f"recipe_mpr_gen: same n={LIMIT} but different documents (doc_hash "
+                                                 f"in the samples logs: 0 of {LIMIT} shared between ({mixed['base']}) "
+                                                 f"vs (other-model))")
+    assert f"{LIMIT - 1} of {LIMIT} shared" in texts[("squad_batch",)]
+    head, _ = _section(mixed["md"], "SQuAD strategies")  # strategies of one model on different passages
+    assert (f"> - other-model: strategies: same n={LIMIT} but different documents (doc_hash in the samples logs: "
+            f"{LIMIT - 1} of {LIMIT} shared between (squad_all_in_one) vs (squad_batch))") in head
+    progression = _table(mixed["doc"], "progression")
+    texts = {tuple(w["scope"]): w["text"] for w in progression["warnings"]}
+    assert texts[(f"{mixed['base']} + lora-other (lora)", "recipe_mpr_gen")].startswith(
+        f"{mixed['base']} + lora-other (lora) on recipe_mpr_gen: same n={LIMIT} but different documents")
+    assert texts[(f"{mixed['base']} + lora-fewer (lora)", "squad_v1")].startswith(
+        f"{mixed['base']} + lora-fewer (lora) on squad_v1: evaluated on different numbers of documents "
+        f"(n={LIMIT - 1} for step 5; n={LIMIT} for base)")
+    head, _ = _section(mixed["md"], "Training progression")
+    assert f"> - {mixed['base']} + lora-other (lora) on recipe_mpr_gen: same n={LIMIT}" in head
+
+
+def _distinct_replies(folder: Path, task: str) -> int:
+    return len({" ".join(rec["filtered_resps"][0].split()).casefold() for rec in _samples(folder, task).values()})
+
+
+@pytest.mark.slow
+def test_constant_answer_adapter_is_flagged(runs, mixed):
+    table = _table(mixed["doc"], "comparison")
+    cols = table["columns"]
+    rows = {(r[1], r[2]): dict(zip(cols, r)) for r in table["rows"]}
+    fewer, tuned = f"{mixed['base']} + constant-lora", f"{mixed['base']} + recipe-lora (lora)"
+    questions = int(mixed["constant_json"]["results"]["squad_batch"]["n_questions,none"])
+    for task, flag in (("recipe_mpr_gen", f"answers A to 100% of {LIMIT - 1} documents (pred_A = 1.000)"),
+                       ("squad_v1", f"replies 'A' to {LIMIT - 1} of {LIMIT - 1} documents"),
+                       ("squad_batch", f"replies 'A' to {questions} of {questions} questions")):
+        assert f"adapter: {flag}" in rows[(fewer, task)]["Constant answer"], task
+    head, _ = _section(mixed["md"], "Base vs adapter")
+    assert f"> - recipe_mpr_gen: {fewer} answers A to 100% of {LIMIT - 1} documents (pred_A = 1.000); a Δ" in head
+    # the tiny models' own replies: flagged exactly where the samples log shows one repeated reply
+    for task in ("squad_v1", "gsm8k_think", "recipe_mpr_gen"):
+        cell = rows[(tuned, task)]["Constant answer"] or ""
+        for who, folder in (("base", runs["base"]), ("adapter", runs["adapter"])):
+            results = runs[f"{who}_json"]["results"][task]  # of LIMIT documents, >= 95% is all of them
+            one = _distinct_replies(folder, task) == 1 or any(results.get(f"pred_{x},none") == 1 for x in "ABCDE")
+            assert (f"{who}: " in cell) == one, (task, who, cell)
+
+
+@pytest.mark.slow
+def test_plots_label_zero_bars_chance_and_axes(mixed):
+    from leaderboards.plots import _ZERO_STUB, progress_figure, type_figure
+
+    types = next(t for t in mixed["report"].tables if t.key == "recipe_types")
+    assert f"{mixed['report'].output.stem}_types_recipe-mpr-gen.png" in types.plots
+    fig = type_figure(types, "recipe_mpr_gen")
+    ax = fig.axes[0]
+    cells = [c.value for row in types.rows if row[1] == "recipe_mpr_gen" for c in row[2:8]]
+    expected = ["no data" if v is None else f"{v:.2f}" for v in cells]
+    assert "0.00" in expected and "no data" in expected  # the case under test is really there
+    assert sorted(t.get_text() for t in ax.texts) == sorted(expected)  # every bar labelled with its value
+    assert sum(p.get_height() == _ZERO_STUB for p in ax.patches) == cells.count(0)  # a 0 is drawn, not empty
+    assert [list(line.get_ydata()) for line in ax.lines] == [[0.2, 0.2]]  # chance: 1 in 5 options
+    assert ax.get_xlabel().startswith("query type") and ax.get_ylabel() == "accuracy"
+    assert any(t.get_text().startswith("WARNING: recipe_mpr_gen: evaluated on different numbers") for t in fig.texts)
+    progression = next(t for t in mixed["report"].tables if t.key == "progression")
+    fig = progress_figure(progression, (f"{mixed['base']} + lora-fewer (lora)", "squad_v1"))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [f"0\nn={LIMIT}", f"5\nn={LIMIT - 1}"]
+    assert ax.get_xlabel().startswith("training step") and ax.get_ylabel() == "score (0-1)"
+    assert any("on squad_v1: evaluated on different numbers" in t.get_text() for t in fig.texts)
+    assert not ax.lines[-1].get_label().startswith("chance")  # SQuAD has no chance level
+
+
+@pytest.mark.slow
+def test_lenient_substring_never_displaces_lenient(runs, tmp_path):
+    """The seed-compatible character-containment variant is logged beside ``lenient``; tables show lenient."""
+    folders = []
+    for name in ("base", "adapter"):
+        folder = tmp_path / name
+        shutil.copytree(runs[name], folder)
+        (path,) = folder.rglob("results_*.json")
+        data = json.loads(path.read_text())
+        for task in ("squad_v1", "squad_batch"):
+            data["results"][task]["lenient_substring,none"] = 0.75
+        path.write_text(json.dumps(data))
+        for samples in folder.rglob("samples_squad_*.jsonl"):
+            recs = [json.loads(line) for line in samples.read_text().splitlines()]
+            samples.write_text("\n".join(json.dumps({**r, "metrics": ["lenient_substring", *r["metrics"]],
+                                                     "lenient_substring": 1.0}) for r in recs))
+        folders.append(folder)
+    build(folders, tmp_path / "LB.json")
+    doc = json.loads((tmp_path / "LB.json").read_text())
+    squad = _table(doc, "squad")
+    lenient = squad["columns"].index("Lenient")
+    for row in squad["rows"]:
+        results = runs["adapter_json"] if "+" in row[0] else runs["base_json"]
+        assert row[lenient] == _metric(results, "squad_" + row[1], "lenient") != 0.75
+    compared = {(r[2], r[3]) for r in _table(doc, "comparison")["rows"] if r[2].startswith("squad")}
+    assert compared == {(t, m) for t in ("squad_batch", "squad_v1") for m in ("em", "f1", "lenient")}
+    assert "lenient_substring" not in json.dumps([t["columns"] for t in doc["tables"]])

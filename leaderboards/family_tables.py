@@ -1,0 +1,157 @@
+"""Per-family detail tables: SQuAD strategies and latency, Recipe-MPR per query type and position bias,
+math (scores, failure breakdown, lengths) and the adapters' manifests.
+
+Every table that sets models side by side carries a caution when their numbers come from different
+documents (``checks.doc_set_cautions``).
+"""
+
+from __future__ import annotations
+
+from leaderboards.checks import chance_level, doc_set_cautions, doc_set_warning
+from leaderboards.reader import Collection, TaskResult
+from leaderboards.tables import LETTERS, QUERY_TYPES, Caution, Model, Stat, Table, stat, tasks_of, value
+
+__all__ = ["MATH_FAILURES", "MATH_LENGTHS", "MATH_SCORES", "SQUAD_COLUMNS", "adapters_table", "latency_table",
+           "math_tables", "position_bias_table", "recipe_types_table", "squad_table"]
+
+# (metric key, column header) as ad-hoc SQuAD strategy studies report them
+SQUAD_COLUMNS = (("em", "EM"), ("f1", "F1"), ("lenient", "Lenient"), ("prompt_tokens", "PromptTok"),
+                 ("gen_tokens", "GenTok"), ("prompt_tokens_api", "PromptTok_API"),
+                 ("gen_tokens_api", "GenTok_API"), ("dep_tokens", "DepTok"), ("calls", "Calls"),
+                 ("rounds", "Rounds"), ("latency_s", "Latency (s)"), ("n_questions", "Questions"))
+MATH_SCORES = (("accuracy", "Accuracy"), ("format_accuracy", "Format acc."), ("wrong_answer_rate", "Wrong answer"),
+               ("format_failure_rate", "Format failure"), ("grader_timeouts", "Grader timeouts"))
+MATH_FAILURES = (("missing_think_close", "Missing </think>"), ("missing_answer_open", "Missing <answer>"),
+                 ("missing_answer_close", "Missing </answer>"), ("wrong_order", "Wrong order"))
+MATH_LENGTHS = (("response_chars", "Chars (all)"), ("response_chars_correct", "Chars (correct)"),
+                ("response_chars_incorrect", "Chars (incorrect)"))
+
+
+def _cautions(found: list[tuple[Model, str, TaskResult]]) -> list[Caution]:
+    return doc_set_cautions((m.label, task, r) for m, task, r in found)
+
+
+def squad_table(models: list[Model]) -> Table | None:
+    rows = []
+    found = tasks_of(models, "squad")
+    for m, task, r in found:
+        rows.append([m.label, task.removeprefix("squad_"), *(value(r, k) for k, _ in SQUAD_COLUMNS)])
+    if not rows:
+        return None
+    note = ("EM/F1/Lenient average over questions; token, call, round and latency columns are means per passage: "
+            "PromptTok counts shared text once, *_API sums every call (planner included), DepTok = planner "
+            "prompt + generated tokens.")
+    decimals = {h: 1 for k, h in SQUAD_COLUMNS if "tokens" in k or k in ("calls", "rounds")}
+    cautions = _cautions(found)
+    for m in models:  # the strategies of one model compete on the same passages (squad_v1 has questions)
+        passages = [(task, r) for model, task, r in found if model is m and "n_passages" in r.metrics]
+        if warning := doc_set_warning(f"{m.label}: strategies", passages):
+            cautions.append(Caution((m.label,), warning))
+    return Table("squad", "SQuAD strategies", ["Model", "Strategy", *(h for _, h in SQUAD_COLUMNS)], rows, note,
+                 decimals={**decimals, "Latency (s)": 2}, cautions=cautions)
+
+
+def latency_table(col: Collection) -> Table | None:
+    rows = [[x.model, x.task, x.n, x.p50_s, x.p95_s, x.mean_s,
+             None if x.peak_mem_bytes is None else round(x.peak_mem_bytes / 2**20, 1), x.peak_mem_kind, x.device]
+            for x in col.latencies]
+    if not rows:
+        return None
+    return Table("latency", "SQuAD latency", ["Model", "Task", "n", "p50 (s)", "p95 (s)", "mean (s)",
+                                              "Peak mem (MiB)", "Memory measure", "Device"], rows,
+                 decimals={"p50 (s)": 3, "p95 (s)": 3, "mean (s)": 3, "Peak mem (MiB)": 1})
+
+
+def recipe_types_table(models: list[Model]) -> Table | None:
+    rows = []
+    found = tasks_of(models, "recipe_mpr")
+    for m, task, r in found:
+        cells = [stat(r, "acc")]
+        for t in QUERY_TYPES:
+            n = r.metrics.get(f"n_{t}")
+            cells.append(Stat(r.metrics.get(f"acc_{t}"), None, int(n) if n is not None else None))
+        rows.append([m.label, task, *cells])
+    if not rows:
+        return None
+    note = ("Accuracy (n = queries behind it). Query types are multi-label: a query counts toward every type "
+            f"it has, so the type columns do not add up to the overall n. Chance (a uniform guess among "
+            f"{len(LETTERS)} options) = {chance_level('recipe_mpr', 'acc'):.1f}.")
+    return Table("recipe_types", "Recipe-MPR: accuracy by query type", ["Model", "Task", "Overall", *QUERY_TYPES],
+                 rows, note, cautions=_cautions(found))
+
+
+def position_bias_table(models: list[Model]) -> Table | None:
+    rows = []
+    found = [(m, task, r) for m, task, r in tasks_of(models, "recipe_mpr")
+             if f"n_gold_{LETTERS[0]}" in r.metrics or "pred_A" in r.metrics]  # the loglikelihood variant has no letters
+    for m, task, r in found:
+        gold = []
+        for x in LETTERS:
+            n = r.metrics.get(f"n_gold_{x}")
+            gold.append(Stat(r.metrics.get(f"acc_gold_{x}"), None, int(n) if n is not None else None))
+        rows.append([m.label, task, *gold, *(r.metrics.get(f"pred_{x}") for x in LETTERS),
+                     r.metrics.get("invalid_rate")])
+    if not rows:
+        return None
+    note = ("Accuracy when the gold option is shown at each letter (n = queries), then how often each letter was "
+            "answered. A model that always answers one letter scores only on that letter's queries.")
+    return Table("position_bias", "Recipe-MPR: position bias",
+                 ["Model", "Task", *(f"Acc gold={x}" for x in LETTERS), *(f"Pred {x}" for x in LETTERS),
+                  "Invalid"], rows, note, cautions=_cautions(found))
+
+
+def math_tables(models: list[Model]) -> list[Table]:
+    found = tasks_of(models, "math")
+    if not found:
+        return []
+    scores = [[m.label, t, *(value(r, k) for k, _ in MATH_SCORES), r.metrics.get("n", r.n)] for m, t, r in found]
+    failures = [[m.label, t, r.metrics.get("format_failure_rate"), *(value(r, k) for k, _ in MATH_FAILURES)]
+                for m, t, r in found]
+    lengths = [[m.label, t, *(value(r, k) for k, _ in MATH_LENGTHS)] for m, t, r in found]
+    cautions = _cautions(found)
+    return [
+        Table("math", "Math: think/answer format", ["Model", "Task", *(h for _, h in MATH_SCORES), "n"], scores,
+              "Wrong answer = format correct but answer wrong; format failure = no parsable "
+              "`</think> <answer> … </answer>`.", cautions=cautions),
+        Table("math_failures", "Math: format failure breakdown",
+              ["Model", "Task", "Format failure", *(h for _, h in MATH_FAILURES)], failures, cautions=cautions),
+        Table("math_lengths", "Math: response length", ["Model", "Task", *(h for _, h in MATH_LENGTHS)], lengths,
+              "Mean characters per response.", decimals={h: 1 for _, h in MATH_LENGTHS}, cautions=cautions),
+    ]
+
+
+# the manifest fields worth a column (all of them would not fit a table cell)
+_HYPER_KEYS = ("method", "lora_r", "lora_alpha", "lora_dropout", "learning_rate", "max_steps", "num_train_epochs",
+               "effective_batch_size", "max_length")
+_TRAIN_KEYS = ("train_loss", "epoch", "train_runtime")
+
+
+def _compact(d, keys: tuple[str, ...]) -> str:
+    if not isinstance(d, dict):
+        return ""
+    shown = [k for k in keys if k in d and not isinstance(d[k], (dict, list))]
+    return ", ".join(f"{k}={_short(d[k])}" for k in shown)
+
+
+def _short(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def adapters_table(col: Collection) -> Table | None:
+    rows = []
+    for key in sorted(col.manifests):
+        man = col.manifests[key]
+        data = man.get("data") if isinstance(man.get("data"), dict) else {}
+        where = "/".join(str(data[k]) for k in ("source", "split") if data.get(k) is not None)
+        if data.get("fold") is not None:
+            where += f" fold {data['fold']}"
+        rows.append([key.rstrip("/").rsplit("/", 1)[-1], man.get("base_model"), man.get("task"), man.get("method"),
+                     where, data.get("n_examples"), _compact(man.get("hyperparameters"), _HYPER_KEYS),
+                     _compact(man.get("metrics"), _TRAIN_KEYS)])
+    if not rows:
+        return None
+    return Table("adapters", "Adapters", ["Adapter", "Base model", "Task", "Method", "Data", "Examples",
+                                          "Hyperparameters", "Final training metrics"], rows,
+                 "From each adapter's manifest.json.")
