@@ -202,7 +202,7 @@ def _same_number(p: tuple[Fraction, bool], g: tuple[Fraction, bool]) -> bool | N
     """Exact answer where one exists: two exact values, or a decimal against a value that terminates."""
     if p[0] == g[0]:
         return True
-    if (p[1] or _terminates(p[0])) and (g[1] or _terminates(g[0])):
+    if (p[1] or _terminates(g[0])) and (g[1] or _terminates(p[0])):  # a decimal meets a finite expansion
         return False
     return None  # 0.33 against 1/3: math-verify's tolerance decides
 
