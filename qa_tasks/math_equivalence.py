@@ -105,7 +105,6 @@ def equivalent_unbounded(pred: str, gold: str) -> Verdict:
             return Verdict(exact, "sympy")
         if same:
             return Verdict(True, "math_verify")
-    fallback = _sympy_equal(gold, pred)
-    if fallback is not None and (fallback or not (gold_parsed and pred_parsed)):
-        return Verdict(fallback, "sympy")
-    return Verdict(False, "math_verify" if gold_parsed and pred_parsed else "none")
+        return Verdict(False, "math_verify")
+    fallback = _sympy_equal(gold, pred)  # only where math-verify could not read one of the answers
+    return Verdict(fallback, "sympy") if fallback is not None else Verdict(False, "none")

@@ -122,6 +122,8 @@ def normalize_answer(text: str) -> str:
     s = _strip_trailing_units(s)
     s = _TEXT_WRAPPER.sub(r"\1", s)
     s = _strip_trailing_units(s).strip()
+    if _enclosed_in_braces(s):  # "{6 - 5i}" (CS336's normaliser drops the pair too)
+        s = s[1:-1].strip()
     if s.count("=") == 1:  # "x = 5" -> "5", only for a lone variable on the left
         lhs, rhs = s.split("=")
         if _VARIABLE_LHS.match(lhs.strip()):
@@ -147,6 +149,18 @@ def normalize_answer(text: str) -> str:
     if _NUMBER.match(s):
         s = _canonical_number(s)
     return s
+
+
+def _enclosed_in_braces(s: str) -> bool:
+    """Whether the first ``{`` closes at the very end (``{a}``, not ``{a}+{b}``)."""
+    if not (s.startswith("{") and s.endswith("}")):
+        return False
+    depth = 0
+    for i, ch in enumerate(s):
+        depth += 1 if ch == "{" else -1 if ch == "}" else 0
+        if depth == 0:
+            return i == len(s) - 1
+    return False
 
 
 def _canonical_number(s: str) -> str:

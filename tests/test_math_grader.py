@@ -522,7 +522,7 @@ def test_readme_lists_every_departure():
     ("2 3", "2 3"), ("1  2\t3", "1 2 3"), ("x + 1", "x+1"), ("3 1/4", "\\frac{13}{4}"), ("-3 1/4", "-\\frac{13}{4}"),
     ("3\\frac{1}{4}", "\\frac{13}{4}"), ("\u00bd", "\\frac{1}{2}"), ("\u221a2", "\\sqrt{2}"), ("\u22125", "-5"),
     ("5 \\text{ cm}^2", "5"), ("5 dollars dollars", "5"), ("dollars", "dollars"), ("10 080", "10 080"),
-    ("18.00", "18"), ("x = 5", "5"), ("\\$1,000", "1000"),
+    ("18.00", "18"), ("x = 5", "5"), ("\\$1,000", "1000"), ("{6 - 5i}", "6-5i"), ("{a}+{b}", "{a}+{b}"),
 ])
 def test_normalize_answer(text, expected):
     assert mg.normalize_answer(text) == expected
