@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
@@ -59,7 +60,11 @@ def golds() -> list[str]:
 
 def _decimal(v: Fraction) -> str:
     """v as a model writes a decimal (``0.375``, ``2760000``), never in exponent notation."""
-    return str(v.numerator) if v.denominator == 1 else f"{float(v):.6f}".rstrip("0").rstrip(".")
+    if v.denominator == 1:
+        return str(v.numerator)
+    exact = Decimal(v.numerator) / Decimal(v.denominator)  # exact whenever the expansion terminates
+    short = exact.quantize(Decimal("1e-12"))
+    return format(exact if short == exact else exact.quantize(Decimal("1e-6")), "f")  # 1/3: rounded
 
 
 def _number_forms(v: Fraction) -> list[str]:
