@@ -3,7 +3,8 @@
 One lm_eval run per module fixture serves many assertions: a scripted model that answers the gold
 in format to MATH questions (accuracy 1.0) and never follows the format on GSM8K ones
 (format_failure_rate 1.0 with the breakdown of the templates it used), a mixed one through the
-chat-template variants, and the tiny Hugging Face model with the real ``hf`` backend.
+chat-template variants, one that writes digits apart and mixed numbers (``spacing``), and the tiny
+Hugging Face model with the real ``hf`` backend.
 """
 
 from __future__ import annotations
