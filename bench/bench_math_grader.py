@@ -1,16 +1,25 @@
-"""Grading throughput of the math think/answer grader, and its bounds on adversarial responses.
+"""The pack's math grader against plain math-verify on model-like responses, and its bounds.
 
-    QA_PACK_DATA_DIR=../shared/data /work/venv/bin/python bench/bench_math_grader.py            # both parts
-    QA_PACK_DATA_DIR=../shared/data /work/venv/bin/python bench/bench_math_grader.py --part throughput --n 5000
+    QA_PACK_DATA_DIR=../shared/data /work/venv/bin/python bench/bench_math_grader.py --n 5000 --repeats 5
+    QA_PACK_DATA_DIR=../shared/data /work/venv/bin/python bench/bench_math_grader.py --part adversarial
 
-Throughput: N responses built from MATH-500 and GSM8K golds (correct in several forms, perturbed into
-wrong-but-close answers, badly formatted), graded three ways side by side in one run:
-  - ``pack, 1 worker``: ``grade_response`` with one ``Grader`` (what the lm-eval tasks do per doc);
-  - ``pack, 2 workers``: the same split over two threads, each with its own ``Grader``;
-  - ``math-verify only``: the CS336-style gate, then math-verify in-process on the main thread for every
-    formatted response (its own SIGALRM timeouts), as a baseline.
-Adversarial: huge exponents, deep nesting, 1 MB responses, unbalanced tags, unicode; every item is
-timed, and the run reports the slowest item and whether any went past the 5 s bound.
+Throughput: N responses built (seeded) from MATH-500 and GSM8K golds the way a model writes them:
+the gold rewritten in an equivalent form (``\\frac{1}{2}``, ``\\dfrac12``, ``0.5``, ``1/2``, ``50\\%``,
+``4 2/3``, ``x = 5``, units, ``\\left( … \\right)``, reordered sums and solution lists) or a near miss
+(one digit changed, off by one, a sign flipped, a tuple reversed, a rounded decimal), inside the usual
+templates (plain, ``\\boxed{}`` in a sentence, ``$…$`` followed by more text), plus badly formatted
+ones. No response pastes the gold verbatim, so few are settled by a plain string compare. Two arms,
+interleaved A B A B … over ``--repeats`` rounds on the same items:
+
+- ``pack``: ``grade_responses`` with one started ``Grader`` (one worker round trip for the batch,
+  the per-item bound kept inside the worker);
+- ``math_verify``: the same gate and answer extraction, then ``verify(parse(gold), parse(span))``
+  in-process on the main thread (math-verify's own SIGALRM timeouts), ``$…$``-wrapped.
+
+Each arm reports wall and CPU time (the pack's CPU includes its worker's) per repeat, the median and
+range of each and of the per-repeat ratio, the load average around each repeat, and how the verdicts
+of the two arms compare on equivalent forms and near misses. Adversarial: huge exponents, deep
+nesting, 1 MB responses, unbalanced tags, unicode; each item timed, nothing may hang.
 """
 
 from __future__ import annotations
@@ -24,59 +33,243 @@ import sys
 import threading
 import time
 from collections import Counter
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from qa_tasks import math_grader as mg
 from qa_tasks import math_think as mt
+from qa_tasks.math_normalize import exact_value, normalize_answer
 
 ITEM_BOUND_S = 5.0
+TEMPLATES = (" Let me compute. </think> <answer> {a} </answer>",
+             " So we get it. </think> <answer> The final answer is $\\boxed{{{a}}}$. </answer>",
+             " Done. </think> <answer> ${a}$ </answer>\nUser: more text after the answer",
+             " Thinking step by step. </think> <answer> \\boxed{{{a}}} </answer>")
+UNFORMATTED = ("The answer is {a}.", " r </think>\n<answer> {a} </answer>", " r </think> <answer> {a}",
+               " r <answer> {a} </answer>", " r </think> {a}")
 
 
 def golds() -> list[str]:
     return [d["gold"] for d in mt.build_docs("math500")] + [d["gold"] for d in mt.build_docs("gsm8k")]
 
 
-def perturb(gold: str, rng: random.Random) -> str:
-    """A wrong-but-close answer: one digit changed, or a sign / operator flipped."""
-    digits = [i for i, c in enumerate(gold) if c.isdigit()]
+# --- model-like rewrites ------------------------------------------------------------------------------
+
+def _decimal(v: Fraction) -> str:
+    """v as a model writes a decimal (``0.375``, ``2760000``), never in exponent notation."""
+    if v.denominator == 1:
+        return str(v.numerator)
+    exact = Decimal(v.numerator) / Decimal(v.denominator)  # exact whenever the expansion terminates
+    short = exact.quantize(Decimal("1e-12"))
+    return format(exact if short == exact else exact.quantize(Decimal("1e-6")), "f")  # 1/3: rounded
+
+
+def _number_forms(v: Fraction) -> list[str]:
+    """Equivalent ways a model writes the exact number v."""
+    sign, a = ("-" if v < 0 else ""), abs(v)
+    p, q = a.numerator, a.denominator
+    if q == 1:
+        forms = [f"{sign}{p}.0", f"x = {sign}{p}", f"{sign}{p} \\text{{ units}}", f"{sign}\\frac{{{2 * p}}}{{2}}"]
+        if p >= 1000:
+            forms.append(f"{sign}{p:,}")
+        return forms
+    forms = [f"{sign}\\dfrac{{{p}}}{{{q}}}", f"{sign}{p}/{q}", f"{sign}\\frac{{{2 * p}}}{{{2 * q}}}"]
+    if p < 10 and q < 10:
+        forms.append(f"{sign}\\dfrac{p}{q}")
+    if p > q:
+        forms.append(f"{sign}{p // q} {p % q}/{q}")
+    d = q
+    for f in (2, 5):
+        while d % f == 0:
+            d //= f
+    if d == 1:
+        forms.append(f"{sign}{_decimal(a)}")
+        if (a * 100).denominator == 1:
+            forms.append(f"{sign}{a * 100}\\%")
+    return forms
+
+
+def _top_level_split(s: str, sep: str) -> list[str]:
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(s):
+        depth += ch in "({[" and 1 or (ch in ")}]" and -1 or 0)
+        if depth == 0 and s.startswith(sep, i):
+            parts.append(s[start:i])
+            start = i + len(sep)
+    return [*parts, s[start:]]
+
+
+def _expression_forms(g: str) -> list[str]:
+    """Equivalent rewrites of a non-numeric gold."""
+    forms = [f"\\displaystyle {g}", g.replace("\\frac", "\\dfrac") if "\\frac" in g else f"{{{g}}}"]
+    terms = _top_level_split(g, "+")
+    if len(terms) == 2 and all(t.strip() for t in terms) and not terms[1].lstrip().startswith("-"):
+        forms.append(f"{terms[1].strip()} + {terms[0].strip()}")
+    items = _top_level_split(g, ",")
+    if len(items) > 1 and g[:1] not in "([" and "=" not in g:  # a list of solutions: order is free
+        forms.append(", ".join(reversed([i.strip() for i in items])))
+    if g.startswith("(") and g.endswith(")"):
+        forms.append(f"\\left{g[:-1]}\\right)")
+    return forms
+
+
+def near_misses(g: str, v: Fraction | None, rng: random.Random) -> list[str]:
+    """Wrong-but-close answers."""
+    out = []
+    if v is not None:
+        out += [str(v + 1) if v.denominator == 1 else f"\\frac{{{v.numerator + 1}}}{{{v.denominator}}}",
+                str(-v) if v else "1", _decimal(v * 10)]
+        if v.denominator not in (1, 2, 4, 5, 8, 10):
+            out.append(f"{float(v):.2f}")  # rounded too far
+    digits = [i for i, c in enumerate(g) if c.isdigit()]
     if digits:
         i = rng.choice(digits)
-        return gold[:i] + str((int(gold[i]) + rng.randint(1, 9)) % 10) + gold[i + 1:]
-    for a, b in (("+", "-"), ("-", "+"), ("\\pi", "2\\pi"), ("x", "y")):
-        if a in gold:
-            return gold.replace(a, b, 1)
-    return gold + "+1"
+        out.append(g[:i] + str((int(g[i]) + rng.randint(1, 9)) % 10) + g[i + 1:])
+    for a, b in (("+", "-"), ("-", "+"), ("\\pi", "2\\pi")):
+        if a in g:
+            out.append(g.replace(a, b, 1))
+    items = _top_level_split(g[1:-1], ",") if g[:1] in "([" else []
+    if len(items) > 1:
+        out.append(g[0] + ",".join(reversed(items)) + g[-1])
+    return out or [g + "+1"]
 
 
 def build_responses(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
-    """(kind, response, gold) triples; kinds: correct, perturbed, unformatted."""
+    """(kind, response, gold) triples; kinds: equivalent, near_miss, unformatted."""
     rng = random.Random(seed)
     pool = golds()
-    correct = (" Let me compute. </think> <answer> {g} </answer>",
-               " So we get it. </think> <answer> The final answer is $\\boxed{{{g}}}$. </answer>",
-               " Done. </think> <answer> ${g}$ </answer>\nUser: more text after the answer",
-               " Thinking step by step. </think> <answer> \\boxed{{{g}}} </answer>")
-    unformatted = ("The answer is {g}.", " r </think>\n<answer> {g} </answer>", " r </think> <answer> {g}",
-                   " r <answer> {g} </answer>", " r </think> {g}")
     out = []
-    for i in range(n):
+    for _ in range(n):
         gold = pool[rng.randrange(len(pool))]
+        value = exact_value(normalize_answer(gold))
         roll = rng.random()
-        if roll < 0.45:
-            out.append(("correct", rng.choice(correct).format(g=gold), gold))
-        elif roll < 0.8:
-            out.append(("perturbed", rng.choice(correct).format(g=perturb(gold, rng)), gold))
+        if roll < 0.55:
+            forms = [f for f in (_number_forms(value[0]) if value else _expression_forms(gold)) if f != gold]
+            kind, answer = "equivalent", rng.choice(forms or [f"\\displaystyle {gold}"])
+        elif roll < 0.9:
+            kind, answer = "near_miss", rng.choice(near_misses(gold, value[0] if value else None, rng))
         else:
-            out.append(("unformatted", rng.choice(unformatted).format(g=gold), gold))
+            out.append(("unformatted", rng.choice(UNFORMATTED).format(a=gold), gold))
+            continue
+        out.append((kind, rng.choice(TEMPLATES).format(a=answer), gold))
     return out
 
+
+# --- the two arms and the interleaved harness -----------------------------------------------------
+
+def _worker_cpu_s(grader: mg.Grader) -> float:
+    """User + system CPU seconds of the grader's worker process so far (Linux /proc)."""
+    fields = Path(f"/proc/{grader._worker.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pack_arm(grader: mg.Grader):
+    """grade_responses with a started Grader; the worker's start-up (paid once per lm_eval run) is
+    not timed. Returns (verdicts, wall s, CPU s of caller and worker, details)."""
+    def run(items) -> tuple[list[bool], float, float, dict]:
+        cpu0, worker0, t0 = time.process_time(), _worker_cpu_s(grader), time.perf_counter()
+        grades = mg.grade_responses([(response, gold) for _, response, gold in items], grader)
+        wall = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0 + _worker_cpu_s(grader) - worker0
+        details = {"methods": dict(Counter(g.method for g in grades)), "timeouts": sum(g.timed_out for g in grades),
+                   "item_methods": [g.method for g in grades]}
+        return [g.correct for g in grades], wall, cpu, details
+    return run
+
+
+def math_verify_arm(items) -> tuple[list[bool], float, float, dict]:
+    """Same gate and extraction, then plain math-verify in-process (main thread, its own timeouts)."""
+    from math_verify import parse, verify
+
+    out = []
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for _, response, gold in items:
+        span = mg.extract_answer(response) if mg.check_format(response).ok else None
+        out.append(bool(span) and bool(verify(parse(f"${gold}$"), parse(f"${span}$"))))
+    return out, time.perf_counter() - t0, time.process_time() - cpu0, {}
+
+
+def _spread(values: list[float]) -> dict:
+    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3), "max": round(max(values), 3)}
+
+
+def interleaved(arms: dict, item_sets: list, ) -> dict:
+    """Run the arms A B A B …, one round per item set (both arms grade the same items in a round);
+    each arm times its own work."""
+    runs: dict[str, list[dict]] = {name: [] for name in arms}
+    verdicts: dict[str, list[bool]] = {}
+    for items in item_sets:
+        for name, arm in arms.items():
+            load0 = os.getloadavg()[0]
+            result, wall, cpu, details = arm(items)
+            runs[name].append({"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "load_before": load0,
+                               "load_after": os.getloadavg()[0], **details})
+            verdicts[name] = result
+    names = list(arms)
+    report = {name: {"wall_s": _spread([r["wall_s"] for r in rs]), "cpu_s": _spread([r["cpu_s"] for r in rs]),
+                     "runs": rs} for name, rs in runs.items()}
+    base, new = names[1], names[0]
+    report[f"ratio_{base}_over_{new}"] = {
+        key: _spread([b[key] / a[key] for a, b in zip(runs[new], runs[base])]) for key in ("wall_s", "cpu_s")}
+    report["verdicts"] = verdicts
+    return report
+
+
+def agreement(items, verdicts: dict[str, list[bool]]) -> dict:
+    """Share graded correct per response kind, per arm, and a few items where the arms disagree."""
+    kinds = Counter(kind for kind, _, _ in items)
+    out = {name: {k: round(sum(v for v, (kk, _, _) in zip(vs, items) if kk == k) / c, 4) for k, c in kinds.items()}
+           for name, vs in verdicts.items()}
+    a, b = verdicts.values()
+    differ = [(kind, mg.extract_answer(r), gold, x) for (kind, r, gold), x, y in zip(items, a, b) if x != y]
+    out["disagreements"] = len(differ)
+    out["examples (kind, answer, gold, pack verdict)"] = differ[:25]
+    return out
+
+
+SLOW = ("math_verify", "sympy", "none", "timeout")
+
+
+def throughput(n: int, repeats: int) -> dict:
+    """All responses (a new seed per round), then only those that reach math-verify in the pack."""
+    from math_verify import parse, verify
+
+    verify(parse("$\\frac{1}{2}$"), parse("$0.5$"))  # build math-verify's parser before any timing
+    item_sets = [build_responses(n, seed) for seed in range(repeats)]
+    items = item_sets[-1]
+    report = {"n": n, "repeats": repeats, "kinds": dict(Counter(kind for kind, _, _ in items)),
+              "gold_verbatim": sum(mg.extract_answer(r) == g for _, r, g in items)}
+    t0 = time.perf_counter()
+    with mg.Grader() as grader:
+        grader.start()
+        report["worker_start_s"] = round(time.perf_counter() - t0, 3)
+        arms = {"pack": pack_arm(grader), "math_verify": math_verify_arm}
+        result = interleaved(arms, item_sets)
+        methods = result["pack"]["runs"][-1]["item_methods"]
+        report["agreement"] = agreement(items, result.pop("verdicts"))
+        for run in result["pack"]["runs"]:
+            run.pop("item_methods")
+        report["all"] = result
+        slow = [item for item, method in zip(items, methods) if method in SLOW]  # the slow path only
+        report["slow_path_items"] = len(slow)
+        if slow:
+            slow_result = interleaved(arms, [slow] * repeats)
+            slow_result.pop("verdicts")
+            for run in slow_result["pack"]["runs"]:
+                run.pop("item_methods")
+            report["slow_path"] = slow_result
+    return report
+
+
+# --- adversarial responses: every item must come back within its bound ------------------------------
 
 def adversarial() -> list[tuple[str, str, str]]:
     mb = 1 << 20
     wrap = " r </think> <answer> {} </answer>".format
-    items = [
+    return [
         ("power tower 10^{10^{10}}", wrap("10^{10^{10}}"), "5"),
         ("power tower 9^{9^{9^{9}}}", wrap("9^{9^{9^{9}}}"), "2"),
         ("2^{2^{2^{2^{2^{2}}}}}", wrap("\\boxed{2^{2^{2^{2^{2^{2}}}}}}"), "7"),
@@ -92,6 +285,8 @@ def adversarial() -> list[tuple[str, str, str]]:
         ("1 MB of </think>", "</think>" * (mb // 8), "1"),
         ("1 MB no tags", "a" * mb, "1"),
         ("1 MB of unit words", wrap("dollars " * (mb // 8)), "1"),
+        ("2000 chars of repeated units", wrap("5" + "\\text{ cm}" * 200), "5"),
+        ("2000 chars of malformed units", wrap("5" + "\\text{ cm" * 222), "5"),
         ("100k <answer> opens", " r </think> <answer>" + "<answer>" * 100_000 + " 5 </answer>", "5"),
         ("100k </answer> closes only", "</answer>" * 100_000, "5"),
         ("unbalanced tags", " r </think> <answer> </think> <answer> <answer> 5 </think>", "5"),
@@ -108,74 +303,6 @@ def adversarial() -> list[tuple[str, str, str]]:
         ("symbolic integral", wrap("\\int_0^{\\infty} e^{-x^{x}} dx"), "1"),
         ("very long sum", wrap("+".join(f"\\frac{{{i}}}{{{i + 1}}}" for i in range(2000))), "1"),
     ]
-    return [(name, response, gold) for name, response, gold in items]
-
-
-# --- graders under test -----------------------------------------------------------------------------
-
-def grade_all(items, workers: int) -> tuple[list[mg.ResponseGrade], list[float]]:
-    results: list = [None] * len(items)
-    times: list[float] = [0.0] * len(items)
-    graders = [mg.Grader().start() for _ in range(workers)]
-
-    def run(k: int) -> None:
-        g = graders[k]
-        for i in range(k, len(items), workers):
-            t = time.perf_counter()
-            results[i] = mg.grade_response(items[i][1], items[i][2], g)
-            times[i] = time.perf_counter() - t
-
-    threads = [threading.Thread(target=run, args=(k,)) for k in range(workers)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    for g in graders:
-        g.close()
-    return results, times
-
-
-def math_verify_only(items) -> list[bool]:
-    """Baseline: CS336 gate, then math-verify in-process (main thread, its own SIGALRM timeouts)."""
-    from math_verify import parse, verify
-
-    out = []
-    for _, response, gold in items:
-        if "</think> <answer>" in response and "</answer>" in response:
-            answer = response.split("<answer>")[-1].replace("</answer>", "")
-            out.append(bool(verify(parse(f"${gold}$"), parse(answer))))
-        else:
-            out.append(False)
-    return out
-
-
-def throughput(n: int) -> dict:
-    items = build_responses(n)
-    kinds = Counter(kind for kind, _, _ in items)
-    report = {"n": n, "kinds": dict(kinds)}
-    for workers in (1, 2):
-        t = time.perf_counter()
-        grades, times = grade_all(items, workers)
-        wall = time.perf_counter() - t
-        report[f"pack_{workers}w"] = {
-            "wall_s": round(wall, 2), "items_per_s": round(n / wall, 1), "max_item_s": round(max(times), 3),
-            "p50_item_ms": round(statistics.median(times) * 1000, 3),
-            "accuracy_by_kind": {k: round(sum(g.correct for g, (kk, _, _) in zip(grades, items) if kk == k) / c, 4)
-                                 for k, c in kinds.items()},
-            "methods": dict(Counter(g.method for g in grades)),
-            "timeouts": sum(g.timed_out for g in grades),
-        }
-    t = time.perf_counter()
-    baseline = math_verify_only(items)
-    wall = time.perf_counter() - t
-    report["math_verify_only"] = {
-        "wall_s": round(wall, 2), "items_per_s": round(n / wall, 1),
-        "accuracy_by_kind": {k: round(sum(b for b, (kk, _, _) in zip(baseline, items) if kk == k) / c, 4)
-                             for k, c in kinds.items()},
-    }
-    report["speedup_1w_vs_math_verify_only"] = round(report["math_verify_only"]["wall_s"] / report["pack_1w"]["wall_s"], 2)
-    report["speedup_2w_vs_1w"] = round(report["pack_1w"]["wall_s"] / report["pack_2w"]["wall_s"], 2)
-    return report
 
 
 def adversarial_report() -> dict:
@@ -208,14 +335,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--part", choices=("all", "throughput", "adversarial"), default="all")
     parser.add_argument("--n", type=int, default=5000, help="responses in the throughput set")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds of both arms (a new seed each)")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
     report = {"timeout_s": mg.timeout_from_env(), "cpus": os.cpu_count()}
     if args.part in ("all", "throughput"):
-        report["throughput"] = throughput(args.n)
+        report["throughput"] = throughput(args.n, args.repeats)
     if args.part in ("all", "adversarial"):
         report["adversarial"] = adversarial_report()
-    text = json.dumps(report, indent=1)
+    text = json.dumps(report, indent=1, default=str)
     print(text)
     if args.json:
         args.json.write_text(text)

@@ -308,7 +308,8 @@ def test_a_stuck_worker_is_killed_and_replaced():
         g.start()
         stuck = g._worker.proc
         os.kill(stuck.pid, signal.SIGSTOP)
-        assert g.equivalent("1+x", "x+1").timed_out
+        verdicts = g.equivalent_many([("1+x", "x+1"), ("2", "2"), ("3", "4")])  # stuck on the first item
+        assert [v.method for v in verdicts] == ["timeout", "string", "number"]  # the rest still graded
         assert stuck.poll() is not None  # killed
         assert g.equivalent("1+x", "x+1").correct and g.timeouts == 1
 
@@ -456,3 +457,104 @@ def test_readme_failure_examples_match_the_grader():
         assert mg.check_format(response).failures == kinds, row
         seen.update(kinds)
     assert seen == set(mg.FAILURE_KINDS)
+
+
+# --- where the pack departs from CS336's r1_zero_reward_fn (see qa_tasks.math_grader) ----------------
+
+def _formatted(answer: str) -> str:
+    return f" r </think> <answer> {answer} </answer>"
+
+
+def cs336_answer(response: str) -> str:
+    """CS336's extraction, literally: after the last <answer>, every </answer> deleted."""
+    return response.split("<answer>")[-1].replace("</answer>", "")
+
+
+# (name, response, gold, pack verdict); every row is a case CS336 (or math-verify) decides otherwise
+CS336_DEPARTURES = [
+    ("first gated block counts, not the last <answer>",
+     " r </think> <answer> 4 </answer> User: next <answer> 7 </answer>", "4", T),
+    ("a later block is ignored", " r </think> <answer> 4 </answer> User: next <answer> 7 </answer>", "7", F),
+    ("digits apart are not one number", _formatted("2 3"), "23", F),
+    ("digits apart are not their sum (CS336 2+3, math-verify 5)", _formatted("2 3"), "5", F),
+    ("three digits apart are not 123", _formatted("1 2 3"), "123", F),
+    ("three digits apart are not their product (math-verify 6)", _formatted("1 2 3"), "6", F),
+    ("spaced thousands are not read", _formatted("10 080"), "10080", F),
+    ("mixed number as CS336 reads it (math-verify 1)", _formatted("3 1/4"), "\\frac{13}{4}", T),
+    ("mixed number is not 31/4", _formatted("3 1/4"), "\\frac{31}{4}", F),
+    ("negative mixed number is -13/4 (CS336 -11/4)", _formatted("-3 1/4"), "-\\frac{13}{4}", T),
+    ("negative mixed number is not -11/4", _formatted("-3 1/4"), "-\\frac{11}{4}", F),
+    ("LaTeX mixed number with a space", _formatted("3 \\frac{1}{4}"), "3.25", T),
+    ("unbalanced braces are malformed (math-verify reads 5)", _formatted("5\\text{ cm\\text{ cm"), "5", F),
+    ("vulgar fraction", _formatted("\u00bd"), "\\frac{1}{2}", T),
+    ("vulgar fraction after a whole number", _formatted("3\u00be"), "15/4", T),
+    ("vulgar fraction, wrong value", _formatted("\u00bc"), "\\frac{1}{2}", F),
+    ("square root sign", _formatted("\u221a2"), "\\sqrt{2}", T),
+    ("square root sign with braces", _formatted("\u221a{50}"), "5\\sqrt{2}", T),
+    ("percent of a fraction", _formatted("50\\%"), "\\frac12", T),
+    ("percent of the number itself", _formatted("50\\%"), "50", T),
+    ("percent, wrong", _formatted("50\\%"), "0.6", F),
+    ("two exact numbers math-verify rounds together", _formatted("\\frac{1}{2^{99}}"), "\\frac{1}{2^{98}}", F),
+    ("digits in another base", _formatted("52_9"), "52_8", F),
+]
+
+
+@pytest.mark.parametrize("name,response,gold,expected", CS336_DEPARTURES, ids=[c[0] for c in CS336_DEPARTURES])
+def test_departures_from_cs336(grader, name, response, gold, expected):
+    grade = mg.grade_response(response, gold, grader)
+    assert grade.format_ok and grade.correct is expected and not grade.timed_out, grade
+
+
+def test_the_answer_block_differs_from_cs336_extraction():
+    response = CS336_DEPARTURES[0][1]
+    assert mg.extract_answer(response) == "4" and cs336_answer(response).strip() == "7"
+
+
+def test_readme_lists_every_departure():
+    """tasks_yaml/math/README.md's departures section names each rule the table above tests."""
+    text = (Path(__file__).resolve().parent.parent / "tasks_yaml" / "math" / "README.md").read_text(encoding="utf-8")
+    section = text.split("### Where the pack departs from CS336")[1].split("\n## ")[0]
+    for needle in ("first", "2 3", "3 1/4", "-3 1/4", "5\\text{ cm\\text{ cm", "½", "√", "50\\%", "1/2^99", "52_8"):
+        assert needle in section, needle
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("2 3", "2 3"), ("1  2\t3", "1 2 3"), ("x + 1", "x+1"), ("3 1/4", "\\frac{13}{4}"), ("-3 1/4", "-\\frac{13}{4}"),
+    ("3\\frac{1}{4}", "\\frac{13}{4}"), ("\u00bd", "\\frac{1}{2}"), ("\u221a2", "\\sqrt{2}"), ("\u22125", "-5"),
+    ("5 \\text{ cm}^2", "5"), ("5 dollars dollars", "5"), ("dollars", "dollars"), ("10 080", "10 080"),
+    ("18.00", "18"), ("x = 5", "5"), ("\\$1,000", "1000"), ("{6 - 5i}", "6-5i"), ("{a}+{b}", "{a}+{b}"),
+])
+def test_normalize_answer(text, expected):
+    assert mg.normalize_answer(text) == expected
+
+
+def test_long_answers_of_repeated_units_are_graded_within_the_bound(grader):
+    """Clean-up is linear: a 1 MB answer of unit words is decided well inside the bound."""
+    verdict = grader.equivalent("18" + " dollars" * 131_072, "18")
+    assert verdict.correct and not verdict.timed_out
+    verdict = grader.equivalent("5" + "\\text{ cm" * 200_000, "5")
+    assert verdict == mg.Verdict(False, "malformed")
+
+
+def test_clean_up_runs_in_the_worker_not_the_caller(grader, monkeypatch):
+    """Normalisation is inside the per-item bound: the caller never calls it."""
+    from qa_tasks import math_normalize
+
+    def boom(*args):
+        raise AssertionError("normalisation ran in the caller")
+
+    monkeypatch.setattr(math_normalize, "normalize_answer", boom)
+    monkeypatch.setattr(math_normalize, "quick_verdict", boom)
+    monkeypatch.setattr(mg, "quick_verdict", boom)
+    assert grader.equivalent("\\$18.00", "18").correct
+    assert mg.grade_response(_formatted("2 3"), "23", grader).method == "split_number"
+
+
+def test_a_batch_keeps_the_bound_per_item():
+    items = [(_formatted("\\frac{14}{3}"), "4 2/3"), (_formatted("10^{10^{10}}"), "5"), ("no format", "1"),
+             (_formatted("x = 5"), "5"), (_formatted(""), "5")]
+    with mg.Grader(timeout_s=0.5) as g:
+        grades = mg.grade_responses(items, g)
+        assert [x.correct for x in grades] == [T, F, F, T, F]
+        assert [x.method for x in grades] == ["string", "timeout", "format", "string", "empty"]
+        assert g.timeouts == 1

@@ -3,19 +3,21 @@
 One lm_eval run per module fixture serves many assertions: a scripted model that answers the gold
 in format to MATH questions (accuracy 1.0) and never follows the format on GSM8K ones
 (format_failure_rate 1.0 with the breakdown of the templates it used), a mixed one through the
-chat-template variants, and the tiny Hugging Face model with the real ``hf`` backend.
+chat-template variants, one that writes digits apart and mixed numbers (``spacing``), and the tiny
+Hugging Face model with the real ``hf`` backend.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import zlib
 
 import pytest
 
 from qa_tasks.math_grader import FAILURE_KINDS
 from tests.conftest import lm_eval_env, read_samples, run_lm_eval
-from tests.toolkit.math_responders import kind_of
+from tests.toolkit.math_responders import kind_of, tricky_answer
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +69,7 @@ def test_gold_formatted_answers_score_accuracy_one(base_run, task):
     assert "response_chars_incorrect,none" not in results["results"][task]  # no incorrect response
     # some responses write a second, wrong answer block after the first </answer>: it must be ignored
     assert any("Next question: <answer> -987654321" in r for r in responses)
-    assert results["configs"][task]["metadata"]["version"] == 1.0
+    assert results["configs"][task]["metadata"]["version"] == 1.1
 
 
 def test_hendrycks_math_reads_all_subjects_of_the_local_copy(base_run):
@@ -131,6 +133,28 @@ def test_chat_prompts_go_through_the_chat_template(chat_run):
         assert "<think> reasoning process here </think> <answer> answer here </answer>" in context
         assert "Assistant: <think>" not in context
         assert "</answer>" not in gen_kwargs["until"]
+
+
+@pytest.fixture(scope="module")
+def spacing_run(tmp_path_factory):
+    return scripted_run(tmp_path_factory, "spacing", "spacing", ("gsm8k_think", "math500_think"), 45)
+
+
+@pytest.mark.parametrize("task", ["gsm8k_think", "math500_think"])
+def test_digits_apart_are_wrong_and_mixed_numbers_right(spacing_run, task):
+    """Issue 12: "1 8" is not 18, "4 2/3" is 14/3 (CS336's mixed numbers), through the real CLI."""
+    out, results, _ = spacing_run
+    samples = read_samples(out, task)
+    expected = [tricky_answer(s["doc"]["gold"], zlib.crc32(s["doc"]["question"].encode())) for s in samples]
+    for sample, (answer, correct) in zip(samples, expected):
+        assert f"<answer> {answer} </answer>" in sample["resps"][0][0]
+        assert sample["accuracy"] == float(correct), (answer, sample["doc"]["gold"])
+    answers = [answer for answer, _ in expected]
+    assert any(" " in a and a.replace(" ", "").isdigit() for a in answers)  # digits written apart
+    if task == "math500_think":
+        assert any("/" in a or "frac" in a for a, c in expected if c and a[0].isdigit() and not a.isdigit())
+    assert metric(results, task, "accuracy") == pytest.approx(sum(c for _, c in expected) / len(samples))
+    assert metric(results, task, "format_accuracy") == 1.0 and metric(results, task, "grader_timeouts") == 0
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,11 @@ last ``\\boxed{}`` of a MATH ``solution``), not through the pack's loaders. Mode
   block that must be ignored);
 - ``unformatted``: one of ``UNFORMATTED`` per question (each with its known failure kinds), the gold
   always present so a lenient gate would show up as correct answers;
-- ``mixed``: gold, wrong (formatted, answer "-987654321") or unformatted, by question.
+- ``mixed``: gold, wrong (formatted, answer "-987654321") or unformatted, by question;
+- ``spacing``: formatted answers that test whitespace between digits (``tricky_answer``): a
+  multi-digit integer gold written with its digits apart ("1 8" for 18, must be wrong) or in an
+  equivalent form ("x = 18", "\\$18.00"), a fraction gold above 1 as a mixed number ("4 2/3"
+  for 14/3, must be correct).
 
 ``unformatted=<source>`` (math500, gsm8k or hendrycks_math) switches the questions of that data set
 to ``unformatted`` whatever the mode, so one lm_eval run can cover both behaviours.
@@ -21,10 +25,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zlib
 from pathlib import Path
 
-__all__ = ["GOLD_TEMPLATES", "UNFORMATTED", "WRONG_TEMPLATE", "MathResponder", "kind_of", "responder"]
+__all__ = ["GOLD_TEMPLATES", "UNFORMATTED", "WRONG_TEMPLATE", "MathResponder", "kind_of", "responder",
+           "tricky_answer"]
 
 GOLD_TEMPLATES = (
     " Let me work it out step by step. </think> <answer> {gold} </answer>",
@@ -83,9 +89,24 @@ def kind_of(answer: str) -> tuple[str, tuple[str, ...]]:
     return ("wrong" if "-987654321 </answer>" in answer and "Next question" not in answer else "gold"), ()
 
 
+_IMPROPER = re.compile(r"^\\[dt]?frac\{(\d+)\}\{(\d+)\}$|^(\d+)/(\d+)$")
+
+
+def tricky_answer(gold: str, h: int) -> tuple[str, bool]:
+    """(answer, whether the grader must call it correct) for the ``spacing`` mode."""
+    if re.fullmatch(r"\d{2,}", gold):
+        return [(" ".join(gold), False), (f"x = {gold}", True), (f"\\${gold}.00", True)][h % 3]
+    improper = _IMPROPER.match(gold.strip())
+    if improper:
+        num, den = (int(g) for g in improper.groups() if g)
+        if num > den and num % den:
+            return (f"{num // den} {num % den}/{den}", True) if h % 2 else (f"{num // den}\\frac{{{num % den}}}{{{den}}}", True)
+    return gold, True
+
+
 class MathResponder:
     def __init__(self, mode: str = "gold", unformatted: str = "") -> None:
-        if mode not in ("gold", "unformatted", "mixed"):
+        if mode not in ("gold", "unformatted", "mixed", "spacing"):
             raise ValueError(f"unknown mode {mode!r}")
         self.mode = mode
         self.unformatted_source = unformatted
@@ -104,7 +125,9 @@ class MathResponder:
         mode = self.mode if self.mode != "mixed" else ("gold", "wrong", "unformatted")[h % 3]
         if source == self.unformatted_source:
             mode = "unformatted"
-        if mode == "gold":
+        if mode == "spacing":
+            text = GOLD_TEMPLATES[0].format(gold=tricky_answer(gold, h)[0])
+        elif mode == "gold":
             text = GOLD_TEMPLATES[h % len(GOLD_TEMPLATES)].format(gold=gold)
         elif mode == "wrong":
             text = WRONG_TEMPLATE
