@@ -7,7 +7,6 @@ from qa_tasks import recipe_mpr as r
 
 def load(fold=None, **_ignored):
     """custom_dataset: fold from the task variant (dataset_kwargs) or ``--metadata '{"fold": K}'``."""
-    fold = None if fold in (None, "", "all") else int(fold)
     return {"test": datasets.Dataset.from_list([d.as_dict() for d in r.build_docs(fold)])}
 
 
