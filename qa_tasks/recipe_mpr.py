@@ -32,6 +32,7 @@ __all__ = [
     "option_order",
     "parse_letter",
     "preflight",
+    "run_fold",
     "score_choice",
     "score_generation",
 ]
@@ -254,10 +255,21 @@ def score_generation(doc: RecipeDoc, reply: str) -> dict[str, float]:
     return out
 
 
+def run_fold(fold: object = None, task_fold: object = None, task: str = "this task") -> int | None:
+    """The fold a run evaluates: a fold variant's own (``task_fold``) or ``--metadata`` ``fold`` on the base
+    tasks; both, disagreeing, is an error (the results file would record one fold and score another)."""
+    own, given = fold_option(task_fold), fold_option(fold)
+    if own is not None and given is not None and own != given:
+        raise QAPackError(f"{task} is fold {own}, but --metadata sets fold={fold!r}; drop fold from --metadata "
+                          f"or run the base task with it")
+    return own if own is not None else given
+
+
 def preflight(task_name: str, metadata: dict | None = None) -> None:
     """Load and validate the data (and folds) before any model loads; with the run's ``--metadata``
     (None: not known) also its ``fold``."""
     load_records()
-    fold = (metadata or {}).get("fold")
-    if "fold" in task_name or fold_option(fold) is not None:
+    variant = re.search(r"_fold(\d)$", task_name)
+    fold = run_fold((metadata or {}).get("fold"), variant and int(variant.group(1)), task_name)
+    if fold is not None:
         load_folds()

@@ -179,3 +179,15 @@ def test_bad_fold_value(fold):
 @pytest.mark.parametrize("fold,expected", [(None, None), ("", None), ("all", None), (0, 0), (4, 4), ("3", 3)])
 def test_fold_option(fold, expected):
     assert r.fold_option(fold) == expected
+
+
+@pytest.mark.parametrize("fold,task_fold,expected", [(None, None, None), (2, None, 2), (None, 1, 1), (1, 1, 1),
+                                                     ("1", 1, 1), (2, 1, "is fold 1, but --metadata sets fold=2")])
+def test_run_fold(fold, task_fold, expected):
+    if isinstance(expected, str):
+        with pytest.raises(QAPackError, match=expected):
+            r.run_fold(fold, task_fold, "recipe_mpr_gen_fold1")
+        with pytest.raises(QAPackError, match=expected):
+            r.preflight("recipe_mpr_gen_fold1", {"fold": fold})
+    else:
+        assert r.run_fold(fold, task_fold) == expected
