@@ -24,6 +24,7 @@ __all__ = [
     "EXPECTED_FILES",
     "data_dir",
     "fetch_pinned",
+    "int_option",
     "load_hub",
     "local_or_none",
     "read_json",
@@ -89,6 +90,20 @@ def read_jsonl(path: Path) -> list[dict]:
                 raise _bad_file(path, f"line {lineno} is not a JSON object")
             rows.append(row)
     return rows
+
+
+def int_option(name: str, value: object, low: int | None = None, high: int | None = None) -> int:
+    """A task option given as an integer (or its decimal string, as ``--metadata key=value`` passes it),
+    within ``low..high``; anything else (``"x"``, ``1.7``, ``True``) is one QAPackError line."""
+    text = value.strip() if isinstance(value, str) else None
+    ok = (isinstance(value, int) and not isinstance(value, bool)) or (text is not None and text.lstrip("-").isdigit())
+    number = int(value) if ok else None
+    if number is None or (low is not None and number < low) or (high is not None and number > high):
+        bounds = f"{low}..{high}" if low is not None and high is not None else (
+            f">= {low}" if low is not None else f"<= {high}" if high is not None else "any")
+        raise QAPackError(f"{name}={value!r} is not valid; use an integer ({bounds}), e.g. "
+                          f"--metadata '{{\"{name}\": {low if low is not None else 0}}}'")
+    return number
 
 
 def local_or_none(rel: str) -> Path | None:

@@ -11,9 +11,10 @@ import functools
 import hashlib
 import random
 import re
+import unicodedata
 from dataclasses import dataclass
 
-from qa_tasks.data import fetch_pinned, read_json
+from qa_tasks.data import fetch_pinned, int_option, read_json
 from qa_tasks.errors import QAPackError
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "SHUFFLE_SEED",
     "RecipeDoc",
     "build_docs",
+    "fold_option",
     "gen_completion",
     "gen_prompt",
     "load_folds",
@@ -30,6 +32,7 @@ __all__ = [
     "option_order",
     "parse_letter",
     "preflight",
+    "run_fold",
     "score_choice",
     "score_generation",
 ]
@@ -132,14 +135,21 @@ def _doc(idx: int, rec: dict) -> RecipeDoc:
                      shuffled.index(rec["answer"]), types)
 
 
-def build_docs(fold: int | None = None, part: str = "test") -> list[RecipeDoc]:
+def fold_option(fold: object) -> int | None:
+    """The ``fold`` option (task variant or ``--metadata``): None, "" or "all" = every query, else an
+    integer 0..4 (``"x"`` or ``1.7`` is an error, never a silent fold 1)."""
+    if fold is None or (isinstance(fold, str) and fold.strip() in ("", "all")):
+        return None
+    return int_option("fold", fold, low=0, high=N_FOLDS - 1)
+
+
+def build_docs(fold: object = None, part: str = "test") -> list[RecipeDoc]:
     """All 500 docs (``fold=None``), or the ``part`` ('train'/'test') indices of fold 0..4."""
     records = load_records()
+    fold = fold_option(fold)
     if fold is None:
         indices: tuple[int, ...] = tuple(range(len(records)))
     else:
-        if not (isinstance(fold, int) and 0 <= fold < N_FOLDS):
-            raise QAPackError(f"fold={fold!r} is not valid; use an integer 0..{N_FOLDS - 1}")
         train, test = load_folds()[fold]
         indices = {"train": train, "test": test}[part]
     return [_doc(i, records[i]) for i in indices]
@@ -164,22 +174,55 @@ def gen_completion(doc: RecipeDoc) -> str:
     return f" {doc.gold_letter}"
 
 
-_LETTER_PATTERNS = [
-    re.compile(r"^\W*([A-E])\W*$"),  # "B", "(B)", "B."
-    re.compile(r"^\s*[\(\[]?([A-E])(?:[\)\].:,]|\s*-\s|\s*$)"),  # "B) Greek salad", "B. ...", "B: ..."
-    re.compile(r"(?i:answer|option|choice)(?:\s+is)?\s*[:=]?\s*[\(\[]?\**([A-E])\b"),  # "Answer: B"
-    re.compile(r"^\s*([A-E])\s"),  # "B Greek salad"
+# A letter as an answer: a capital A-E standing alone (markdown, brackets and quotes around it are fine),
+# not the start of a word or of an abbreviation ("E.g.", "A's").
+_L = r"[(\[*\"']*(?<![A-Za-z0-9])([A-E])(?![A-Za-z0-9]|\.[A-Za-z]|'[a-z])[)\]*\"'.:]*"
+# More letters offered next to one: "A or B", "A, B", "(B) and (C)", "A/B"
+_MORE = re.compile(rf"\s*(?:,|/|&|\bor\b|\band\b)\s*(?i:(?:option|choice)\s+)?{_L}")
+# Explicit statements of the answer, strongest first; the first kind present decides.
+_STATEMENTS = [
+    re.compile(rf"(?i:\b(?:answer|choice|option|pick|selection)(?:\s+(?:here|would|will|should|must))?"
+               rf"\s*(?:\bis\b|\bbe\b|:|=|-)\s*(?:(?:option|choice)\s+)?){_L}"),  # "The answer is C"
+    re.compile(rf"(?i:\b(?:i\s+(?:would\s+|will\s+|'d\s+|'ll\s+)?)?(?:choose|chose|pick|select|go\s+with)"
+               rf"\s+(?:(?:option|choice)\s+)?){_L}"),  # "I'd go with B"
+    re.compile(rf"(?i:\b(?:it['’]s|it\s+is|that['’]s|that\s+is)\s+(?:(?:option|choice)\s+)?){_L}"),  # "it's C"
+    re.compile(rf"(?i:\b(?:option|choice)\s+){_L}"),  # "Option C"
 ]
+_LEADING = re.compile(rf"^\s*{_L}")
+_ANY = re.compile(_L)
+# "A" that opens a sentence and is followed by a lower-case word is the article ("A vegetarian lasagna"),
+# unless that word is one a letter answer is followed by ("A is the one", "A because ...").
+_ARTICLE = re.compile(r"(?:^|(?<=[.!?\n])\s*)\s*(A) (?!(?:is|was|fits|matches|satisfies|seems|because|since|as|"
+                      r"or|and)\b)[a-z]")
+
+
+def _offered(pattern: re.Pattern, text: str, skip: set[int]) -> set[str]:
+    """Letters of every match of ``pattern`` (with the alternatives listed after each), except matches
+    whose letter sits at a position in ``skip``."""
+    letters: set[str] = set()
+    for match in pattern.finditer(text):
+        if match.start(1) in skip:
+            continue
+        letters.add(match.group(1))
+        end = match.end()
+        while more := _MORE.match(text, end):
+            letters.add(more.group(1))
+            end = more.end()
+    return letters
 
 
 def parse_letter(text: str) -> str | None:
-    """The option letter a reply chooses, or None when no letter can be read with confidence."""
-    text = text.strip()
-    for pattern in _LETTER_PATTERNS:
-        match = pattern.search(text)
-        if match:
-            return match.group(1)
-    return None
+    """The option letter a reply chooses, or None when it names none or offers several (rules and examples
+    in tasks_yaml/recipe_mpr/README.md): an explicit statement ("The answer is C", "Option C") wins, then a
+    leading letter ("B) Greek salad"), then the only letter standing alone anywhere ("Definitely B")."""
+    text = unicodedata.normalize("NFKC", text).strip()  # full-width "Ｂ" -> "B"
+    articles = {m.start(1) for m in _ARTICLE.finditer(text)}
+    for pattern in (*_STATEMENTS, _LEADING):
+        letters = _offered(pattern, text, articles)
+        if letters:
+            return letters.pop() if len(letters) == 1 else None
+    letters = {m.group(1) for m in _ANY.finditer(text) if m.start(1) not in articles}
+    return letters.pop() if len(letters) == 1 else None
 
 
 # --- scorers: pure functions, results as lm-eval metric dicts ------------------------------------
@@ -212,8 +255,21 @@ def score_generation(doc: RecipeDoc, reply: str) -> dict[str, float]:
     return out
 
 
-def preflight(task_name: str) -> None:
-    """Load and validate the data (and folds) before any model loads."""
+def run_fold(fold: object = None, task_fold: object = None, task: str = "this task") -> int | None:
+    """The fold a run evaluates: a fold variant's own (``task_fold``) or ``--metadata`` ``fold`` on the base
+    tasks; both, disagreeing, is an error (the results file would record one fold and score another)."""
+    own, given = fold_option(task_fold), fold_option(fold)
+    if own is not None and given is not None and own != given:
+        raise QAPackError(f"{task} is fold {own}, but --metadata sets fold={fold!r}; drop fold from --metadata "
+                          f"or run the base task with it")
+    return own if own is not None else given
+
+
+def preflight(task_name: str, metadata: dict | None = None) -> None:
+    """Load and validate the data (and folds) before any model loads; with the run's ``--metadata``
+    (None: not known) also its ``fold``."""
     load_records()
-    if "fold" in task_name:
+    variant = re.search(r"_fold(\d)$", task_name)
+    fold = run_fold((metadata or {}).get("fold"), variant and int(variant.group(1)), task_name)
+    if fold is not None:
         load_folds()

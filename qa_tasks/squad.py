@@ -23,7 +23,7 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 
 from qa_tasks import squad_metrics as m
-from qa_tasks.data import load_hub, local_or_none, read_json
+from qa_tasks.data import int_option, load_hub, local_or_none, read_json
 from qa_tasks.errors import QAPackError
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "load_passages",
     "load_questions",
     "passage_metrics",
+    "passage_options",
     "plan_args",
     "planner_prompt",
     "preflight",
@@ -94,6 +95,19 @@ def _bad(where: str, what: str) -> QAPackError:
                        "restore the original file")
 
 
+def _answer_texts(qa: dict, where: str) -> tuple[str, ...]:
+    """The gold texts of one question; a null, non-string or blank text is a data error, not the gold
+    "None" (an empty gold would let an empty reply count as correct)."""
+    texts = []
+    for x in qa["answers"]:
+        text = x.get("text") if isinstance(x, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            raise QAPackError(f"{where} has answer text {text!r}; every answer needs a non-empty string "
+                              "'text': restore the original SQuAD v1.1 file or fix that record")
+        texts.append(text)
+    return tuple(texts)
+
+
 def _paragraphs_from_file(path) -> list[tuple[str, str, list[tuple[str, str, tuple[str, ...]]]]]:
     raw = read_json(path)
     if not isinstance(raw, dict) or not isinstance(raw.get("data"), list):
@@ -112,7 +126,7 @@ def _paragraphs_from_file(path) -> list[tuple[str, str, list[tuple[str, str, tup
                 if not isinstance(qa, dict) or not isinstance(qa.get("question"), str) or not isinstance(
                         qa.get("answers"), list):
                     raise _bad(str(path), f"{title} paragraph {p} has a question without 'question'/'answers'")
-                answers = tuple(str(x["text"]) for x in qa["answers"] if isinstance(x, dict) and "text" in x)
+                answers = _answer_texts(qa, f"{path}: {title} paragraph {p} question {qa.get('id', '?')!r}")
                 if answers:  # SQuAD 2.0-style unanswerable questions are not part of v1.1
                     qas.append((str(qa.get("id", "")), qa["question"].strip(), answers))
             out.append((f"{title}/{p}", para["context"], qas))
@@ -130,7 +144,8 @@ def _paragraphs_from_hub(split: str, rel: str) -> list[tuple[str, str, list[tupl
             k = per_title.get(row["title"], 0)
             per_title[row["title"]] = k + 1
             out.append((f"{row['title']}/{k}", row["context"], []))
-        answers = tuple(row["answers"]["text"])
+        answers = _answer_texts({"answers": [{"text": t} for t in row["answers"]["text"]]},
+                                f"{HUB_ID} {split} row {row['id']!r}")
         if answers:
             out[index[key]][2].append((row["id"], row["question"].strip(), answers))
     return out
@@ -154,15 +169,27 @@ def _sample(pid: str, n: int, k: int, seed: int) -> list[int]:
     return sorted(rng.sample(range(n), k))
 
 
+def passage_options(split: object = "validation", min_questions: object = 5, max_questions: object = 10,
+                    seed: object = 1234) -> dict:
+    """The strategies' document options (from ``--metadata``) checked and typed; QAPackError otherwise."""
+    if split not in _SPLITS:
+        raise QAPackError(f"split={split!r} is not a SQuAD split; use 'validation' or 'train'")
+    minimum = int_option("min_questions", min_questions, low=1)
+    maximum = None if max_questions in (None, "", 0, "0") else int_option("max_questions", max_questions, low=1)
+    if maximum is not None and maximum < minimum:
+        raise QAPackError(f"max_questions={maximum} is below min_questions={minimum}; set max_questions to at "
+                          f"least {minimum} (or 0 to keep every question), e.g. --metadata "
+                          f"'{{\"min_questions\": {minimum}, \"max_questions\": 0}}'")
+    return {"split": split, "min_questions": minimum, "max_questions": maximum, "seed": int_option("seed", seed)}
+
+
 def load_passages(split: str = "validation", min_questions: int = 5, max_questions: int | None = 10,
                   seed: int = 1234) -> list[Passage]:
     """Passages with at least ``min_questions`` questions, each with up to ``max_questions`` of them
-    (sampled with ``seed`` when there are more; None or 0 keeps all), in file order."""
-    min_questions, seed = int(min_questions), int(seed)
-    max_questions = int(max_questions) if max_questions not in (None, "", 0, "0") else None
-    if min_questions < 1 or (max_questions is not None and max_questions < min_questions):
-        raise QAPackError(f"min_questions={min_questions}, max_questions={max_questions}: need "
-                          "1 <= min_questions <= max_questions")
+    (sampled with ``seed`` when there are more; None or 0 keeps all), in file order. No passage left
+    is an error naming the options."""
+    options = passage_options(split, min_questions, max_questions, seed)
+    min_questions, max_questions, seed = options["min_questions"], options["max_questions"], options["seed"]
     passages = []
     for pid, context, qas in _paragraphs(split):
         if len(qas) < min_questions:
@@ -171,6 +198,15 @@ def load_passages(split: str = "validation", min_questions: int = 5, max_questio
             pid, len(qas), max_questions, seed)
         questions = tuple(Question(f"Q{i + 1}", qas[j][1], qas[j][2], qas[j][0]) for i, j in enumerate(keep))
         passages.append(Passage(pid, context, questions))
+    if not passages:
+        most = max(len(qas) for _, _, qas in _paragraphs(split))
+        source = local_or_none(_SPLITS[split]) or f"{HUB_ID} {split}"
+        if most == 0:
+            raise QAPackError(f"{source}: no passage has an answerable question; restore the original SQuAD "
+                              "v1.1 data")
+        raise QAPackError(f"{source}: no passage has min_questions={min_questions} answerable questions "
+                          f"(the most is {most}), so there is nothing to evaluate; lower it, e.g. "
+                          f"--metadata '{{\"min_questions\": {most}}}'")
     return passages
 
 
@@ -295,7 +331,6 @@ def rollout_program(args: dict, gen_kwargs: dict) -> Generator:
 
 # --- metrics -------------------------------------------------------------------------------------
 
-_QUESTION_KEYS = ("em", "em_official", "f1", "lenient")
 
 
 def question_metrics(passage: Passage, replies: dict[str, str | None]) -> list[dict[str, float]]:
@@ -312,7 +347,7 @@ def passage_metrics(passage: Passage, result: dict) -> dict:
     output, rollout = result["output"], result["rollout"]
     scores = question_metrics(passage, output["replies"])
     n = len(scores)
-    metrics: dict = {k: (sum(s[k] for s in scores), n) for k in _QUESTION_KEYS}
+    metrics: dict = {k: (sum(s[k] for s in scores), n) for k in m.QUESTION_METRICS}
     calls = rollout["calls"]
     answer_calls = [c for c in calls if c["kind"] != "planner"]
     planner_calls = [c for c in calls if c["kind"] == "planner"]
@@ -333,9 +368,17 @@ def passage_metrics(passage: Passage, result: dict) -> dict:
     return metrics
 
 
-def preflight(task_name: str) -> None:
-    """Load and validate the split a task reads before any model loads."""
-    _paragraphs("validation")
+def preflight(task_name: str, metadata: dict | None = None) -> None:
+    """Load and validate the data a task reads before any model loads. With the run's ``--metadata``
+    (None: not known), also its options and that they leave at least one document."""
+    if metadata is None:
+        _paragraphs("validation")
+        return
+    options = {k: metadata[k] for k in ("split", "min_questions", "max_questions", "seed") if k in metadata}
+    if task_name == "squad_v1":
+        load_questions(options.get("split", "validation"))
+    else:
+        load_passages(**options)
 
 
 def plan_args(strategy: str, passage: Passage) -> dict:

@@ -3,6 +3,10 @@
 ``normalize_answer``, ``exact_match`` and ``f1`` follow the official ``evaluate-v1.1.py`` exactly
 (lower-case, drop ``string.punctuation``, drop the articles a/an/the, collapse whitespace; F1 is the
 token-bag overlap; both take the max over the gold answers). Values are fractions (0..1), not ×100.
+
+``lenient`` compares whole words (a reply of one letter is not "inside" every answer holding that
+letter); ``lenient_substring`` is the character containment of the parallel-agent strategy study,
+kept for comparison with its numbers and easy to game.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "QUESTION_METRICS",
     "PlannerOrder",
     "exact_match",
     "extract_answer",
     "extract_tagged",
     "f1",
     "lenient",
+    "lenient_substring",
     "normalize_answer",
     "parse_all_in_one",
     "parse_planner",
@@ -29,7 +35,11 @@ __all__ = [
 
 _PUNCT = set(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
-_TAGGED = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+# tags in any case and with stray spaces (``<ANSWER>``, ``< /answer >``) are still tags
+_OPEN = r"<\s*answer\s*>"
+_CLOSE = r"<\s*/\s*answer\s*>"
+_TAGGED = re.compile(f"{_OPEN}(.*?){_CLOSE}", re.DOTALL | re.IGNORECASE)
+_OPEN_TAG = re.compile(_OPEN, re.IGNORECASE)
 
 
 def normalize_answer(s: str) -> str:
@@ -70,13 +80,39 @@ def extract_tagged(reply: str) -> str | None:
 
 
 def extract_answer(reply: str) -> tuple[str, bool]:
-    """(answer text, tags present): the tag content, or the whole stripped reply when tags are missing."""
+    """(answer text, tags complete): the last complete tag pair's content; else the text after the last
+    opening tag (a reply cut off before ``</answer>``), the tag itself dropped; else the whole reply."""
     tagged = extract_tagged(reply)
-    return (tagged, True) if tagged is not None else (reply.strip(), False)
+    if tagged is not None:
+        return tagged, True
+    opened = list(_OPEN_TAG.finditer(reply))
+    if opened:
+        return reply[opened[-1].end():].strip(), False
+    return reply.strip(), False
+
+
+def _contains_run(outer: list[str], inner: list[str]) -> bool:
+    """``inner`` occurs in ``outer`` as a contiguous run of whole tokens."""
+    k = len(inner)
+    return any(outer[i:i + k] == inner for i in range(len(outer) - k + 1))
 
 
 def lenient(prediction: str, golds: Sequence[str]) -> float:
-    """Normalized gold ⊂ prediction or prediction ⊂ gold; an empty prediction never counts."""
+    """After official normalisation, the prediction's words form a contiguous run inside a gold's words
+    or the gold's inside the prediction's; an empty prediction (or gold) never counts."""
+    pred = normalize_answer(prediction).split()
+    if not pred:
+        return 0.0
+    for gold in golds:
+        g = normalize_answer(gold).split()
+        if g and (_contains_run(g, pred) or _contains_run(pred, g)):
+            return 1.0
+    return 0.0
+
+
+def lenient_substring(prediction: str, golds: Sequence[str]) -> float:
+    """Character containment of the normalized strings, as in the parallel-agent strategy study
+    (their empty prediction counts; here it never does). Gameable: "d" is inside "inherent difficulty"."""
     pred = normalize_answer(prediction)
     if not pred:
         return 0.0
@@ -87,28 +123,33 @@ def lenient(prediction: str, golds: Sequence[str]) -> float:
     return 0.0
 
 
+QUESTION_METRICS = ("em", "em_official", "f1", "lenient", "lenient_substring")
+
+
 def score_answer(reply: str | None, golds: Sequence[str]) -> dict[str, float]:
     """Per-question metrics of one reply (None = the model gave no answer for this question)."""
     if reply is None:
-        return {"em": 0.0, "em_official": 0.0, "f1": 0.0, "lenient": 0.0}
+        return dict.fromkeys(QUESTION_METRICS, 0.0)
     answer, tagged = extract_answer(reply)
     em_official = exact_match(answer, golds)
     return {"em": em_official if tagged else 0.0, "em_official": em_official, "f1": f1(answer, golds),
-            "lenient": lenient(answer, golds)}
+            "lenient": lenient(answer, golds), "lenient_substring": lenient_substring(answer, golds)}
 
 
-_LINE = re.compile(r"^\W{0,3}Q(\d+)\W{0,3}\s*[:.)\-]\s*(.*)$", re.IGNORECASE)
+# A "Qk" label anywhere (not inside a word), with optional markdown around it, then ":", ".", ")" or "-"
+_LABEL = re.compile(r"(?<![A-Za-z0-9])[*_#]*Q(\d+)[*_]*\s*[:.)\-][*_]*", re.IGNORECASE)
 
 
 def parse_all_in_one(reply: str, qids: Sequence[str]) -> dict[str, str | None]:
-    """Per question id the text of its ``Qk: …`` line (first one wins); None when the id is missing."""
+    """Per question id the text between its ``Qk:`` label and the next label (first label wins), so
+    several labels on one line, an answer on the line after its label and multi-line answers all
+    read; None when the id is missing."""
     out: dict[str, str | None] = dict.fromkeys(qids)
-    for line in reply.splitlines():
-        match = _LINE.match(line.strip())
-        if match:
-            qid = f"Q{int(match.group(1))}"
-            if qid in out and out[qid] is None:
-                out[qid] = match.group(2)
+    labels = list(_LABEL.finditer(reply))
+    for label, following in zip(labels, labels[1:] + [None]):
+        qid = f"Q{int(label.group(1))}"
+        if qid in out and out[qid] is None:
+            out[qid] = reply[label.end():following.start() if following else len(reply)].strip()
     return out
 
 

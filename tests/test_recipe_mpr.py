@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -25,6 +26,46 @@ LETTER_CASES = [
 
 @pytest.mark.parametrize("reply,expected", LETTER_CASES)
 def test_parse_letter(reply, expected):
+    assert r.parse_letter(reply) == expected
+
+
+README = Path(__file__).resolve().parent.parent / "tasks_yaml" / "recipe_mpr" / "README.md"
+
+
+def _readme_letter_table() -> list[tuple[str, str | None]]:
+    """The rows of the README's letter table: (reply, letter read or None for the invalid "—")."""
+    text = README.read_text(encoding="utf-8")
+    table = text[text.index("| reply | letter read | why |"):].split("\n\n")[0]
+    rows = re.findall(r"^\| `([^`]*)` \| (\S+) \| .* \|$", table, re.MULTILINE)
+    return [(reply.replace("\\n", "\n"), None if letter == "—" else letter) for reply, letter in rows]
+
+
+@pytest.mark.parametrize("reply,expected", _readme_letter_table())
+def test_readme_letter_table(reply, expected):
+    assert r.parse_letter(reply) == expected
+
+
+def test_readme_letter_table_holds_the_issue_examples():
+    table = dict(_readme_letter_table())
+    assert len(table) >= 20
+    for reply in ("A or B", "A, B", "(B) and (C)", "The answer is A or B", "A vegetarian lasagna with spinach",
+                  "E.g. the first one"):
+        assert table[reply] is None
+    assert table["Option A is wrong. The answer is D."] == "D"
+    assert table["I think it's C"] == "C" and table["Definitely B"] == "B" and table["Ｂ"] == "B"
+
+
+# more replies of the same kinds: hedges, explanations that mention other letters, statements
+MORE_CASES = [
+    ("B, because unlike A it is warm", "B"), ("Answer: B\nOption C would be too cold", "B"),
+    ("I'd go with E", "E"), ("The correct answer would be **C**", "C"), ("It is D.", "D"),
+    ("Either A or C", None), ("A/B", None), ("Options B and D both fit", None), ("Ｃ）", "C"),
+    ("A warm soup. B.", "B"), ("Option B or option C", None), ("A's recipe", None),
+]
+
+
+@pytest.mark.parametrize("reply,expected", MORE_CASES)
+def test_parse_letter_more(reply, expected):
     assert r.parse_letter(reply) == expected
 
 
@@ -128,6 +169,25 @@ def test_malformed_records_fail_at_load_naming_the_record(tmp_path, monkeypatch,
         r.load_records.cache_clear()
 
 
-def test_bad_fold_value():
-    with pytest.raises(QAPackError, match="fold=7"):
-        r.build_docs(7)
+@pytest.mark.parametrize("fold", [7, -1, "x", 1.7, True, "1.0", [1]])
+def test_bad_fold_value(fold):
+    with pytest.raises(QAPackError, match=r"fold=.* is not valid; use an integer \(0\.\.4\)") as err:
+        r.build_docs(fold)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("fold,expected", [(None, None), ("", None), ("all", None), (0, 0), (4, 4), ("3", 3)])
+def test_fold_option(fold, expected):
+    assert r.fold_option(fold) == expected
+
+
+@pytest.mark.parametrize("fold,task_fold,expected", [(None, None, None), (2, None, 2), (None, 1, 1), (1, 1, 1),
+                                                     ("1", 1, 1), (2, 1, "is fold 1, but --metadata sets fold=2")])
+def test_run_fold(fold, task_fold, expected):
+    if isinstance(expected, str):
+        with pytest.raises(QAPackError, match=expected):
+            r.run_fold(fold, task_fold, "recipe_mpr_gen_fold1")
+        with pytest.raises(QAPackError, match=expected):
+            r.preflight("recipe_mpr_gen_fold1", {"fold": fold})
+    else:
+        assert r.run_fold(fold, task_fold) == expected

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import pytest
 
+from qa_tasks import plugin
 from qa_tasks import recipe_mpr as r
 from tests.conftest import lm_eval_env, read_samples, run_lm_eval
+from tests.toolkit.scripted_lm import one_line_error
 
 pytestmark = pytest.mark.slow
 SCRIPTED = "tests.toolkit.recipe_responders"
@@ -121,3 +124,54 @@ def test_malformed_local_data_names_the_record(tmp_path):
                            "--tasks", "recipe_mpr_gen"], env=lm_eval_env(QA_PACK_DATA_DIR=str(tmp_path)), check=False)
     assert proc.returncode == 2
     assert "record 2 " in proc.stderr and "has no 'answer'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# The examples, each with the reading it must get: "gold" = credited, "other" = read as the wrong
+# letter, None = invalid (never credited, counted in invalid_rate).
+REPLIES = [
+    ("{gold} or {other}", None), ("{gold}, {other}", None), ("({gold}) and ({other})", None),
+    ("The answer is {gold} or {other}", None), ("A vegetarian lasagna with spinach", None),
+    ("Option {other} is wrong. The answer is {gold}.", "gold"), ("E.g. the first one", None),
+    ("I think it's {gold}", "gold"), ("Definitely {gold}", "gold"), ("The best option here is {gold}", "gold"),
+    ("{gold_wide}", "gold"), ("Option {gold} is wrong. The answer is {other}.", "other"),
+]
+
+
+@pytest.fixture(scope="module")
+def replies_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("replies")
+    args = json.dumps({"responder": f"{SCRIPTED}:templated", "templates": [t for t, _ in REPLIES]})
+    _, results = run_lm_eval(["run", "--model", "scripted", "--model_args", args, "--tasks", "recipe_mpr_gen",
+                              "--limit", str(2 * len(REPLIES)), "--log_samples"], out)
+    return out, results
+
+
+def test_hedges_articles_and_statements_read_as_a_careful_grader_would(replies_run):
+    out, results = replies_run
+    samples = read_samples(out, "recipe_mpr_gen")
+    assert len(samples) == 2 * len(REPLIES)
+    for sample in samples:
+        template, reading = REPLIES[sample["doc"]["idx"] % len(REPLIES)]
+        reply = sample["filtered_resps"][0]
+        gold = sample["doc"]["gold"]
+        assert reply == template.format(gold=r.LETTERS[gold], other=r.LETTERS[(gold + 1) % 5],
+                                        gold_wide=chr(ord("Ａ") + gold))
+        assert sample["acc"] == float(reading == "gold"), reply
+        assert sample["invalid_rate"] == float(reading is None), reply
+        assert sum(sample[f"pred_{x}"] for x in r.LETTERS) == float(reading is not None), reply
+    m = _metrics(results, "recipe_mpr_gen")
+    expect = [reading for _, reading in REPLIES] * 2
+    assert m["acc"] == pytest.approx(expect.count("gold") / len(expect))
+    assert m["invalid_rate"] == pytest.approx(expect.count(None) / len(expect))
+
+
+@pytest.mark.parametrize("fold", ["x", 1.7])
+def test_bad_fold_is_one_line_before_the_model_loads(tmp_path, fold):
+    created = tmp_path / "model_created"
+    proc, _ = run_lm_eval(["run", "--model", "scripted", "--model_args", f"responder={SCRIPTED}:gold,created={created}",
+                           "--tasks", "recipe_mpr_gen", "--metadata", json.dumps({"fold": fold})], check=False)
+    error = one_line_error(proc)
+    assert f"fold={fold!r} is not valid; use an integer (0..4)" in error
+    if "metadata" not in inspect.signature(plugin.preflight).parameters:
+        pytest.xfail("stops after the model loads until qa_tasks.plugin passes --metadata to the preflight")
+    assert not created.exists()

@@ -99,7 +99,11 @@ def test_normalize(text, expected):
     ("I think <answer> Paris </answer>.", ("Paris", True)),
     ("<answer>Rome</answer> no, <answer>Paris</answer>", ("Paris", True)),  # the last complete pair
     ("<answer>\nmulti\nline\n</answer>", ("multi\nline", True)),
-    ("<answer>Paris", ("<answer>Paris", False)),  # unclosed: the whole reply, untagged
+    ("<ANSWER>Paris</ANSWER>", ("Paris", True)),  # tags in any case
+    ("<Answer>Paris</answer >", ("Paris", True)),
+    ("<answer>Paris", ("Paris", False)),  # unclosed: the rest of the reply, the tag dropped, not complete
+    ("It is <answer>Denver\nBroncos", ("Denver\nBroncos", False)),
+    ("<answer>Rome</answer> <answer>Paris", ("Rome", True)),  # a complete pair wins over a cut-off one
     ("  Paris \n", ("Paris", False)),
     ("<answer></answer>", ("", True)),
 ])
@@ -107,47 +111,90 @@ def test_extract_answer(reply, expected):
     assert m.extract_answer(reply) == expected
 
 
-@pytest.mark.parametrize("pred,golds,expected", [
-    ("Denver Broncos", ["Broncos"], 1.0),  # gold inside prediction
-    ("Broncos", ["Denver Broncos"], 1.0),  # prediction inside gold
-    ("The Broncos!", ["broncos"], 1.0),  # after normalisation
-    ("", ["Denver"], 0.0),  # empty prediction never counts
-    ("the", ["the Denver"], 0.0),  # normalizes to empty
-    ("Carolina", ["Denver"], 0.0),
-    ("x", ["", "x y"], 1.0),  # empty gold skipped, second gold matches
-    ("Den", ["Denver"], 1.0),  # substring of the normalized string, as in the strategy study
-])
-def test_lenient(pred, golds, expected):
-    assert m.lenient(pred, golds) == expected
+# (case, prediction, golds, lenient on words, lenient_substring on characters)
+LENIENT = [
+    ("gold_inside_prediction", "Denver Broncos", ["Broncos"], 1.0, 1.0),
+    ("prediction_inside_gold", "Broncos", ["Denver Broncos"], 1.0, 1.0),
+    ("after_normalisation", "The Broncos!", ["broncos"], 1.0, 1.0),
+    ("empty_prediction", "", ["Denver"], 0.0, 0.0),  # never counts (the study's code let it)
+    ("only_article", "the", ["the Denver"], 0.0, 0.0),  # normalizes to empty
+    ("different", "Carolina", ["Denver"], 0.0, 0.0),
+    ("empty_gold_skipped", "x", ["", "x y"], 1.0, 1.0),
+    ("word_prefix", "Den", ["Denver"], 0.0, 1.0),  # part of a word is not a word
+    ("one_letter", "D", ["inherent difficulty"], 0.0, 1.0),  # the constant-letter exploit
+    ("one_letter_word", "D", ["Vitamin D"], 1.0, 1.0),
+    ("article_letter", "A", ["a cat"], 0.0, 0.0),  # the article is dropped: an empty prediction
+    ("contiguous_run", "Santa Clara", ["Levi's Stadium in Santa Clara, California"], 1.0, 1.0),
+    ("not_contiguous", "Stadium California", ["Levi's Stadium in Santa Clara, California"], 0.0, 0.0),
+    ("word_order", "Broncos Denver", ["Denver Broncos"], 0.0, 0.0),
+    ("sentence_holds_gold", "The answer is Denver Broncos.", ["Denver Broncos"], 1.0, 1.0),
+    ("number_inside_number", "10", ["24-10"], 0.0, 1.0),  # "24-10" normalizes to the one word "2410"
+    ("year_inside_year", "199", ["1990"], 0.0, 1.0),
+    ("second_gold", "Levi's", ["Santa Clara", "Levi's Stadium"], 1.0, 1.0),
+    ("whole_words_across_punctuation", "U.S. Army", ["the US Army base"], 1.0, 1.0),
+]
+
+
+@pytest.mark.parametrize("case,pred,golds,words,chars", LENIENT, ids=[c[0] for c in LENIENT])
+def test_lenient(case, pred, golds, words, chars):
+    assert m.lenient(pred, golds) == words
+    assert m.lenient_substring(pred, golds) == chars
+
+
+ALL = ("em", "em_official", "f1", "lenient", "lenient_substring")
 
 
 @pytest.mark.parametrize("reply,expected", [
-    ("<answer>Denver Broncos</answer>", {"em": 1.0, "em_official": 1.0, "f1": 1.0, "lenient": 1.0}),
-    ("Denver Broncos", {"em": 0.0, "em_official": 1.0, "f1": 1.0, "lenient": 1.0}),  # no tags: em 0
-    ("It is <answer>Denver</answer>", {"em": 0.0, "em_official": 0.0, "f1": 2 / 3, "lenient": 1.0}),
-    ("<answer>Denver Broncos", {"em": 0.0, "em_official": 0.0, "f1": 0.5, "lenient": 1.0}),  # "answerdenver broncos"
-    ("<answer></answer>", {"em": 0.0, "em_official": 0.0, "f1": 0.0, "lenient": 0.0}),
-    (None, {"em": 0.0, "em_official": 0.0, "f1": 0.0, "lenient": 0.0}),  # missing answer
-    ("The answer is Denver Broncos.", {"em": 0.0, "em_official": 0.0, "f1": 2 / 3, "lenient": 1.0}),
+    ("<answer>Denver Broncos</answer>", (1, 1, 1, 1, 1)),
+    ("<ANSWER>Denver Broncos</ANSWER>", (1, 1, 1, 1, 1)),  # upper-case tags are tags
+    ("Denver Broncos", (0, 1, 1, 1, 1)),  # no tags: em 0
+    ("It is <answer>Denver</answer>", (0, 0, 2 / 3, 1, 1)),
+    ("<answer>Denver Broncos", (0, 1, 1, 1, 1)),  # cut off before </answer>: the tag is not fused into a word
+    ("<answer></answer>", (0, 0, 0, 0, 0)),
+    (None, (0, 0, 0, 0, 0)),  # missing answer
+    ("The answer is Denver Broncos.", (0, 0, 2 / 3, 1, 1)),
+    ("<answer>D</answer>", (0, 0, 0, 0, 1)),  # one letter: lenient_substring is gamed, lenient is not
+    ("<answer>X</answer>", (0, 0, 0, 0, 0)),
 ])
 def test_score_answer(reply, expected):
-    assert m.score_answer(reply, ["Denver Broncos"]) == pytest.approx(expected)
+    assert m.score_answer(reply, ["Denver Broncos"]) == pytest.approx(dict(zip(ALL, expected)))
 
 
 QIDS = ["Q1", "Q2", "Q3"]
+A, B, C = "<answer>a</answer>", "<answer>b</answer>", "<answer>c</answer>"
 
 
-@pytest.mark.parametrize("reply,expected", [
-    ("Q1: <answer>a</answer>\nQ2: <answer>b</answer>\nQ3: <answer>c</answer>",
-     {"Q1": "<answer>a</answer>", "Q2": "<answer>b</answer>", "Q3": "<answer>c</answer>"}),
-    ("Q1: <answer>a</answer>\nQ3: <answer>c</answer>", {"Q1": "<answer>a</answer>", "Q2": None, "Q3": "<answer>c</answer>"}),
-    ("q2) b\n**Q3:** c", {"Q1": None, "Q2": "b", "Q3": "** c"}),
-    ("Q1: first\nQ1: second", {"Q1": "first", "Q2": None, "Q3": None}),
-    ("Q7: x\nQ01: y", {"Q1": "y", "Q2": None, "Q3": None}),
-    ("Sure! Here are the answers.", {"Q1": None, "Q2": None, "Q3": None}),
+@pytest.mark.parametrize("case,reply,expected", [
+    ("one_per_line", f"Q1: {A}\nQ2: {B}\nQ3: {C}", {"Q1": A, "Q2": B, "Q3": C}),
+    ("missing_id", f"Q1: {A}\nQ3: {C}", {"Q1": A, "Q2": None, "Q3": C}),
+    ("markdown_and_case", "q2) b\n**Q3:** c", {"Q1": None, "Q2": "b", "Q3": "c"}),
+    ("first_label_wins", "Q1: first\nQ1: second", {"Q1": "first", "Q2": None, "Q3": None}),
+    ("unknown_and_padded_ids", "Q7: x\nQ01: y", {"Q1": "y", "Q2": None, "Q3": None}),
+    ("no_labels", "Sure! Here are the answers.", {"Q1": None, "Q2": None, "Q3": None}),
+    ("one_line", f"Q1: {A} Q2: {B} Q3: {C}", {"Q1": A, "Q2": B, "Q3": C}),
+    ("one_line_separators", f"Q1: {A}; Q2: {B}, Q3: {C}", {"Q1": f"{A};", "Q2": f"{B},", "Q3": C}),
+    ("answer_on_next_line", f"Q1:\n{A}\nQ2:\n{B}\nQ3:\n{C}", {"Q1": A, "Q2": B, "Q3": C}),
+    ("multi_line_answer", "Q1: <answer>first\nsecond</answer>\nQ2: b", {"Q1": "<answer>first\nsecond</answer>",
+                                                                       "Q2": "b", "Q3": None}),
+    ("upper_case_tags", "Q1: <ANSWER>a</ANSWER>", {"Q1": "<ANSWER>a</ANSWER>", "Q2": None, "Q3": None}),
+    ("label_inside_word_ignored", "Q1: IQ2: x", {"Q1": "IQ2: x", "Q2": None, "Q3": None}),
 ])
-def test_parse_all_in_one(reply, expected):
+def test_parse_all_in_one(case, reply, expected):
     assert m.parse_all_in_one(reply, QIDS) == expected
+
+
+@pytest.mark.parametrize("reply", [
+    "Q1: <answer>Denver Broncos</answer> Q2: <answer>Santa Clara</answer> Q3: <answer>24-10</answer>",
+    "Q1:\n<answer>Denver Broncos</answer>\nQ2:\n<answer>Santa Clara</answer>\nQ3:\n<answer>24-10</answer>",
+    "Q1: <ANSWER>Denver\nBroncos</ANSWER>\nQ2: <answer>Santa Clara</answer>\nQ3: <answer>24-10",
+])
+def test_all_in_one_layouts_score_em_one(reply):
+    golds = {"Q1": ["Denver Broncos"], "Q2": ["Santa Clara"], "Q3": ["24-10"]}
+    parsed = m.parse_all_in_one(reply, QIDS)
+    scores = [m.score_answer(parsed[q], golds[q]) for q in QIDS]
+    assert all(s["em_official"] == 1.0 and s["f1"] == 1.0 for s in scores)
+    # the cut-off last answer (no </answer>) is read but not counted as the tagged format
+    assert [s["em"] for s in scores] == [1.0, 1.0, 0.0 if reply.endswith("24-10") else 1.0]
 
 
 @pytest.mark.parametrize("reply,order,links,failure", [

@@ -7,15 +7,18 @@ in the wrong format with a failing planner. Tiny-model runs: the hf backend on C
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
 
 import pytest
 
-from qa_tasks import rollout, squad
-from tests.conftest import ROOT, lm_eval_env, read_samples, run_lm_eval
-from tests.toolkit.scripted_lm import ScriptedLM
+from qa_tasks import plugin, rollout, squad
+from qa_tasks import squad_metrics as m
+from qa_tasks.errors import QAPackError
+from tests.conftest import DATA_DIR, ROOT, lm_eval_env, read_samples, run_lm_eval
+from tests.toolkit.scripted_lm import ScriptedLM, one_line_error
 
 STRATEGY_TASKS = ["squad_all_in_one", "squad_batch", "squad_sequential", "squad_collab"]
 ALL_TASKS = STRATEGY_TASKS + ["squad_v1"]
@@ -59,7 +62,7 @@ def _prompts(run):
 def test_gold_answers_score_one_on_all_five_tasks(gold_run):
     for task in ALL_TASKS:
         res = gold_run["results"][task]
-        for key in ("em", "em_official", "f1", "lenient"):
+        for key in m.QUESTION_METRICS:
             assert res[f"{key},none"] == 1.0, (task, key)
     assert gold_run["results"]["squad_v1"]["n_questions,none"] == 3
     assert gold_run["results"]["squad_batch"]["n_questions,none"] == 11  # 3 + 4 + 4
@@ -198,3 +201,98 @@ def test_latency_mode_bad_limit_is_one_line(tmp_path):
                            str(tmp_path)], check=False, capture_output=True, text=True, env=lm_eval_env(),
                           cwd=ROOT)
     assert proc.returncode == 2 and proc.stderr.startswith("error: --limit 0") and "Traceback" not in proc.stderr
+
+
+# --- adversarial replies: one letter for every question, every all_in_one answer on one line -------
+
+@pytest.fixture(scope="module")
+def one_letter_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("one_letter")
+    _, results = run_lm_eval(["run", "--model", "scripted", "--model_args", f"{RESPONDER},layout=one_line,constant=D",
+                              "--tasks", "squad_v1,squad_all_in_one", "--limit", "60", "--log_samples"], output=out)
+    return results["results"], out
+
+
+def test_one_letter_model_scores_lenient_only_where_the_letter_is_a_word(one_letter_run):
+    results, out = one_letter_run
+    golds = [s["doc"]["questions"][0]["answers"] for s in read_samples(out, "squad_v1")]
+    as_word = sum(any("d" in m.normalize_answer(g).split() for g in gs) for gs in golds) / len(golds)
+    as_chars = sum(any("d" in m.normalize_answer(g) for g in gs) for gs in golds) / len(golds)
+    res = results["squad_v1"]
+    assert res["n_questions,none"] == 60 and res["em,none"] == res["f1,none"] == 0.0
+    assert res["lenient,none"] == pytest.approx(as_word) and as_word < 0.05
+    # the character rule the study used is what the constant letter games (about 0.3 on the issue's runs)
+    assert res["lenient_substring,none"] == pytest.approx(as_chars) and as_chars > 0.2
+
+
+def test_one_line_all_in_one_reply_scores_em_one(one_letter_run):
+    results, out = one_letter_run
+    samples = read_samples(out, "squad_all_in_one")
+    replies = [json.loads(s["resps"][0][0])["output"]["reply"] for s in samples]
+    assert all("\n" not in r and r.count("Q") >= 5 for r in replies)  # every answer on one line
+    for key in ("em", "em_official", "f1", "lenient"):
+        assert results["squad_all_in_one"][f"{key},none"] == 1.0, key
+
+
+# --- bad data and options: one line, exit 2, before any model loads ---------------------------------
+
+def _squad_file(tmp_path, counts, null_at=None):
+    """A SQuAD v1.1 file of passages with ``counts`` questions each (texts copied from the real data);
+    ``null_at=(passage, question)`` makes that question's answer text null."""
+    real = squad.load_passages("validation", min_questions=5, max_questions=None)
+    paragraphs = []
+    for i, n in enumerate(counts):
+        qas = [{"id": f"p{i}q{j}", "question": q.question, "answers": [{"text": q.answers[0], "answer_start": 0}]}
+               for j, q in enumerate(real[i].questions[:n])]
+        if null_at and null_at[0] == i:
+            qas[null_at[1]]["answers"][0]["text"] = None
+        paragraphs.append({"context": real[i].context, "qas": qas})
+    (tmp_path / "squad").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "squad" / "dev-v1.1.json").write_text(json.dumps({"data": [{"title": "T", "paragraphs": paragraphs}]}))
+    return tmp_path
+
+
+def _stopped_run(tmp_path, tasks, metadata=None, data_dir=None):
+    created = tmp_path / "model_created"
+    args = ["run", "--model", "scripted", "--model_args", f"{RESPONDER},created={created}", "--tasks", tasks]
+    if metadata is not None:
+        args += ["--metadata", json.dumps(metadata)]
+    env = lm_eval_env(QA_PACK_DATA_DIR=str(data_dir or DATA_DIR))
+    proc, _ = run_lm_eval(args, env=env, check=False)
+    return one_line_error(proc), created.exists()
+
+
+def test_null_answer_text_is_a_data_error_naming_the_record(tmp_path):
+    data = _squad_file(tmp_path / "data", [5, 5], null_at=(1, 3))
+    error, model_created = _stopped_run(tmp_path, "squad_batch", data_dir=data)
+    assert "p1q3" in error and "answer text None" in error and "dev-v1.1.json" in error
+    assert not model_created
+
+
+def test_options_that_leave_no_passage_name_the_option(tmp_path):
+    error, model_created = _stopped_run(tmp_path, "squad_all_in_one", {"min_questions": 100, "max_questions": 0})
+    assert "min_questions=100" in error and "--metadata" in error
+    if "metadata" not in inspect.signature(plugin.preflight).parameters:
+        pytest.xfail("stops after the model loads until qa_tasks.plugin passes --metadata to the preflight")
+    assert not model_created
+
+
+@pytest.mark.parametrize("counts,options,message", [
+    ([2, 3], {}, "min_questions=5 answerable questions (the most is 3)"),  # a file without eligible passages
+    ([5], {"min_questions": "x"}, "min_questions='x' is not valid"),
+    ([5], {"min_questions": 1.7}, "min_questions=1.7 is not valid"),
+    ([5], {"min_questions": 100}, "max_questions=10 is below min_questions=100"),
+    ([5], {"min_questions": 2, "max_questions": -1}, "max_questions=-1 is not valid; use an integer (>= 1)"),
+    ([5], {"split": "test"}, "split='test' is not a SQuAD split"),
+])
+def test_bad_passage_options(tmp_path, monkeypatch, counts, options, message):
+    monkeypatch.setenv("QA_PACK_DATA_DIR", str(_squad_file(tmp_path, counts)))
+    squad._paragraphs.cache_clear()
+    try:
+        for load in (lambda: squad.load_passages(**options), lambda: squad.preflight("squad_batch", options)):
+            with pytest.raises(QAPackError) as err:
+                load()
+            assert message in str(err.value) and "\n" not in str(err.value)
+        squad.preflight("squad_batch", None)  # options unknown: only the data is checked
+    finally:
+        squad._paragraphs.cache_clear()

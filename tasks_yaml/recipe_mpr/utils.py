@@ -5,9 +5,10 @@ import datasets
 from qa_tasks import recipe_mpr as r
 
 
-def load(fold=None, **_ignored):
-    """custom_dataset: fold from the task variant (dataset_kwargs) or ``--metadata '{"fold": K}'``."""
-    fold = None if fold in (None, "", "all") else int(fold)
+def load(fold=None, task_fold=None, **_ignored):
+    """custom_dataset: fold from the task variant (dataset_kwargs ``task_fold``: lm-eval passes
+    ``--metadata`` in the same call, so the variant's own key must differ) or ``--metadata '{"fold": K}'``."""
+    fold = r.run_fold(fold, task_fold, "this fold variant")
     return {"test": datasets.Dataset.from_list([d.as_dict() for d in r.build_docs(fold)])}
 
 

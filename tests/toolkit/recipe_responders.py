@@ -47,6 +47,25 @@ class Constant:
         return 0.0 if continuation.strip() == doc.options[0] else -10.0
 
 
+class Templated:
+    """Replies ``templates[idx % len(templates)]`` to query ``idx``, filled with ``{gold}`` (the gold letter),
+    ``{other}`` (the letter after it) and ``{gold_wide}`` (the gold as a full-width letter): hedges,
+    articles and statements whose right reading is known for every query."""
+
+    def __init__(self, templates: list[str]) -> None:
+        self.templates = list(templates)
+
+    def generate(self, context: str, gen_kwargs: dict) -> str:
+        doc = _doc_for(context)
+        other = r.LETTERS[(doc.gold + 1) % len(r.LETTERS)]
+        wide = chr(ord("Ａ") + doc.gold)
+        return self.templates[doc.idx % len(self.templates)].format(gold=doc.gold_letter, other=other, gold_wide=wide)
+
+
+def templated(templates: list[str], **_ignored) -> Templated:
+    return Templated(templates)
+
+
 def gold(**kwargs) -> Gold:
     return Gold(**kwargs)
 

@@ -7,7 +7,9 @@ PYTHONPATH (see ``sitecustomize.py`` there). Model args:
   ``generate(context, gen_kwargs) -> str`` and/or ``loglikelihood(context, continuation) -> float``;
 - ``log=PATH`` (optional): every request and answer is appended to PATH as JSON lines, so tests can
   assert on the prompts the model really received; ``batch`` numbers the ``generate_until`` call
-  (1, 2, ...) that carried a generation request.
+  (1, 2, ...) that carried a generation request;
+- ``created=PATH`` (optional): the file is written when the model is constructed, so tests can check
+  that a run stopped before any model loaded.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import json
 
 from lm_eval.api.model import LM
 
-__all__ = ["ScriptedLM", "load_responder"]
+__all__ = ["ScriptedLM", "load_responder", "one_line_error"]
 
 
 def load_responder(spec: str, **kwargs):
@@ -25,9 +27,21 @@ def load_responder(spec: str, **kwargs):
     return getattr(importlib.import_module(module_name), attr)(**kwargs)
 
 
+def one_line_error(proc) -> str:
+    """The single ``error:`` line of a finished lm_eval process that stopped with exit code 2 (the pack's
+    usage-error contract); fails the test when there is a traceback or more than one such line."""
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    return errors[0]
+
+
 class ScriptedLM(LM):
-    def __init__(self, responder: str, log: str | None = None, **kwargs) -> None:
+    def __init__(self, responder: str, log: str | None = None, created: str | None = None, **kwargs) -> None:
         super().__init__()
+        if created:
+            with open(created, "w", encoding="utf-8") as f:
+                f.write("constructed\n")
         kwargs = {k: v for k, v in kwargs.items() if k not in ("batch_size", "max_batch_size", "device")}
         self.responder = load_responder(responder, **kwargs)
         self.log_path = log

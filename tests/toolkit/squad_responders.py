@@ -6,6 +6,9 @@ passage and question(s) in the shared data and reply with the gold answer (first
 ``style``: ``tagged`` (``<answer>gold</answer>``, scores 1.0) or ``wrong`` (``The answer is gold.``:
 no tags, so em = 0 while f1 > 0). ``planner``: ``reverse`` (ask in reverse order, each question
 linked to the one asked before it), ``identity`` or ``bad`` (not JSON, counted as a planner failure).
+``layout`` of the all_in_one reply: ``lines`` (one ``Qk: …`` line per question) or ``one_line`` (every
+answer on one line). ``constant=TEXT``: every single-question prompt gets TEXT instead of its gold
+(a model that games containment by answering one letter).
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ _LISTED = re.compile(r"^(Q\d+): (.+)$", re.MULTILINE)
 
 
 class GoldResponder:
-    def __init__(self, style: str = "tagged", planner: str = "reverse") -> None:
-        self.style, self.planner = style, planner
+    def __init__(self, style: str = "tagged", planner: str = "reverse", layout: str = "lines",
+                 constant: str | None = None) -> None:
+        self.style, self.planner, self.layout, self.constant = style, planner, layout, constant
         self.by_question: dict[str, list[tuple[str, str]]] = {}
         for p in squad.load_passages("validation", min_questions=1, max_questions=None):
             for q in p.questions:
@@ -48,11 +52,16 @@ class GoldResponder:
             return json.dumps({"order": order, "links": links})
         if squad.ALL_IN_ONE_INSTRUCTION in context:
             listed = _LISTED.findall(context.split(squad.ALL_IN_ONE_INSTRUCTION)[-1])
-            return "\n".join(f"{qid}: {self._format(self._gold(q, context))}" for qid, q in listed)
+            sep = " " if self.layout == "one_line" else "\n"
+            return sep.join(f"{qid}: {self._format(self._gold(q, context))}" for qid, q in listed)
+        if self.constant is not None:
+            return self.constant
         questions = _QUESTION.findall(context)
         assert questions, f"scripted responder: no question in prompt {context[-300:]!r}"
         return self._format(self._gold(questions[-1], context))
 
 
-def gold(style: str = "tagged", planner: str = "reverse", **_ignored) -> GoldResponder:
-    return GoldResponder(style=style, planner=planner)
+def gold(style: str = "tagged", planner: str = "reverse", layout: str = "lines", constant: str | None = None,
+         **_ignored) -> GoldResponder:
+    return GoldResponder(style=style, planner=planner, layout=layout,
+                         constant=None if constant is None else str(constant))
