@@ -204,8 +204,8 @@ def _lm_eval_version() -> str:
 
 
 def _fits(owner, attr: str, params: tuple[str, ...], what: str):
-    """``owner.attr`` when the hook is on and it exists and takes ``params`` as its leading parameters;
-    otherwise None (after one warning, the first time), so the caller leaves lm-eval untouched."""
+    """``owner.attr`` when the hook is on and it exists and has parameters named ``params``; otherwise
+    None (after one warning, the first time), so the caller leaves lm-eval untouched."""
     if _HOOK["off"]:
         return None
     target = getattr(owner, attr, None)
@@ -217,8 +217,8 @@ def _fits(owner, attr: str, params: tuple[str, ...], what: str):
             found = tuple(inspect.signature(target).parameters)
         except (TypeError, ValueError):
             found = ()
-        if found[: len(params)] != params:
-            problem = f"takes ({', '.join(found)}) instead of ({', '.join(params)})"
+        if not set(params) <= set(found):
+            problem = f"takes ({', '.join(found)}), without {', '.join(p for p in params if p not in found)}"
     if problem is None:
         return target
     _HOOK["off"] = True
@@ -295,6 +295,9 @@ def _suggest_pack_task(error: ValueError) -> QAPackError | None:
         return None
     hints = []
     for name in match.group(1).split(", "):
+        if name in pack_tasks():
+            return QAPackError(f"{name} is a task of lm-eval-qa-pack, but lm-eval did not index the pack's "
+                               f"tasks (see any warning above); pass --include_path {tasks_dir()}")
         close = difflib.get_close_matches(name, list(pack_tasks()), n=1, cutoff=0.75)
         if close:
             hints.append(f"{name!r} (did you mean {close[0]}?)")

@@ -114,9 +114,13 @@ class LLM:
         if len(params) != len(prompts):
             raise ValueError("The lengths of prompts and sampling_params must be the same.")
         loras = list(lora_request) if isinstance(lora_request, list) else [lora_request] * len(prompts)
-        record("generate", n=len(prompts), lora=[r.lora_path if r else None for r in loras][:1],
-               prompt_logprobs=any(p.prompt_logprobs is not None for p in params))
-        return [self._run(str(i), prompt, p, lora) for i, (prompt, p, lora) in enumerate(zip(prompts, params, loras))]
+        outputs = [self._run(str(i), prompt, p, lora)
+                   for i, (prompt, p, lora) in enumerate(zip(prompts, params, loras, strict=True))]
+        decode = self.get_tokenizer().decode
+        record("generate", n=len(prompts), lora=sorted({r.lora_path if r else None for r in loras}, key=str),
+               prompt_logprobs=any(p.prompt_logprobs is not None for p in params),
+               prompts=[decode(o.prompt_token_ids) for o in outputs], texts=[o.outputs[0].text for o in outputs])
+        return outputs
 
     def _run(self, request_id: str, prompt, params: SamplingParams, lora: LoRARequest | None) -> RequestOutput:
         import torch
