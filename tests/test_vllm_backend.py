@@ -182,3 +182,37 @@ def test_data_parallel_builds_one_engine_per_worker_per_generate_call(tiny_model
     assert proc.stderr.strip().splitlines()[-1].startswith("error: data_parallel_size=2 with squad_sequential")
     assert "tensor_parallel_size" in proc.stderr and "Traceback" not in proc.stderr
     assert log == []  # refused before any engine was built
+
+
+@pytest.mark.parametrize(("config", "max_lora_rank", "expected"), [
+    ({"r": 16}, 16, []),
+    ({"r": 4}, 16, []),
+    ({"r": 32}, 16, [("rank 32 is above max_lora_rank 16 (lm-eval's default for --model vllm); "
+                     "add max_lora_rank=32 to --model_args (vllm serve: --max-lora-rank 32)")]),
+    ({"r": 33}, 16, [("rank 33 is above max_lora_rank 16 (lm-eval's default for --model vllm); "
+                     "add max_lora_rank=64 to --model_args (vllm serve: --max-lora-rank 64)")]),
+    ({"r": 32}, 32, []),
+    ({"r": 1024}, 512, [("rank 1024 is above vLLM's largest max_lora_rank (512); train with lora_r <= 512 or "
+                        "serve the merged model instead (python -m finetune.merge)")]),
+    ({"r": 8, "modules_to_save": ["lm_head"]}, 16,
+     [("modules_to_save (lm_head): vLLM refuses adapters that carry fully trained modules; "
+      "serve the merged model instead (python -m finetune.merge)")]),
+    ({"r": 8, "use_dora": True}, 16,
+     ["DoRA: vLLM does not load DoRA adapters; serve the merged model instead (python -m finetune.merge)"]),
+])
+def test_vllm_serving_problems(config, max_lora_rank, expected):
+    from finetune.vllm_compat import serving_problems
+
+    assert serving_problems(config, max_lora_rank) == expected
+
+
+def test_finetune_warning_lines_from_a_peft_config(capsys):
+    from peft import LoraConfig
+
+    from finetune.vllm_compat import warn_unservable
+
+    problems = warn_unservable(LoraConfig(r=64, modules_to_save=["lm_head"]))
+    lines = capsys.readouterr().err.splitlines()
+    assert len(problems) == 2 and len(lines) == 2
+    assert all(line.startswith("[finetune] warning: vLLM cannot serve this adapter as trained: ") for line in lines)
+    assert warn_unservable(LoraConfig(r=8)) == [] and capsys.readouterr().err == ""
