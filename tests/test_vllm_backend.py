@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, SITE, lm_eval_env, read_samples, run_lm_eval
+from tests.conftest import BIN, ROOT, SITE, lm_eval_env, read_samples, run_lm_eval
 
 STANDIN = ROOT / "tests" / "toolkit" / "vllm_standin"
 TASKS = "recipe_mpr,squad_batch,squad_sequential"
@@ -158,26 +158,40 @@ def test_finetune_warns_exactly_for_adapters_vllm_refuses(tiny_model, tmp_path):
     assert "max_lora_rank=32" in serving_problems(paths["r32"])[0]
 
 
-def _dp_run(tmp, tiny_model, tasks: str):
+# lm_eval's CLI with the pack's data-parallel refusal switched off, to count what it prevents
+UNGUARDED_LM_EVAL = """
+import sys
+import qa_tasks.plugin
+qa_tasks.plugin.MULTI_ROUND_TASKS = ()
+from lm_eval.__main__ import cli_evaluate
+sys.argv = ["lm_eval", *sys.argv[1:]]
+cli_evaluate()
+"""
+
+
+def _dp_run(tmp, tiny_model, tasks: str, guarded: bool = True):
     tmp.mkdir()
     log = tmp / "engine.jsonl"
-    proc, results = run_lm_eval(["run", "--model", "vllm", "--model_args",
-                                 f"pretrained={tiny_model},data_parallel_size=2", "--tasks", tasks, "--limit", "2"],
-                                output=tmp / "out", env=standin_env(log), check=False)
-    return proc, results, events(log)
+    args = ["run", "--model", "vllm", "--model_args", f"pretrained={tiny_model},data_parallel_size=2",
+            "--tasks", tasks, "--limit", "2", "--output_path", str(tmp / "out")]
+    cmd = [str(BIN / "lm_eval"), *args] if guarded else [sys.executable, "-c", UNGUARDED_LM_EVAL, *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=standin_env(log), timeout=600, check=False)
+    files = sorted((tmp / "out").rglob("results_*.json"))
+    return proc, json.loads(files[-1].read_text()) if files else None, events(log)
 
 
 @pytest.mark.slow
-def test_data_parallel_builds_one_engine_per_worker_per_generate_call(tiny_model, tmp_path):
-    """lm-eval 0.4.13 builds a fresh LLM in each Ray worker on every generate call: fine for one
-    round (squad_batch: 2 workers, 2 engines), a reload per round for multi-call tasks, which the
-    pack therefore refuses before any model loads."""
-    proc, results, log = _dp_run(tmp_path / "batch", tiny_model, "squad_batch")
+def test_data_parallel_multi_call_runs_are_refused_before_reloading_per_round(tiny_model, tmp_path):
+    """lm-eval 0.4.13 builds a fresh LLM in each Ray worker on every generate call, and a rollout makes
+    one generate call per round: unguarded, 2 workers x 5 rounds = 10 model loads (1 without data
+    parallelism). The pack refuses such runs before any model loads."""
+    proc, results, log = _dp_run(tmp_path / "unguarded", tiny_model, "squad_batch,squad_sequential", guarded=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert results["results"]["squad_batch"]["rounds,none"] == 1
-    assert [e["event"] for e in log].count("construct") == 2
+    rounds = results["results"]["squad_sequential"]["rounds,none"]
+    assert rounds > 1 and results["results"]["squad_batch"]["rounds,none"] == 1
+    assert [e["event"] for e in log].count("construct") == 2 * rounds
 
-    proc, _, log = _dp_run(tmp_path / "seq", tiny_model, "squad_sequential")
+    proc, _, log = _dp_run(tmp_path / "guarded", tiny_model, "squad_batch,squad_sequential")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: data_parallel_size=2 with squad_sequential")
     assert "tensor_parallel_size" in proc.stderr and "Traceback" not in proc.stderr
