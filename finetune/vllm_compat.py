@@ -20,9 +20,10 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from qa_tasks.plugin import VLLM_MAX_LORA_RANKS
+
 __all__ = ["LM_EVAL_MAX_LORA_RANK", "VLLM_MAX_LORA_RANKS", "serving_problems", "warn_unservable"]
 
-VLLM_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vllm/config/lora.py MaxLoRARanks
 LM_EVAL_MAX_LORA_RANK = 16  # lm-eval 0.4.13 VLLM(max_lora_rank=16)
 _MERGE = "serve the merged model instead (python -m finetune.merge)"
 

@@ -35,6 +35,7 @@ from qa_tasks.errors import QAPackError
 
 __all__ = [
     "SUPPORTED_LM_EVAL",
+    "VLLM_MAX_LORA_RANKS",
     "check_model_args",
     "pack_tasks",
     "patch_cli",
@@ -62,6 +63,8 @@ BACKEND_PACKAGES = {
     **{name: ("api", ("aiohttp", "tenacity", "requests", "tqdm")) for name in (
         "local-completions", "local-chat-completions", "openai-completions", "openai-chat-completions")},
 }
+# vLLM's accepted max_lora_rank values (vllm/config/lora.py MaxLoRARanks); lm-eval passes 16 by default
+VLLM_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 # model_args keys that name local folders or files when they look like paths
 PATH_ARGS = ("pretrained", "tokenizer", "peft", "lora_local_path", "delta")
 _PATCHED = "__qa_pack_patched__"
@@ -175,6 +178,10 @@ def check_model_args(model, model_args, tasks=()) -> None:
             raise QAPackError(f"{key}={value}: no such file or directory; give the folder that holds the "
                               f"{'adapter' if key in ('peft', 'lora_local_path') else 'model'} "
                               "(config.json) or a Hugging Face Hub id such as org/name")
+    rank = args.get("max_lora_rank")
+    if model in ("vllm", "vllm-vlm") and rank is not None and rank not in VLLM_MAX_LORA_RANKS:
+        raise QAPackError(f"max_lora_rank={rank} is not a value vLLM accepts; use the smallest of "
+                          f"{', '.join(map(str, VLLM_MAX_LORA_RANKS))} that is at least the adapter's rank")
     multi = _multi_round(tasks)
     if model in ("vllm", "vllm-vlm") and int(args.get("data_parallel_size", 1) or 1) > 1 and multi:
         raise QAPackError(

@@ -261,6 +261,8 @@ def test_get_model_adds_the_layer_only_when_wanted():
      "data_parallel_size=2 with squad_sequential, squad_collab"),
     ("vllm", "pretrained=org/m,data_parallel_size=2", ["squad_batch"], None),
     ("vllm", "pretrained=org/m,tensor_parallel_size=2", ["squad_sequential"], None),
+    ("vllm", "pretrained=org/m,max_lora_rank=24", [], "max_lora_rank=24 is not a value vLLM accepts"),
+    ("vllm", "pretrained=org/m,max_lora_rank=32", [], None),
 ])
 def test_model_args_checks(model, model_args, tasks, error, monkeypatch):
     import importlib.util

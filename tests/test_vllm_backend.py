@@ -143,12 +143,14 @@ def test_finetune_warns_exactly_for_adapters_vllm_refuses(tiny_model, tmp_path):
     specs = {"r8": {}, "r32": {"r": 32}, "dora": {"use_dora": True}, "saved_head": {"modules_to_save": ["lm_head"]}}
     paths = {name: make_adapter(tiny_model, tmp_path / name, **spec) for name, spec in specs.items()}
     cases = {"r8@16": ("r8", 16), "r32@16": ("r32", 16), "r32@32": ("r32", 32), "dora@16": ("dora", 16),
-             "saved_head@16": ("saved_head", 16)}
+             "saved_head@16": ("saved_head", 16), "r8@12": ("r8", 12)}
     arg = json.dumps({case: (str(paths[name]), rank) for case, (name, rank) in cases.items()})
     proc = subprocess.run([sys.executable, "-c", ADAPTER_CHECK, str(tiny_model), arg], capture_output=True,
                           text=True, env=standin_env(tmp_path / "log.jsonl"), timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     refused = json.loads(proc.stdout.splitlines()[-1])
+    assert refused.pop("r8@12").startswith("1 validation error for LoRAConfig\nmax_lora_rank")
+    del cases["r8@12"]  # an engine setting, not the adapter: the pack refuses it in lm_eval's model_args
     assert refused == {"r8@16": None, "r32@16": "LoRA rank 32 is greater than max_lora_rank 16.", "r32@32": None,
                        "dora@16": "vLLM does not yet support DoRA.",
                        "saved_head@16": "vLLM only supports modules_to_save being None."}
