@@ -116,6 +116,38 @@ def test_chat_run_renders_every_call_and_serves_the_adapter(chat_lora, adapter, 
     assert ours != base
 
 
+AGREEMENT_CHECK = """
+import json, sys, torch
+from transformers import AutoModelForCausalLM
+from vllm import LLM, SamplingParams, TokensPrompt
+llm = LLM(sys.argv[1])
+tok = llm.get_tokenizer()
+ids = tok("Question: What is 2 + 3? Answer with the letter of the best option.").input_ids
+[gen, lp] = llm.generate([TokensPrompt(prompt_token_ids=ids)] * 2,
+                         [SamplingParams(temperature=0, max_tokens=12, stop=[]),
+                          SamplingParams(temperature=0, prompt_logprobs=1, max_tokens=1, detokenize=False)])
+hf = AutoModelForCausalLM.from_pretrained(sys.argv[1])
+greedy = hf.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False, eos_token_id=tok.eos_token_id,
+                     pad_token_id=tok.pad_token_id)[0, len(ids):].tolist()
+logp = torch.log_softmax(hf(torch.tensor([ids])).logits[0].float(), -1)
+expected = [float(logp[i - 1, ids[i]]) for i in range(1, len(ids))]
+got = [lp.prompt_logprobs[i][ids[i]].logprob for i in range(1, len(ids))]
+print(json.dumps({"greedy": greedy == gen.outputs[0].token_ids, "first_none": lp.prompt_logprobs[0] is None,
+                  "max_diff": max(abs(a - b) for a, b in zip(expected, got))}))
+"""
+
+
+@pytest.mark.slow
+def test_standin_greedy_tokens_and_prompt_logprobs_match_transformers(tiny_model, tmp_path):
+    """The numbers lm-eval reads from the stand-in are the tiny model's own (greedy continuation,
+    per-token prompt logprobs with vLLM's leading None)."""
+    proc = subprocess.run([sys.executable, "-c", AGREEMENT_CHECK, str(tiny_model)], capture_output=True, text=True,
+                          env=standin_env(tmp_path / "log.jsonl"), timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    check = json.loads(proc.stdout.splitlines()[-1])
+    assert check["greedy"] and check["first_none"] and check["max_diff"] < 1e-5
+
+
 ADAPTER_CHECK = """
 import json, sys
 from vllm import LLM, SamplingParams, TokensPrompt

@@ -8,6 +8,7 @@ checked like vLLM's ``PEFTHelper`` and ``max_lora_rank`` before use.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections.abc import Sequence
@@ -171,8 +172,10 @@ class LLM:
         generator = torch.Generator().manual_seed(params.seed if params.seed is not None else self._seed)
         out: list[int] = []
         past, step_input = None, torch.tensor([ids])
+        # transformers 5.x renamed the forward's past_key_values to cache (the output keeps the old name)
+        cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         for _ in range(max(limit, 0)):
-            result = model(input_ids=step_input, past_key_values=past, use_cache=True)
+            result = model(input_ids=step_input, use_cache=True, **{cache_arg: past})
             past = result.past_key_values
             row = result.logits[0, -1].float()
             if params.temperature == 0:
