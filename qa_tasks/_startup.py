@@ -3,6 +3,8 @@
 lm-eval 0.4.13 has no plugin mechanism, so this installs a ``sys.meta_path`` finder that waits until
 lm-eval's own modules are imported and then patches them (see ``qa_tasks.plugin``). Until then it
 costs one list lookup per import. Set ``QA_PACK_DISABLE_HOOK=1`` to switch it off.
+
+The hook must never break lm_eval: a patch that fails for any reason warns and leaves lm-eval as it is.
 """
 
 import sys
@@ -33,24 +35,32 @@ class _LmEvalFinder:
 
         def exec_module(module):
             original_exec(module)
-            from qa_tasks import plugin
-
-            getattr(plugin, _TARGETS[name])(module)
+            _patch(name, module)
 
         loader.exec_module = exec_module
         return spec
+
+
+def _patch(name: str, module) -> None:
+    try:
+        from qa_tasks import plugin
+
+        getattr(plugin, _TARGETS[name])(module)
+    except Exception as e:  # noqa: BLE001 (whatever went wrong, lm_eval itself must keep working)
+        import warnings
+
+        warnings.warn(f"lm-eval-qa-pack: could not hook {name} ({type(e).__name__}: {e}); lm-eval runs "
+                      "without that part of the pack", stacklevel=2)
 
 
 def install() -> None:
     if not any(f is _LmEvalFinder for f in sys.meta_path):
         sys.meta_path.insert(0, _LmEvalFinder)
         # lm_eval may already be imported (hook installed late, e.g. in tests): patch what is there
-        for name, patcher in _TARGETS.items():
+        for name in _TARGETS:
             module = sys.modules.get(name)
             if module is not None:
-                from qa_tasks import plugin
-
-                getattr(plugin, patcher)(module)
+                _patch(name, module)
 
 
 install()

@@ -3,41 +3,74 @@
 ``qa_tasks._startup`` calls the ``patch_*`` functions right after lm-eval's own modules execute:
 
 - ``TaskManager`` always indexes the pack's ``tasks_yaml`` folder, next to any ``--include_path``;
-- ``registry.get_model`` returns the chosen model class with the rollout layer added
-  (multi-call SQuAD strategies, see ``qa_tasks.rollout``);
-- ``simple_evaluate`` checks the data of the pack's tasks before any model loads;
-- the CLI prints a ``QAPackError`` as one line and exits 2 instead of a traceback.
+- ``registry.get_model`` returns the chosen model class with the rollout layer added (multi-call
+  SQuAD strategies, see ``qa_tasks.rollout``), in runs whose tasks need it;
+- ``simple_evaluate`` checks the run before any model loads: the backend's package is installed,
+  local model paths exist, the data of the pack's tasks loads;
+- the CLI prints a ``QAPackError`` as one line and exits 2 instead of a traceback, and suggests the
+  closest pack task for a misspelled one.
+
+Each patch first checks that its target still looks the way it does in the lm-eval versions the pack
+is tested with (``SUPPORTED_LM_EVAL``). At the first target that does not, the hook logs one warning
+naming the lm-eval version and the target, and patches nothing more in that process: the pack's
+tasks may then be missing or stop with an error, lm-eval itself keeps working.
 
 ``tasks_dir`` is also the ``lm_eval.tasks`` entry point, for harness versions that read entry points.
 """
 
 from __future__ import annotations
 
+import contextvars
+import difflib
 import functools
 import importlib
+import importlib.util
 import inspect
+import logging
+import os
 import re
 from pathlib import Path
 
 from qa_tasks.errors import QAPackError
 
 __all__ = [
+    "SUPPORTED_LM_EVAL",
+    "VLLM_MAX_LORA_RANKS",
+    "check_model_args",
     "pack_tasks",
     "patch_cli",
     "patch_evaluator",
     "patch_registry",
     "patch_task_manager",
     "preflight",
+    "rollout_tasks",
     "tasks_dir",
 ]
 
+SUPPORTED_LM_EVAL = ">=0.4.13,<0.4.14"  # keep in step with pyproject.toml's lm-eval requirement
 # tasks_yaml/<folder> -> module with ``preflight(task_name)`` that loads and validates the data
 FAMILY_MODULES = {
     "recipe_mpr": "qa_tasks.recipe_mpr",
     "squad": "qa_tasks.squad",
     "math": "qa_tasks.math_think",
 }
+# Rollout tasks that call the model in more than one round (one lm-eval generate_until per round).
+MULTI_ROUND_TASKS = ("squad_sequential", "squad_collab")
+# lm-eval model name -> (pack extra, packages lm-eval imports for it)
+BACKEND_PACKAGES = {
+    "vllm": ("vllm", ("vllm",)),
+    "vllm-vlm": ("vllm", ("vllm",)),
+    **{name: ("api", ("aiohttp", "tenacity", "requests", "tqdm")) for name in (
+        "local-completions", "local-chat-completions", "openai-completions", "openai-chat-completions")},
+}
+# vLLM's accepted max_lora_rank values (vllm/config/lora.py MaxLoRARanks); lm-eval passes 16 by default
+VLLM_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+# model_args keys that name local folders or files when they look like paths
+PATH_ARGS = ("pretrained", "tokenizer", "peft", "lora_local_path", "delta")
 _PATCHED = "__qa_pack_patched__"
+_HOOK = {"off": False}  # set at the first target that does not fit: the hook then patches nothing more
+# True/False inside simple_evaluate (whether its tasks need the rollout layer); None elsewhere
+_ROLLOUT_WANTED: contextvars.ContextVar[bool | None] = contextvars.ContextVar("qa_pack_rollout", default=None)
 
 
 def tasks_dir() -> Path:
@@ -60,6 +93,26 @@ def pack_tasks() -> dict[str, str]:
     return names
 
 
+@functools.lru_cache(maxsize=1)
+def rollout_tasks() -> frozenset[str]:
+    """Pack tasks whose results go through the rollout layer (their YAML, or the template it includes,
+    uses ``process_rollout``), and the pack groups holding any of them."""
+    found: set[str] = set()
+    groups: dict[str, list[str]] = {}
+    for path in sorted(tasks_dir().glob("*/*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        include = re.search(r"^include:[ \t]*['\"]?([\w.-]+)", text, re.MULTILINE)
+        if include and (path.parent / include.group(1)).is_file():
+            text += (path.parent / include.group(1)).read_text(encoding="utf-8")
+        name = re.search(r"^(group|task):[ \t]*['\"]?([\w.-]+)", text, re.MULTILINE)
+        if name and name.group(1) == "group":
+            groups[name.group(2)] = re.findall(r"^[ \t]+-[ \t]*['\"]?([\w.-]+)", text, re.MULTILINE)
+        elif name and "process_rollout" in text:
+            found.add(name.group(2))
+    found |= {g for g, members in groups.items() if found.intersection(members)}
+    return frozenset(found)
+
+
 def preflight(tasks) -> None:
     """Load and validate the data of every pack task in ``tasks`` (names; other entries ignored)."""
     if isinstance(tasks, str):
@@ -71,6 +124,75 @@ def preflight(tasks) -> None:
             importlib.import_module(FAMILY_MODULES[family]).preflight(name)
 
 
+def _task_names(tasks) -> list:
+    return tasks.split(",") if isinstance(tasks, str) else list(tasks or [])
+
+
+def _needs_rollout(tasks, task_manager=None) -> bool:
+    """Whether a run of ``tasks`` needs the rollout layer. Pack tasks are known exactly; a plain
+    lm-eval task does not; groups, tags and task objects from elsewhere might hold a pack task."""
+    ours, theirs = rollout_tasks(), pack_tasks()
+    for task in _task_names(tasks):
+        if not isinstance(task, str):
+            return True
+        if task in ours:
+            return True
+        if task in theirs:
+            continue
+        entry = getattr(task_manager, "task_index", {}).get(task) if task_manager is not None else None
+        if entry is None or getattr(getattr(entry, "kind", None), "name", "") != "TASK":
+            return True
+    return False
+
+
+def _multi_round(tasks) -> list[str]:
+    names = {t for t in _task_names(tasks) if isinstance(t, str)}
+    hits = [t for t in MULTI_ROUND_TASKS if t in names]
+    if "squad_strategies" in names:
+        hits += [t for t in MULTI_ROUND_TASKS if t not in hits]
+    return hits
+
+
+def _looks_local(value: str) -> bool:
+    """A path rather than a Hub id: absolute, ./ ../ ~ relative, or more than one '/' (ids have one)."""
+    return os.path.isabs(value) or value.startswith((".", "~")) or value.count("/") > 1
+
+
+def check_model_args(model, model_args, tasks=()) -> None:
+    """One-line errors for the mistakes users hit first, before lm-eval loads anything."""
+    if not isinstance(model, str):
+        return
+    extra, packages = BACKEND_PACKAGES.get(model, (None, ()))
+    missing = [p for p in packages if importlib.util.find_spec(p) is None]
+    if missing:
+        raise QAPackError(f"--model {model} needs {', '.join(missing)}, which is not installed: "
+                          f"pip install 'lm-eval-qa-pack[{extra}]'")
+    if isinstance(model_args, str):
+        from lm_eval.utils import simple_parse_args_string
+
+        model_args = simple_parse_args_string(model_args)
+    args = model_args if isinstance(model_args, dict) else {}
+    for key in PATH_ARGS:
+        value = args.get(key)
+        if isinstance(value, str) and _looks_local(value) and not Path(value).expanduser().exists():
+            raise QAPackError(f"{key}={value}: no such file or directory; give the folder that holds the "
+                              f"{'adapter' if key in ('peft', 'lora_local_path') else 'model'} "
+                              "(config.json) or a Hugging Face Hub id such as org/name")
+    rank = args.get("max_lora_rank")
+    if model in ("vllm", "vllm-vlm") and rank is not None and rank not in VLLM_MAX_LORA_RANKS:
+        raise QAPackError(f"max_lora_rank={rank} is not a value vLLM accepts; use the smallest of "
+                          f"{', '.join(map(str, VLLM_MAX_LORA_RANKS))} that is at least the adapter's rank")
+    multi = _multi_round(tasks)
+    if model in ("vllm", "vllm-vlm") and int(args.get("data_parallel_size", 1) or 1) > 1 and multi:
+        raise QAPackError(
+            f"data_parallel_size={args['data_parallel_size']} with {', '.join(multi)}: lm-eval's vLLM backend "
+            "builds a new engine in every data-parallel worker on each generate call, so each round of these "
+            "multi-call tasks would reload the model; use tensor_parallel_size instead, or serve the model "
+            "(vllm serve --data-parallel-size N) and run --model local-completions")
+
+
+# --- patches --------------------------------------------------------------------------------------
+
 def _mark(obj) -> bool:
     """True the first time ``obj`` is seen, so each patch applies once."""
     if getattr(obj, _PATCHED, False):
@@ -79,11 +201,46 @@ def _mark(obj) -> bool:
     return True
 
 
+def _lm_eval_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lm-eval")
+    except PackageNotFoundError:
+        return "(version unknown)"
+
+
+def _fits(owner, attr: str, params: tuple[str, ...], what: str):
+    """``owner.attr`` when the hook is on and it exists and has parameters named ``params``; otherwise
+    None (after one warning, the first time), so the caller leaves lm-eval untouched."""
+    if _HOOK["off"]:
+        return None
+    target = getattr(owner, attr, None)
+    problem = None
+    if not callable(target):
+        problem = "is missing"
+    else:
+        try:
+            found = tuple(inspect.signature(target).parameters)
+        except (TypeError, ValueError):
+            found = ()
+        if not set(params) <= set(found):
+            problem = f"takes ({', '.join(found)}), without {', '.join(p for p in params if p not in found)}"
+    if problem is None:
+        return target
+    _HOOK["off"] = True
+    logging.getLogger("qa_tasks").warning(
+        "lm-eval-qa-pack: in lm-eval %s, %s %s, unlike the lm-eval versions the pack supports (%s); the pack "
+        "leaves lm-eval untouched, so its tasks may be missing or stop with an error: pip install 'lm-eval%s'",
+        _lm_eval_version(), what, problem, SUPPORTED_LM_EVAL, SUPPORTED_LM_EVAL)
+    return None
+
+
 def patch_task_manager(module) -> None:
-    cls = module.TaskManager
-    if not _mark(cls):
+    cls = getattr(module, "TaskManager", None)
+    original_init = _fits(cls, "__init__", ("self", "include_path"), "lm_eval.tasks.TaskManager.__init__")
+    if original_init is None or not _mark(cls):
         return
-    original_init = cls.__init__
     signature = inspect.signature(original_init)
 
     @functools.wraps(original_init)
@@ -101,42 +258,76 @@ def patch_task_manager(module) -> None:
 
 
 def patch_registry(module) -> None:
-    if not _mark(module):
+    original_get_model = _fits(module, "get_model", ("model_name",), "lm_eval.api.registry.get_model")
+    if original_get_model is None or not _mark(module):
         return
-    original_get_model = module.get_model
 
     @functools.wraps(original_get_model)
     def get_model(model_name):
+        cls = original_get_model(model_name)
+        if _ROLLOUT_WANTED.get() is False:  # inside simple_evaluate, for tasks that never need it
+            return cls
         from qa_tasks.rollout import with_rollout
 
-        return with_rollout(original_get_model(model_name))
+        return with_rollout(cls)
 
     module.get_model = get_model
 
 
 def patch_evaluator(module) -> None:
-    if not _mark(module):
+    original = _fits(module, "simple_evaluate", ("model", "model_args", "tasks"), "lm_eval.simple_evaluate")
+    if original is None or not _mark(module):
         return
-    original = module.simple_evaluate
+    signature = inspect.signature(original)
 
     @functools.wraps(original)
     def simple_evaluate(*args, **kwargs):
-        preflight(kwargs.get("tasks") or [])
-        return original(*args, **kwargs)
+        given = signature.bind_partial(*args, **kwargs).arguments
+        tasks = given.get("tasks") or []
+        check_model_args(given.get("model"), given.get("model_args"), tasks)
+        preflight(tasks)
+        token = _ROLLOUT_WANTED.set(_needs_rollout(tasks, given.get("task_manager")))
+        try:
+            return original(*args, **kwargs)
+        finally:
+            _ROLLOUT_WANTED.reset(token)
 
     module.simple_evaluate = simple_evaluate
 
 
+def _suggest_pack_task(error: ValueError) -> QAPackError | None:
+    """lm-eval's 'Tasks not found: a, b' as one line naming the closest pack task, when there is one."""
+    match = re.fullmatch(r"Tasks not found: (.+)", str(error))
+    if not match:
+        return None
+    hints = []
+    for name in match.group(1).split(", "):
+        if name in pack_tasks():
+            return QAPackError(f"{name} is a task of lm-eval-qa-pack, but lm-eval did not index the pack's "
+                               f"tasks (see any warning above); pass --include_path {tasks_dir()}")
+        close = difflib.get_close_matches(name, list(pack_tasks()), n=1, cutoff=0.75)
+        if close:
+            hints.append(f"{name!r} (did you mean {close[0]}?)")
+    if not hints:
+        return None
+    return QAPackError(f"unknown task {', '.join(hints)}; `lm_eval ls tasks` lists every task")
+
+
 def patch_cli(module) -> None:
-    cls = module.HarnessCLI
-    if not _mark(cls):
+    cls = getattr(module, "HarnessCLI", None)
+    original_execute = _fits(cls, "execute", ("self", "args"), "lm_eval._cli.harness.HarnessCLI.execute")
+    if original_execute is None or not _mark(cls):
         return
-    original_execute = cls.execute
 
     def execute(self, args):
         try:
             return original_execute(self, args)
         except QAPackError as e:
             raise SystemExit(e.report()) from None
+        except ValueError as e:
+            hint = _suggest_pack_task(e)
+            if hint is None:
+                raise
+            raise SystemExit(hint.report()) from None
 
     cls.execute = execute

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from qa_tasks.errors import QAPackError
 from tests.conftest import ROOT, lm_eval_env, run_lm_eval
 
 PACK_TASKS = ("recipe_mpr", "recipe_mpr_gen", "recipe_mpr_fold0")
@@ -125,3 +127,186 @@ def test_pack_task_index_holds_the_contract_names_only():
     assert contract <= set(names)
     assert all(re.fullmatch(r"[a-z0-9_]+", n) for n in names), sorted(names)  # no YAML list dashes
     assert names["squad_strategies"] == "squad" and names["recipe_mpr_fold3"] == "recipe_mpr"
+
+
+# --- a hook that never breaks lm_eval -------------------------------------------------------------
+
+SIM_SITE = ROOT / "tests" / "toolkit" / "sim_site"
+ARITHMETIC = Path(sysconfig.get_paths()["purelib"]) / "lm_eval" / "tasks" / "arithmetic" / "arithmetic_1dc.yaml"
+
+
+def _sim_env(**extra: str) -> dict[str, str]:
+    env = lm_eval_env(**extra)
+    env["PYTHONPATH"] = f"{SIM_SITE}:{ROOT}"
+    return env
+
+
+def _builtin_task(tmp: Path) -> Path:
+    """lm-eval's own arithmetic_1dc config, its data file pointed at a local copy (no network here)."""
+    rows = [{"context": f"Q: What is ({a} + {b}) * 2?\n\nA:", "completion": f" {(a + b) * 2}"} for a, b in ((1, 2), (3, 4))]
+    (tmp / "ops.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = tmp / "arithmetic_local.yaml"
+    task.write_text(f"include: {ARITHMETIC}\ntask: arithmetic_1dc_local\n"
+                    f"dataset_kwargs:\n  data_files:\n    validation: {tmp / 'ops.jsonl'}\n")
+    return task
+
+
+@pytest.mark.slow
+def test_every_patch_target_moved_lm_eval_still_runs_with_one_warning(tmp_path, tiny_model):
+    proc, results = run_lm_eval(["run", "--model", "hf", "--model_args", f"pretrained={tiny_model}",
+                                 "--tasks", str(_builtin_task(tmp_path))], output=tmp_path / "out",
+                                env=_sim_env(QA_SIM_MOVE_TARGETS="1"))
+    assert results["results"]["arithmetic_1dc_local"]["acc,none"] in (0.0, 0.5, 1.0)
+    warnings = [line for line in proc.stderr.splitlines() if "lm-eval-qa-pack" in line]
+    assert len(warnings) == 1, warnings
+    assert "in lm-eval 0.4.13, lm_eval._cli.harness.HarnessCLI.execute takes (args, kwargs)" in warnings[0]
+    assert ">=0.4.13,<0.4.14" in warnings[0] and "Traceback" not in proc.stderr
+
+
+def _fake(**attrs):
+    return type("Fake", (), attrs)
+
+
+def _fn_model_name(model_name):
+    return model_name
+
+
+def _fn_renamed(name):
+    return name
+
+
+@pytest.mark.parametrize(("owner", "problem"), [
+    (_fake(get_model=staticmethod(_fn_model_name)), None),
+    (_fake(get_model=staticmethod(_fn_renamed)), "takes (name), without model_name"),
+    (_fake(), "is missing"),
+    (_fake(get_model=1), "is missing"),
+])
+def test_a_moved_target_is_left_untouched_with_one_warning(owner, problem, monkeypatch, caplog):
+    from qa_tasks import plugin
+
+    monkeypatch.setitem(plugin._HOOK, "off", False)
+    fits = plugin._fits(owner, "get_model", ("model_name",), "lm_eval.api.registry.get_model")
+    if problem is None:
+        assert fits is owner.get_model and not caplog.records
+        return
+    assert fits is None and plugin._HOOK["off"]
+    [record] = caplog.records
+    assert f"lm_eval.api.registry.get_model {problem}" in record.getMessage()
+    # from then on the hook patches nothing, silently
+    assert plugin._fits(_fake(get_model=staticmethod(_fn_model_name)), "get_model", ("model_name",), "x") is None
+    assert len(caplog.records) == 1
+
+
+def test_a_failing_patch_never_breaks_the_import(monkeypatch):
+    from qa_tasks import _startup, plugin
+
+    def broken(module):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(plugin, "patch_registry", broken)
+    with pytest.warns(UserWarning, match=r"could not hook lm_eval.api.registry \(RuntimeError: boom\)"):
+        _startup._patch("lm_eval.api.registry", object())
+
+
+def test_rollout_tasks_are_the_squad_strategies_and_their_group():
+    from qa_tasks.plugin import rollout_tasks
+
+    assert rollout_tasks() == {"squad_all_in_one", "squad_batch", "squad_sequential", "squad_collab",
+                               "squad_strategies"}
+
+
+class _Entry:
+    def __init__(self, kind):
+        self.kind = type("Kind", (), {"name": kind})
+
+
+@pytest.mark.parametrize(("tasks", "needed"), [
+    ("recipe_mpr,squad_v1,gsm8k_think", False),
+    (["recipe_mpr", "squad_sequential"], True),
+    (["squad_strategies"], True),
+    (["arithmetic_1dc"], False),          # a plain lm-eval task
+    (["mmlu"], True),                     # a group from elsewhere might hold a pack task
+    (["not_indexed"], True),
+    ([{"task": "my_yaml_task"}], True),   # a config dict from a YAML path
+])
+def test_the_rollout_layer_wraps_models_only_for_runs_that_need_it(tasks, needed):
+    from qa_tasks.plugin import _needs_rollout
+
+    manager = type("TM", (), {"task_index": {"arithmetic_1dc": _Entry("TASK"), "mmlu": _Entry("GROUP")}})()
+    assert _needs_rollout(tasks, manager) is needed
+
+
+def test_get_model_adds_the_layer_only_when_wanted():
+    from lm_eval.api import registry
+
+    from qa_tasks import plugin
+
+    wrapped = registry.get_model("dummy")  # also fills lm-eval's lazily filled registry
+    plain = registry.model_registry.get("dummy")
+    token = plugin._ROLLOUT_WANTED.set(False)
+    try:
+        assert registry.get_model("dummy") is plain
+    finally:
+        plugin._ROLLOUT_WANTED.reset(token)
+    assert wrapped is not plain and wrapped._rollout_base is plain
+
+
+@pytest.mark.parametrize(("model", "model_args", "tasks", "error"), [
+    ("hf", "pretrained=/no/such/dir", [], "pretrained=/no/such/dir: no such file or directory"),
+    ("hf", {"pretrained": "./missing"}, [], "pretrained=./missing: no such file"),
+    ("vllm", "pretrained=org/model,lora_local_path=/no/adapter", [], "lora_local_path=/no/adapter: no such file"),
+    ("hf", "pretrained=org/model", [], None),  # a Hub id, not a path
+    ("hf", f"pretrained={ROOT}", [], None),
+    ("vllm", "pretrained=org/m,data_parallel_size=2", ["squad_strategies"],
+     "data_parallel_size=2 with squad_sequential, squad_collab"),
+    ("vllm", "pretrained=org/m,data_parallel_size=2", ["squad_batch"], None),
+    ("vllm", "pretrained=org/m,tensor_parallel_size=2", ["squad_sequential"], None),
+    ("vllm", "pretrained=org/m,max_lora_rank=24", [], "max_lora_rank=24 is not a value vLLM accepts"),
+    ("vllm", "pretrained=org/m,max_lora_rank=32", [], None),
+])
+def test_model_args_checks(model, model_args, tasks, error, monkeypatch):
+    import importlib.util
+
+    from qa_tasks.plugin import check_model_args
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())  # every backend installed
+    if error is None:
+        check_model_args(model, model_args, tasks)
+    else:
+        with pytest.raises(QAPackError, match=re.escape(error)):
+            check_model_args(model, model_args, tasks)
+
+
+@pytest.mark.parametrize(("message", "expected"), [
+    ("Tasks not found: squad_sequentail", "unknown task 'squad_sequentail' (did you mean squad_sequential?)"),
+    ("Tasks not found: recipe_mpr_gne, hellaswag", "unknown task 'recipe_mpr_gne' (did you mean recipe_mpr_gen?)"),
+    ("Tasks not found: hellaswagg", None),  # not close to a pack task: lm-eval's own error stands
+    ("Tasks not found: recipe_mpr", "recipe_mpr is a task of lm-eval-qa-pack, but lm-eval did not index"),
+    ("some other ValueError", None),
+])
+def test_misspelled_pack_task_suggestion(message, expected):
+    from qa_tasks.plugin import _suggest_pack_task
+
+    hint = _suggest_pack_task(ValueError(message))
+    assert (hint is None) if expected is None else expected in str(hint)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("args", "hide", "line"), [
+    (["--model", "vllm", "--model_args", "pretrained=TINY", "--tasks", "recipe_mpr"], "",
+     "error: --model vllm needs vllm, which is not installed: pip install 'lm-eval-qa-pack[vllm]'"),
+    (["--model", "local-chat-completions", "--model_args", "model=m,base_url=http://127.0.0.1:9/v1/chat/completions",
+      "--tasks", "recipe_mpr_gen"], "aiohttp",
+     "error: --model local-chat-completions needs aiohttp, which is not installed: pip install 'lm-eval-qa-pack[api]'"),
+    (["--model", "hf", "--model_args", "pretrained=/no/such/dir", "--tasks", "recipe_mpr"], "",
+     "error: pretrained=/no/such/dir: no such file or directory"),
+    (["--model", "hf", "--model_args", "pretrained=TINY", "--tasks", "squad_sequentail"], "",
+     "error: unknown task 'squad_sequentail' (did you mean squad_sequential?)"),
+], ids=["vllm-missing", "api-missing", "no-such-model-dir", "misspelled-task"])
+def test_first_mistakes_are_one_line_errors_with_exit_2(args, hide, line, tiny_model):
+    args = [a.replace("TINY", str(tiny_model)) for a in args]
+    proc, _ = run_lm_eval(["run", *args, "--limit", "2"], env=_sim_env(QA_SIM_HIDE=hide), check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(line), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
