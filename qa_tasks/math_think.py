@@ -257,8 +257,9 @@ def summarize(rows: Iterable[dict[str, float]]) -> dict[str, float]:
     return {key: (sums[key] if key in COUNT_METRICS else sums[key] / counts[key]) for key in METRICS if key in sums}
 
 
-def preflight(task_name: str) -> None:
-    """Load and validate the data of a task (and the grading bound) before any model loads."""
+def preflight(task_name: str, metadata: dict | None = None) -> None:
+    """Load and validate the data of a task (and the grading bound) before any model loads.
+    ``metadata`` (the run's ``--metadata``) is accepted for a uniform signature; no option is read."""
     source = source_of(task_name)
     if source is not None:
         import importlib.util

@@ -113,15 +113,16 @@ def rollout_tasks() -> frozenset[str]:
     return frozenset(found)
 
 
-def preflight(tasks) -> None:
-    """Load and validate the data of every pack task in ``tasks`` (names; other entries ignored)."""
+def preflight(tasks, metadata: dict | None = None) -> None:
+    """Load and validate the data of every pack task in ``tasks`` (names; other entries ignored) and,
+    given the run's ``--metadata`` (None: not known), the options the tasks read from it."""
     if isinstance(tasks, str):
         tasks = tasks.split(",")
     known = pack_tasks()
     for name in tasks or []:
         family = known.get(name) if isinstance(name, str) else None
         if family in FAMILY_MODULES:
-            importlib.import_module(FAMILY_MODULES[family]).preflight(name)
+            importlib.import_module(FAMILY_MODULES[family]).preflight(name, metadata=metadata)
 
 
 def _task_names(tasks) -> list:
@@ -285,7 +286,8 @@ def patch_evaluator(module) -> None:
         given = signature.bind_partial(*args, **kwargs).arguments
         tasks = given.get("tasks") or []
         check_model_args(given.get("model"), given.get("model_args"), tasks)
-        preflight(tasks)
+        # on the CLI the task manager holds model_args | --metadata, what the tasks will read
+        preflight(tasks, getattr(given.get("task_manager"), "metadata", None) or given.get("metadata") or {})
         token = _ROLLOUT_WANTED.set(_needs_rollout(tasks, given.get("task_manager")))
         try:
             return original(*args, **kwargs)

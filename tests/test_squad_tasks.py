@@ -7,14 +7,13 @@ in the wrong format with a failing planner. Tiny-model runs: the hf backend on C
 
 from __future__ import annotations
 
-import inspect
 import json
 import subprocess
 import sys
 
 import pytest
 
-from qa_tasks import plugin, rollout, squad
+from qa_tasks import rollout, squad
 from qa_tasks import squad_metrics as m
 from qa_tasks.errors import QAPackError
 from tests.conftest import DATA_DIR, ROOT, lm_eval_env, read_samples, run_lm_eval
@@ -272,8 +271,6 @@ def test_null_answer_text_is_a_data_error_naming_the_record(tmp_path):
 def test_options_that_leave_no_passage_name_the_option(tmp_path):
     error, model_created = _stopped_run(tmp_path, "squad_all_in_one", {"min_questions": 100, "max_questions": 0})
     assert "min_questions=100" in error and "--metadata" in error
-    if "metadata" not in inspect.signature(plugin.preflight).parameters:
-        pytest.xfail("stops after the model loads until qa_tasks.plugin passes --metadata to the preflight")
     assert not model_created
 
 
