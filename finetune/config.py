@@ -156,8 +156,20 @@ class SftParser:
 
 
 def parse_config(argv: list[str] | None = None):
-    """(TaskArguments, LoraArguments, SFTConfig) from ``argv`` (default: sys.argv[1:])."""
-    return SftParser().parse(sys.argv[1:] if argv is None else argv)
+    """(TaskArguments, LoraArguments, SFTConfig) from ``argv`` (default: sys.argv[1:]); ``--help`` prints the
+    pack's own options and exits, ``--help-all`` every option."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--help-all" in argv:
+        SftParser().parser.print_help()
+        raise SystemExit(0)
+    if "-h" in argv or "--help" in argv:
+        from finetune.cli_help import short_help
+
+        print(short_help("python -m finetune.sft", "Fine-tune a LoRA / QLoRA adapter with TRL's SFTTrainer.",
+                         (("task, data and evaluation during training", TaskArguments),
+                          ("adapter (LoRA / QLoRA)", LoraArguments))))
+        raise SystemExit(0)
+    return SftParser().parse(argv)
 
 
 def _model_config(name: str):
@@ -202,6 +214,35 @@ def _unmatched_targets(targets: list[str], names: list[str]) -> list[str]:
     return [t for t in targets if not _matches(t, names)]
 
 
+def _finished(out: Path) -> bool:
+    """A manifest says the run is done unless it says a signal stopped it."""
+    import json
+
+    path = out / "manifest.json"
+    if not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("status") != "interrupted"
+    except (OSError, ValueError):
+        return True
+
+
+def _check_training_options(sft) -> None:
+    """What TrainingArguments accepts but fails (or silently does nothing) once the model is loaded."""
+    if not sft.learning_rate > 0:
+        raise QAPackError(f"learning_rate={sft.learning_rate} must be > 0 (LoRA runs use 1e-5..2e-4, e.g. 1e-4)")
+    if sft.max_steps <= 0 and not sft.num_train_epochs > 0:
+        raise QAPackError(f"max_steps={sft.max_steps} and num_train_epochs={sft.num_train_epochs} train 0 steps; "
+                          "set max_steps > 0 or num_train_epochs > 0")
+    for name in ("per_device_train_batch_size", "gradient_accumulation_steps"):
+        if getattr(sft, name) <= 0:
+            raise QAPackError(f"{name}={getattr(sft, name)} must be > 0")
+    if sft.save_steps is not None and sft.save_steps <= 0:
+        raise QAPackError(f"save_steps={sft.save_steps} must be > 0")
+    if sft.max_length is not None and sft.max_length <= 0:
+        raise QAPackError(f"max_length={sft.max_length} must be > 0 (or null for no truncation)")
+
+
 def _check_output_dir(task: TaskArguments, sft) -> None:
     out = Path(sft.output_dir)
     if out.exists() and not out.is_dir():
@@ -211,7 +252,7 @@ def _check_output_dir(task: TaskArguments, sft) -> None:
         if not has_run:
             raise QAPackError(f"--resume: output_dir={out} holds no run to continue ({RUN_FILE} missing); "
                               "drop --resume to start a new run")
-        if (out / "manifest.json").is_file():
+        if _finished(out):
             raise QAPackError(f"--resume: the run in {out} already finished (manifest.json present); "
                               "choose a new output_dir")
     elif out.is_dir() and any(out.iterdir()):
@@ -252,6 +293,7 @@ def validate(task: TaskArguments, lora: LoraArguments, sft) -> object:
             raise QAPackError(f"eval_limit={task.eval_limit} must be > 0")
         if sft.eval_steps is not None and sft.eval_steps <= 0:
             raise QAPackError(f"eval_steps={sft.eval_steps} must be > 0")
+    _check_training_options(sft)
     _check_output_dir(task, sft)
     config = _model_config(task.model_name_or_path)
     names, linear, embeddings = _module_layout(config)

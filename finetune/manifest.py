@@ -1,6 +1,7 @@
 """The run manifest and atomic file writes.
 
-``OUT/manifest.json`` (written last, so its presence means the run finished) records the base model,
+``OUT/manifest.json`` (written last; ``"status"`` is ``complete``, or ``interrupted`` when a signal stopped
+the run, which ``--resume`` then continues) records the base model,
 the training data (source, split, fold, n_examples, sha256), the method, hyper-parameters, package
 versions, final training metrics and the evaluations run during training.
 """
@@ -62,8 +63,10 @@ def hyperparameters(task, lora, sft, world_size: int = 1) -> dict:
     return out
 
 
-def build_manifest(task, lora, sft, data, metrics: dict, evals: list[dict], world_size: int = 1) -> dict:
+def build_manifest(task, lora, sft, data, metrics: dict, evals: list[dict], world_size: int = 1,
+                   status: str = "complete") -> dict:
     return {
+        "status": status,
         "base_model": task.model_name_or_path,
         "task": task.task,
         "data": data.manifest(),
