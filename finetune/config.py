@@ -152,6 +152,8 @@ class SftParser:
             task, lora, sft = self.parser.parse_args_into_dataclasses(args=argv)
         except (ValueError, TypeError) as e:  # SFTConfig/TrainingArguments __post_init__ checks
             raise QAPackError(f"bad training option: {str(e).splitlines()[0]}") from None
+        if isinstance(sft.report_to, list):  # `--report_to tensorboard,wandb` names two loggers
+            sft.report_to = [name.strip() for item in sft.report_to for name in item.split(",") if name.strip()]
         return task, lora, sft
 
 

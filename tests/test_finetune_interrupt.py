@@ -37,7 +37,7 @@ def _env(tmp: Path) -> dict:
 def reference(tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("ref")
     out = root / "run"
-    proc = subprocess.run(_cmd(tiny_model, out, "--report_to", "tensorboard", "wandb"), capture_output=True,
+    proc = subprocess.run(_cmd(tiny_model, out, "--report_to", "tensorboard,wandb"), capture_output=True,
                           text=True, env=_env(root), cwd=ROOT, timeout=900, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {"out": out, "root": root, "stderr": proc.stderr}
