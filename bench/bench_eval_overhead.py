@@ -4,14 +4,17 @@ time spent inside the model's generate_until / loglikelihood calls (results: ben
     HF_HUB_OFFLINE=1 QA_PACK_DATA_DIR=../shared/data python bench/bench_eval_overhead.py --repeats 5
 
 before: lm-eval's full task index per evaluation (``TaskManager()``, what simple_evaluate builds when it
-        is given none); after: the pack-only index of ``qa_tasks.task_index``. Each measurement is a fresh
-        process (so "after" includes building its index once), tiny model + LoRA adapter, recipe_mpr_gen_fold0,
-        --eval_limit 5; the two are interleaved ABAB; median and range over the repeats.
+        is given none) and its environment report per evaluation; after: the pack-only index of
+        ``qa_tasks.task_index`` and the environment report, both built once per process. Each measurement
+        is a fresh process running two evaluations: "first" (a training run's first evaluation, paying the
+        once-per-process costs) and "next" (every later one). Tiny model + LoRA adapter,
+        recipe_mpr_gen_fold0, --eval_limit 5; before and after interleaved ABAB; median and range.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -30,6 +33,7 @@ def child(mode: str, model: str, out: str) -> None:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from finetune import eval_callback
     from finetune.eval_callback import evaluate_lm, make_lm
     from qa_tasks import task_index
 
@@ -37,6 +41,7 @@ def child(mode: str, model: str, out: str) -> None:
         from lm_eval.tasks import TaskManager
 
         task_index.task_manager = lambda tasks: TaskManager()
+        eval_callback._env_info_once = contextlib.nullcontext
     base = AutoModelForCausalLM.from_pretrained(model)
     peft = get_peft_model(base, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear")).eval()
     lm = make_lm(peft, AutoTokenizer.from_pretrained(model), batch_size=8)
@@ -52,11 +57,15 @@ def child(mode: str, model: str, out: str) -> None:
                 inside[0] += time.perf_counter() - started
 
         setattr(lm, name, timed)
-    started = time.perf_counter()
-    with torch.no_grad():
-        evaluate_lm(lm, [TASK], Path(out), f"pretrained={model},peft=none", limit=5, gen_kwargs="max_gen_toks=16")
-    wall = time.perf_counter() - started
-    print("RESULT", json.dumps({"wall_s": wall, "model_s": inside[0], "overhead_s": wall - inside[0]}))
+    result = {}
+    for which in ("first", "next"):  # a training run's first evaluation, and each one after it
+        inside[0], started = 0.0, time.perf_counter()
+        with torch.no_grad():
+            evaluate_lm(lm, [TASK], Path(out) / which, f"pretrained={model},peft=none", limit=5,
+                        gen_kwargs="max_gen_toks=16")
+        wall = time.perf_counter() - started
+        result.update({f"{which}_wall_s": wall, f"{which}_model_s": inside[0], f"{which}_overhead_s": wall - inside[0]})
+    print("RESULT", json.dumps(result))
 
 
 def _measure(mode: str, model: Path, work: Path, i: int) -> dict:
@@ -93,7 +102,7 @@ def main() -> None:
                 print(mode, i, runs[mode][-1], flush=True)
     summary = {}
     for mode, rows in runs.items():
-        for key in ("overhead_s", "model_s", "wall_s"):
+        for key in [f"{which}_{k}" for which in ("first", "next") for k in ("overhead_s", "model_s", "wall_s")]:
             values = [r[key] for r in rows]
             summary[f"{mode}_{key}"] = {"median": round(statistics.median(values), 3),
                                         "min": round(min(values), 3), "max": round(max(values), 3)}

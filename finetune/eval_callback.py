@@ -12,6 +12,8 @@ rollout layer), which is also how a 4-bit base + adapter is evaluated: lm-eval's
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import shutil
 import time
@@ -68,6 +70,29 @@ def make_lm(model, tokenizer, batch_size: int = 8):
     return with_rollout(HFLM)(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
 
 
+@functools.lru_cache(maxsize=1)
+def _env_info() -> dict:
+    from lm_eval.loggers.utils import add_env_info
+
+    info: dict = {}
+    add_env_info(info)
+    return info
+
+
+@contextlib.contextmanager
+def _env_info_once():
+    """lm-eval gathers the same environment report (torch's collect_env: `pip list` and other
+    subprocesses, ~0.6 s) for every evaluation; a training process gathers it once and reuses it."""
+    from lm_eval import evaluator
+
+    original = evaluator.add_env_info
+    evaluator.add_env_info = lambda storage: storage.update(_env_info())
+    try:
+        yield
+    finally:
+        evaluator.add_env_info = original
+
+
 def evaluate_lm(lm, tasks: list[str], out: Path, model_args: str, limit: float | None = None,
                 gen_kwargs: str | None = None) -> dict:
     """Run ``tasks`` on ``lm`` and write lm-eval's output files into ``out`` (atomically); returns results."""
@@ -81,9 +106,10 @@ def evaluate_lm(lm, tasks: list[str], out: Path, model_args: str, limit: float |
     tmp.mkdir(parents=True)
     tracker = EvaluationTracker(output_path=str(tmp / "results.json"))
     try:
-        results = simple_evaluate(model=lm, model_args=model_args, tasks=tasks, limit=limit, log_samples=True,
-                                  evaluation_tracker=tracker, gen_kwargs=gen_kwargs,
-                                  task_manager=task_manager(tasks))
+        with _env_info_once():
+            results = simple_evaluate(model=lm, model_args=model_args, tasks=tasks, limit=limit,
+                                      log_samples=True, evaluation_tracker=tracker, gen_kwargs=gen_kwargs,
+                                      task_manager=task_manager(tasks))
     except BaseException:  # an interrupted or failed evaluation leaves no partial folder behind
         shutil.rmtree(tmp, ignore_errors=True)
         raise
