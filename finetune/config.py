@@ -1,6 +1,6 @@
 """Typed, documented configuration of ``python -m finetune.sft`` and one parser over all of it.
 
-Three dataclasses are parsed together (TRL's ``TrlParser`` pattern): :class:`TaskArguments` (model,
+Three dataclasses are parsed together by TRL's ``TrlParser``: :class:`TaskArguments` (model,
 training data, evaluation during training), :class:`LoraArguments` (LoRA / QLoRA) and TRL's own
 ``SFTConfig`` (learning rate, epochs, batch size, ``report_to`` ...). Every field works as a key of the
 ``--config`` YAML file and as a ``--field value`` flag; flags win over the file.
@@ -11,7 +11,6 @@ and refuses to start on CPU otherwise).
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,51 +104,48 @@ def cpu_defaults() -> dict:
 
 
 class SftParser:
-    """``--config FILE.yaml`` plus ``--field value`` flags over the three dataclasses; errors are one line."""
+    """TRL's ``TrlParser`` over the three dataclasses: ``--config FILE.yaml`` (with its ``env:`` mapping) reads
+    as it does for ``trl sft``, ``--field value`` flags win over the file; mistakes are one line."""
 
     def __init__(self):
-        from transformers import HfArgumentParser
-        from trl import SFTConfig
+        from trl import SFTConfig, TrlParser
 
-        class _Parser(HfArgumentParser):
+        class _Parser(TrlParser):
             def error(self, message):  # argparse prints usage + message; one line is enough here
                 raise QAPackError(f"{message}; run `python -m finetune.sft --help` for the options")
 
         self.parser = _Parser((TaskArguments, LoraArguments, SFTConfig), prog="python -m finetune.sft")
 
-    def parse(self, argv: list[str]) -> tuple[TaskArguments, LoraArguments, object]:
+    def _check_config_file(self, argv: list[str]) -> None:
+        """What TrlParser would report as a traceback, said in one line first."""
         import yaml
 
-        argv = list(argv)
-        defaults = dict(cpu_defaults())
-        if "--config" in argv:
-            i = argv.index("--config")
-            if i + 1 >= len(argv):
-                raise QAPackError("--config needs a YAML file path")
-            path = Path(argv[i + 1])
-            del argv[i:i + 2]
-            try:
-                loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except OSError as e:
-                raise QAPackError(f"cannot read config {path}: {e.strerror}; check the path") from None
-            except yaml.YAMLError as e:
-                raise QAPackError(f"config {path} is not valid YAML ({str(e).splitlines()[0]})") from None
-            if not isinstance(loaded, dict):
-                raise QAPackError(f"config {path} must be a YAML mapping of field: value")
-            for key, value in (loaded.pop("env", None) or {}).items():
-                os.environ.setdefault(str(key), str(value))
-            known = {a.dest for a in self.parser._actions}
-            unknown = sorted(set(loaded) - known)
-            if unknown:
-                raise QAPackError(f"config {path}: unknown field(s) {', '.join(unknown)}; "
-                                  "see `python -m finetune.sft --help`")
-            defaults.update(loaded)
-        for action in self.parser._actions:
-            if action.dest in defaults:
-                action.default = defaults[action.dest]
-                action.required = False
+        i = argv.index("--config")
+        if i + 1 >= len(argv):
+            raise QAPackError("--config needs a YAML file path")
+        path = Path(argv[i + 1])
         try:
-            task, lora, sft = self.parser.parse_args_into_dataclasses(args=argv)
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise QAPackError(f"cannot read config {path}: {e.strerror}; check the path") from None
+        except yaml.YAMLError as e:
+            raise QAPackError(f"config {path} is not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(loaded, dict):
+            raise QAPackError(f"config {path} must be a YAML mapping of field: value")
+        if not isinstance(loaded.pop("env", None) or {}, dict):
+            raise QAPackError(f"config {path}: `env` must be a mapping of variable: value")
+        unknown = sorted(set(loaded) - {a.dest for a in self.parser._actions})
+        if unknown:
+            raise QAPackError(f"config {path}: unknown field(s) {', '.join(unknown)}; "
+                              "see `python -m finetune.sft --help-all`")
+
+    def parse(self, argv: list[str]) -> tuple[TaskArguments, LoraArguments, object]:
+        argv = list(argv)
+        if "--config" in argv:
+            self._check_config_file(argv)
+        self.parser.set_defaults_with_config(**cpu_defaults())  # the config file and flags still win
+        try:
+            task, lora, sft = self.parser.parse_args_and_config(argv)
         except (ValueError, TypeError) as e:  # SFTConfig/TrainingArguments __post_init__ checks
             raise QAPackError(f"bad training option: {str(e).splitlines()[0]}") from None
         if isinstance(sft.report_to, list):  # `--report_to tensorboard,wandb` names two loggers

@@ -317,7 +317,9 @@ def _train(task, lora, sft, data, eval_tasks, out: Path, interrupt: _Interrupt, 
         tokenizer.pad_token = tokenizer.eos_token
     model = load_base_model(task, lora)
     model_bytes = model.get_memory_footprint()  # 4-bit vs full-precision base, before the adapter
-    callbacks = [interrupt.callback()]
+    from finetune.loggers import record_callback
+
+    callbacks = [interrupt.callback(), record_callback(out)]
     evaluator = None
     if eval_tasks:
         evaluator = EvalDuringTraining(eval_tasks, task.model_name_or_path, tokenizer,
@@ -326,6 +328,7 @@ def _train(task, lora, sft, data, eval_tasks, out: Path, interrupt: _Interrupt, 
         callbacks.append(evaluator)
     trainer = SFTTrainer(model=model, args=sft, train_dataset=datasets.Dataset.from_list(data.rows),
                          processing_class=tokenizer, peft_config=lora_config(lora), callbacks=callbacks)
+    callbacks[1].trainer = trainer  # records where the loggers write, for finetune.watch
     if evaluator is not None:
         evaluator.trainer = trainer  # its scores go through the trainer's loggers (report_to)
     # --- the place to warn about adapters vLLM cannot serve (finetune.vllm_compat) ---

@@ -126,3 +126,23 @@ def test_wandb_offline_run_holds_eval_scores(reference):
 
 def test_no_bitsandbytes_noise_at_start(reference):
     assert "kernels" not in reference["stderr"]
+
+
+def test_watch_logs_through_the_runs_loggers(reference, tmp_path):
+    import shutil
+
+    loggers = json.loads((reference["out"] / "loggers.json").read_text())
+    assert loggers["report_to"] == ["tensorboard", "wandb"] and loggers["wandb_run_id"]
+    (events,) = {p.parent for p in reference["out"].glob("runs/*/events.out.tfevents.*")}
+    assert Path(loggers["tensorboard_logging_dir"]) == events.resolve()
+    run = tmp_path / "run"
+    shutil.copytree(reference["out"], run, ignore=shutil.ignore_patterns("eval", "runs"))
+    (run / "loggers.json").write_text(json.dumps({"report_to": ["tensorboard"],
+                                                  "tensorboard_logging_dir": str(run / "runs" / "tb")}))
+    proc = subprocess.run([sys.executable, "-m", "finetune.watch", str(run), "--tasks", TASK, "--limit", "3",
+                           "--once", "--gen_kwargs", "max_gen_toks=4"], check=False, capture_output=True, text=True,
+                          env=lm_eval_env(), cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "logged to TensorBoardCallback" in proc.stdout
+    scalars = _scalars(run)
+    assert sorted(scalars[f"eval/{TASK}/acc"]) == [2, 4] and set(scalars[f"eval/{TASK}/n"].values()) == {3}
