@@ -21,7 +21,6 @@ continues from that checkpoint.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import signal
@@ -32,10 +31,6 @@ from finetune.config import RUN_FILE, parse_config, validate
 from finetune.data import build_training_data
 from finetune.manifest import build_manifest, write_json_atomic
 from qa_tasks.errors import QAPackError
-
-# bitsandbytes' CPU backend logs a warning at import when the optional `kernels` package is absent; its own
-# fallback is what runs, so the line only alarms
-logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 __all__ = [
     "EXIT_INTERRUPTED",
@@ -298,7 +293,7 @@ def _run(argv: list[str] | None, interrupt: _Interrupt) -> int:
         write_json_atomic(out / RUN_FILE, {"identity": identity, "argv": list(argv or sys.argv[1:])})
     try:
         return _train(task, lora, sft, data, eval_tasks, out, interrupt, datasets)
-    except Exception:
+    except BaseException:  # an error, or a signal while the model loads
         if sft.process_index == 0 and not task.resume and last_checkpoint(out) is None:
             shutil.rmtree(out, ignore_errors=True)  # a failed start leaves the folder free for the next try
         raise

@@ -20,8 +20,8 @@ pytestmark = pytest.mark.slow
 
 TASK = "recipe_mpr_gen_fold0"
 # the evaluation must run long enough to be interrupted in the middle
-ARGS = ["--max_steps", "4", "--save_steps", "2", "--eval_steps", "2", "--eval_tasks", TASK, "--eval_limit", "60",
-        "--eval_gen_kwargs", "max_gen_toks=48", "--eval_batch_size", "1"]
+ARGS = ["--max_steps", "4", "--save_steps", "2", "--eval_steps", "2", "--eval_tasks", TASK, "--eval_limit", "30",
+        "--eval_gen_kwargs", "max_gen_toks=32", "--eval_batch_size", "1"]
 
 
 def _cmd(model: Path, out: Path, *extra: str) -> list[str]:
@@ -114,7 +114,7 @@ def test_tensorboard_holds_eval_scores_beside_train_loss(reference):
     assert sorted(scalars[f"eval/{TASK}/invalid_rate"]) == [2, 4]
     results = json.loads(next((reference["out"] / "eval" / "step-4").glob("results_*.json")).read_text())
     assert scalars[f"eval/{TASK}/acc"][4] == pytest.approx(results["results"][TASK]["acc,none"])
-    assert scalars[f"eval/{TASK}/n"][4] == 60
+    assert scalars[f"eval/{TASK}/n"][4] == 30
 
 
 def test_wandb_offline_run_holds_eval_scores(reference):
