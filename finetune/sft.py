@@ -161,8 +161,11 @@ class _Interrupt:
         if not first or self.phase in ("start", "eval"):
             raise Interrupted(signum)
         if self.phase == "train":
-            signal.signal(signal.SIGALRM, self._grace_over)
-            signal.setitimer(signal.ITIMER_REAL, self.GRACE_S)
+            self._arm()
+
+    def _arm(self) -> None:
+        signal.signal(signal.SIGALRM, self._grace_over)
+        signal.setitimer(signal.ITIMER_REAL, self.GRACE_S)
 
     def _grace_over(self, signum, frame):
         if self.phase == "train":
@@ -172,8 +175,10 @@ class _Interrupt:
         if phase != "train":
             signal.setitimer(signal.ITIMER_REAL, 0)
         self.phase = phase
-        if phase == "eval" and self.signum is not None:
+        if self.signum is not None and phase == "eval":
             raise Interrupted(self.signum)
+        if self.signum is not None and phase == "train":  # the signal came between steps: one more, then save
+            self._arm()
 
     def callback(self):
         from transformers import TrainerCallback

@@ -171,3 +171,14 @@ def test_parse_errors_are_qapackerrors(tmp_path):
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     with pytest.raises(QAPackError, match="must be a YAML mapping"):
         parse_config(["--config", str(tmp_path / "list.yaml")])
+
+
+@pytest.mark.parametrize("history, resumed, session_loss, step, expected", [
+    ([], 0, 2.0, 4, 2.0),  # not resumed: the trainer's own mean
+    ([{"step": 1, "loss": 4.0}, {"step": 2, "loss": 2.0}], 2, 1.0, 4, (4 + 2 + 1 + 1) / 4),
+    ([{"step": 2, "loss": 3.0}, {"step": 3, "loss": 9.0}], 2, 1.0, 3, (3 * 2 + 1) / 3),  # step 3 is this session's
+    ([{"step": 5, "loss": 2.0}, {"step": 6, "loss": 1.0, "eval_x/acc": 0.5}], 6, 0.0, 6, (2 * 5 + 1) / 6),
+], ids=["fresh", "every-step-logged", "later-logs-ignored", "logged-at-save-only"])
+def test_whole_run_loss(history, resumed, session_loss, step, expected):
+    history = [dict(e) for e in history] + [{"step": 4, "eval_x/acc": 1.0}]  # eval entries carry no loss
+    assert sft.whole_run_loss(history, resumed, session_loss, step) == pytest.approx(expected)
