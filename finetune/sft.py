@@ -76,11 +76,15 @@ def load_base_model(task, lora):
 
 
 def lora_config(lora):
-    from peft import LoraConfig
+    """The peft LoraConfig, built by TRL's own ``get_peft_config`` as ``trl sft`` builds it."""
+    from trl import ModelConfig, get_peft_config
 
-    return LoraConfig(r=lora.lora_r, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout,
-                      target_modules=lora.target_modules(), modules_to_save=lora.modules_to_save(), bias="none",
-                      task_type="CAUSAL_LM")
+    model_config = ModelConfig(use_peft=True, lora_r=lora.lora_r, lora_alpha=lora.lora_alpha,
+                               lora_dropout=lora.lora_dropout, lora_modules_to_save=lora.modules_to_save(),
+                               lora_task_type="CAUSAL_LM")
+    # set after __post_init__, which turns a one-name list into a string that peft reads as a regex
+    model_config.lora_target_modules = lora.target_modules()
+    return get_peft_config(model_config)
 
 
 def prepare_config(sft, data) -> None:

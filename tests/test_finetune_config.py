@@ -182,3 +182,14 @@ def test_parse_errors_are_qapackerrors(tmp_path):
 def test_whole_run_loss(history, resumed, session_loss, step, expected):
     history = [dict(e) for e in history] + [{"step": 4, "eval_x/acc": 1.0}]  # eval entries carry no loss
     assert sft.whole_run_loss(history, resumed, session_loss, step) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("targets, expected", [
+    ("all-linear", "all-linear"), ("q_proj", {"q_proj"}), ("q_proj, v_proj", {"q_proj", "v_proj"}),
+], ids=["all-linear", "one-name", "two-names"])
+def test_lora_config_through_trl(targets, expected):
+    from finetune.config import LoraArguments
+
+    config = sft.lora_config(LoraArguments(lora_r=8, lora_alpha=16, lora_target_modules=targets))
+    assert (config.r, config.lora_alpha, config.lora_dropout, config.bias) == (8, 16, 0.05, "none")
+    assert config.target_modules == expected and config.task_type == "CAUSAL_LM"
