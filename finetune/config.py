@@ -212,19 +212,6 @@ def _unmatched_targets(targets: list[str], names: list[str]) -> list[str]:
     return [t for t in targets if not _matches(t, names)]
 
 
-def _finished(out: Path) -> bool:
-    """A manifest says the run is done unless it says a signal stopped it."""
-    import json
-
-    path = out / "manifest.json"
-    if not path.is_file():
-        return False
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("status") != "interrupted"
-    except (OSError, ValueError):
-        return True
-
-
 def _check_training_options(sft) -> None:
     """What TrainingArguments accepts but fails (or silently does nothing) once the model is loaded."""
     if not sft.learning_rate > 0:
@@ -250,7 +237,9 @@ def _check_output_dir(task: TaskArguments, sft) -> None:
         if not has_run:
             raise QAPackError(f"--resume: output_dir={out} holds no run to continue ({RUN_FILE} missing); "
                               "drop --resume to start a new run")
-        if _finished(out):
+        from finetune.manifest import run_finished
+
+        if run_finished(out):
             raise QAPackError(f"--resume: the run in {out} already finished (manifest.json present); "
                               "choose a new output_dir")
     elif out.is_dir() and any(out.iterdir()):

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["PACKAGES", "build_manifest", "hyperparameters", "package_versions", "write_json_atomic"]
+__all__ = ["PACKAGES", "build_manifest", "hyperparameters", "package_versions", "run_finished", "write_json_atomic"]
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "datasets", "lm_eval",
             "lm-eval-qa-pack")
@@ -32,6 +32,17 @@ def write_json_atomic(path: str | os.PathLike, obj) -> Path:
         tmp.write("\n")
     os.replace(tmp.name, path)
     return path
+
+
+def run_finished(output_dir: str | os.PathLike) -> bool:
+    """True when OUT/manifest.json says the run is done (not when a signal stopped it)."""
+    path = Path(output_dir) / "manifest.json"
+    if not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("status") != "interrupted"
+    except (OSError, ValueError):
+        return True
 
 
 def package_versions() -> dict[str, str]:

@@ -8,7 +8,7 @@ adapter is evaluated with lm-eval and written to ``RUN/eval/step-<step>/`` in lm
 the same place evaluation during training writes, and the scores are logged as ``eval/<task>/<metric>``
 at the checkpoint's step through the run's own loggers (its ``report_to``: TensorBoard folder, W&B run).
 Without ``--once`` it polls until the run's
-manifest.json appears and every checkpoint is evaluated.
+manifest.json says it finished (not ``interrupted``) and every checkpoint is evaluated.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ def watch(run: Path, tasks: list[str], model: str | None = None, limit: float | 
           poll: float = 30.0, timeout: float | None = None, log=print) -> list[Path]:
     from finetune.eval_callback import evaluate_lm, load_adapter_model, logged_metrics, make_lm, step_dir
     from finetune.loggers import log_to_run
+    from finetune.manifest import run_finished
 
     if not run.is_dir():
         raise QAPackError(f"{run} is not a folder; give the output_dir of python -m finetune.sft")
@@ -67,7 +68,7 @@ def watch(run: Path, tasks: list[str], model: str | None = None, limit: float | 
             loggers = log_to_run(run, ckpt, _step(ckpt), logged_metrics(results))
             log(f"[watch] {ckpt.name} -> {out}" + (f" (logged to {', '.join(loggers)})" if loggers else ""))
             written.append(out)
-        finished = (run / "manifest.json").is_file()
+        finished = run_finished(run)  # an interrupted run may be resumed: keep watching
         if once or (finished and not pending_checkpoints(run)):
             return written
         if timeout is not None and time.time() - started > timeout:

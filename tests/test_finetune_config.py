@@ -193,3 +193,16 @@ def test_lora_config_through_trl(targets, expected):
     config = sft.lora_config(LoraArguments(lora_r=8, lora_alpha=16, lora_target_modules=targets))
     assert (config.r, config.lora_alpha, config.lora_dropout, config.bias) == (8, 16, 0.05, "none")
     assert config.target_modules == expected and config.task_type == "CAUSAL_LM"
+
+
+@pytest.mark.parametrize("status, words", [
+    ("complete", "already finished (manifest.json present)"),
+    ("interrupted", "holds a run with different"),  # resumable: it gets as far as comparing the configs
+])
+def test_resume_after_a_finished_or_interrupted_run(status, words, tiny_model, tmp_path, capsys, no_model_load):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run_config.json").write_text(json.dumps({"identity": {"base_model": "another"}}))
+    (out / "manifest.json").write_text(json.dumps({"status": status}))
+    assert sft.main(_bad(tiny_model, tmp_path, resume="true")) == 2
+    assert words in capsys.readouterr().err
