@@ -137,12 +137,14 @@ def test_watch_logs_through_the_runs_loggers(reference, tmp_path):
     assert Path(loggers["tensorboard_logging_dir"]) == events.resolve()
     run = tmp_path / "run"
     shutil.copytree(reference["out"], run, ignore=shutil.ignore_patterns("eval", "runs"))
-    (run / "loggers.json").write_text(json.dumps({"report_to": ["tensorboard"],
+    (run / "loggers.json").write_text(json.dumps({"report_to": ["tensorboard", "wandb"], "wandb_run_id": "watch01",
                                                   "tensorboard_logging_dir": str(run / "runs" / "tb")}))
     proc = subprocess.run([sys.executable, "-m", "finetune.watch", str(run), "--tasks", TASK, "--limit", "3",
                            "--once", "--gen_kwargs", "max_gen_toks=4"], check=False, capture_output=True, text=True,
-                          env=lm_eval_env(), cwd=ROOT, timeout=600)
+                          env=_env(tmp_path), cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "logged to TensorBoardCallback" in proc.stdout
+    assert "logged to TensorBoardCallback, WandbCallback" in proc.stdout
     scalars = _scalars(run)
     assert sorted(scalars[f"eval/{TASK}/acc"]) == [2, 4] and set(scalars[f"eval/{TASK}/n"].values()) == {3}
+    records = list(tmp_path.glob("wandb/offline-run-*-watch01/run-watch01.wandb"))  # the recorded W&B run
+    assert records and all(f"eval/{TASK}/acc".encode() in r.read_bytes() for r in records)
