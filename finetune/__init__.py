@@ -5,3 +5,9 @@
 """
 
 __all__: list[str] = []
+
+import logging as _logging
+
+# bitsandbytes' CPU backend logs a warning at import when the optional `kernels` package is absent; its own
+# fallback is what runs, so the line only alarms (sft, watch and merge all start here)
+_logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(_logging.ERROR)

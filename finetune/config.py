@@ -1,6 +1,6 @@
 """Typed, documented configuration of ``python -m finetune.sft`` and one parser over all of it.
 
-Three dataclasses are parsed together (TRL's ``TrlParser`` pattern): :class:`TaskArguments` (model,
+Three dataclasses are parsed together by TRL's ``TrlParser``: :class:`TaskArguments` (model,
 training data, evaluation during training), :class:`LoraArguments` (LoRA / QLoRA) and TRL's own
 ``SFTConfig`` (learning rate, epochs, batch size, ``report_to`` ...). Every field works as a key of the
 ``--config`` YAML file and as a ``--field value`` flag; flags win over the file.
@@ -11,7 +11,6 @@ and refuses to start on CPU otherwise).
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,59 +104,70 @@ def cpu_defaults() -> dict:
 
 
 class SftParser:
-    """``--config FILE.yaml`` plus ``--field value`` flags over the three dataclasses; errors are one line."""
+    """TRL's ``TrlParser`` over the three dataclasses: ``--config FILE.yaml`` (with its ``env:`` mapping) reads
+    as it does for ``trl sft``, ``--field value`` flags win over the file; mistakes are one line."""
 
     def __init__(self):
-        from transformers import HfArgumentParser
-        from trl import SFTConfig
+        from trl import SFTConfig, TrlParser
 
-        class _Parser(HfArgumentParser):
+        class _Parser(TrlParser):
             def error(self, message):  # argparse prints usage + message; one line is enough here
                 raise QAPackError(f"{message}; run `python -m finetune.sft --help` for the options")
 
         self.parser = _Parser((TaskArguments, LoraArguments, SFTConfig), prog="python -m finetune.sft")
 
-    def parse(self, argv: list[str]) -> tuple[TaskArguments, LoraArguments, object]:
+    def _check_config_file(self, argv: list[str]) -> None:
+        """What TrlParser would report as a traceback, said in one line first."""
         import yaml
 
-        argv = list(argv)
-        defaults = dict(cpu_defaults())
-        if "--config" in argv:
-            i = argv.index("--config")
-            if i + 1 >= len(argv):
-                raise QAPackError("--config needs a YAML file path")
-            path = Path(argv[i + 1])
-            del argv[i:i + 2]
-            try:
-                loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except OSError as e:
-                raise QAPackError(f"cannot read config {path}: {e.strerror}; check the path") from None
-            except yaml.YAMLError as e:
-                raise QAPackError(f"config {path} is not valid YAML ({str(e).splitlines()[0]})") from None
-            if not isinstance(loaded, dict):
-                raise QAPackError(f"config {path} must be a YAML mapping of field: value")
-            for key, value in (loaded.pop("env", None) or {}).items():
-                os.environ.setdefault(str(key), str(value))
-            known = {a.dest for a in self.parser._actions}
-            unknown = sorted(set(loaded) - known)
-            if unknown:
-                raise QAPackError(f"config {path}: unknown field(s) {', '.join(unknown)}; "
-                                  "see `python -m finetune.sft --help`")
-            defaults.update(loaded)
-        for action in self.parser._actions:
-            if action.dest in defaults:
-                action.default = defaults[action.dest]
-                action.required = False
+        i = argv.index("--config")
+        if i + 1 >= len(argv):
+            raise QAPackError("--config needs a YAML file path")
+        path = Path(argv[i + 1])
         try:
-            task, lora, sft = self.parser.parse_args_into_dataclasses(args=argv)
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise QAPackError(f"cannot read config {path}: {e.strerror}; check the path") from None
+        except yaml.YAMLError as e:
+            raise QAPackError(f"config {path} is not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(loaded, dict):
+            raise QAPackError(f"config {path} must be a YAML mapping of field: value")
+        if not isinstance(loaded.pop("env", None) or {}, dict):
+            raise QAPackError(f"config {path}: `env` must be a mapping of variable: value")
+        unknown = sorted(set(loaded) - {a.dest for a in self.parser._actions})
+        if unknown:
+            raise QAPackError(f"config {path}: unknown field(s) {', '.join(unknown)}; "
+                              "see `python -m finetune.sft --help-all`")
+
+    def parse(self, argv: list[str]) -> tuple[TaskArguments, LoraArguments, object]:
+        argv = list(argv)
+        if "--config" in argv:
+            self._check_config_file(argv)
+        self.parser.set_defaults_with_config(**cpu_defaults())  # the config file and flags still win
+        try:
+            task, lora, sft = self.parser.parse_args_and_config(argv)
         except (ValueError, TypeError) as e:  # SFTConfig/TrainingArguments __post_init__ checks
             raise QAPackError(f"bad training option: {str(e).splitlines()[0]}") from None
+        if isinstance(sft.report_to, list):  # `--report_to tensorboard,wandb` names two loggers
+            sft.report_to = [name.strip() for item in sft.report_to for name in item.split(",") if name.strip()]
         return task, lora, sft
 
 
 def parse_config(argv: list[str] | None = None):
-    """(TaskArguments, LoraArguments, SFTConfig) from ``argv`` (default: sys.argv[1:])."""
-    return SftParser().parse(sys.argv[1:] if argv is None else argv)
+    """(TaskArguments, LoraArguments, SFTConfig) from ``argv`` (default: sys.argv[1:]); ``--help`` prints the
+    pack's own options and exits, ``--help-all`` every option."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--help-all" in argv:
+        SftParser().parser.print_help()
+        raise SystemExit(0)
+    if "-h" in argv or "--help" in argv:
+        from finetune.cli_help import short_help
+
+        print(short_help("python -m finetune.sft", "Fine-tune a LoRA / QLoRA adapter with TRL's SFTTrainer.",
+                         (("task, data and evaluation during training", TaskArguments),
+                          ("adapter (LoRA / QLoRA)", LoraArguments))))
+        raise SystemExit(0)
+    return SftParser().parse(argv)
 
 
 def _model_config(name: str):
@@ -202,6 +212,22 @@ def _unmatched_targets(targets: list[str], names: list[str]) -> list[str]:
     return [t for t in targets if not _matches(t, names)]
 
 
+def _check_training_options(sft) -> None:
+    """What TrainingArguments accepts but fails (or silently does nothing) once the model is loaded."""
+    if not sft.learning_rate > 0:
+        raise QAPackError(f"learning_rate={sft.learning_rate} must be > 0 (LoRA runs use 1e-5..2e-4, e.g. 1e-4)")
+    if sft.max_steps <= 0 and not sft.num_train_epochs > 0:
+        raise QAPackError(f"max_steps={sft.max_steps} and num_train_epochs={sft.num_train_epochs} train 0 steps; "
+                          "set max_steps > 0 or num_train_epochs > 0")
+    for name in ("per_device_train_batch_size", "gradient_accumulation_steps"):
+        if getattr(sft, name) <= 0:
+            raise QAPackError(f"{name}={getattr(sft, name)} must be > 0")
+    if sft.save_steps is not None and sft.save_steps <= 0:
+        raise QAPackError(f"save_steps={sft.save_steps} must be > 0")
+    if sft.max_length is not None and sft.max_length <= 0:
+        raise QAPackError(f"max_length={sft.max_length} must be > 0 (or null for no truncation)")
+
+
 def _check_output_dir(task: TaskArguments, sft) -> None:
     out = Path(sft.output_dir)
     if out.exists() and not out.is_dir():
@@ -211,7 +237,9 @@ def _check_output_dir(task: TaskArguments, sft) -> None:
         if not has_run:
             raise QAPackError(f"--resume: output_dir={out} holds no run to continue ({RUN_FILE} missing); "
                               "drop --resume to start a new run")
-        if (out / "manifest.json").is_file():
+        from finetune.manifest import run_finished
+
+        if run_finished(out):
             raise QAPackError(f"--resume: the run in {out} already finished (manifest.json present); "
                               "choose a new output_dir")
     elif out.is_dir() and any(out.iterdir()):
@@ -252,6 +280,7 @@ def validate(task: TaskArguments, lora: LoraArguments, sft) -> object:
             raise QAPackError(f"eval_limit={task.eval_limit} must be > 0")
         if sft.eval_steps is not None and sft.eval_steps <= 0:
             raise QAPackError(f"eval_steps={sft.eval_steps} must be > 0")
+    _check_training_options(sft)
     _check_output_dir(task, sft)
     config = _model_config(task.model_name_or_path)
     names, linear, embeddings = _module_layout(config)

@@ -10,7 +10,7 @@ completion is appended, so train and eval prompts cannot drift apart:
 - ``gsm8k_r1_zero``: ``r1_zero_prompt(question)`` + ``r1_zero_completion(reasoning, answer)``;
 - ``jsonl``: the user's rows, chat ``messages`` or ``prompt``/``completion``.
 
-:func:`check_no_overlap` refuses training data that touches the evaluation split.
+``finetune.guard`` refuses training data that touches an evaluation split.
 """
 
 from __future__ import annotations
@@ -18,13 +18,12 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from qa_tasks.errors import QAPackError
 
-__all__ = ["TrainingData", "build_training_data", "check_no_overlap", "example_text", "read_user_jsonl"]
+__all__ = ["TrainingData", "build_training_data", "example_text", "read_user_jsonl"]
 
 _ROLES = ("system", "user", "assistant")
 
@@ -198,68 +197,3 @@ def example_text(row: dict) -> str:
         return "\n".join(m["content"] for m in row["messages"])
     parts = [row["prompt"], row["completion"]]
     return "\n".join(p if isinstance(p, str) else "\n".join(m["content"] for m in p) for p in parts)
-
-
-# --- the guard: training never sees an evaluation split -------------------------------------------
-
-_RECIPE_TASK = re.compile(r"^recipe_mpr(?:_gen)?(?:_fold(\d))?$")
-
-
-def _recipe_eval(fold: int | None):
-    from qa_tasks import recipe_mpr as r
-
-    return r.build_docs(fold, "test") if fold is not None else r.build_docs(None)
-
-
-def _eval_items(data: TrainingData, eval_tasks: list[str], task: str) -> dict[str, str]:
-    """key -> evaluation set it belongs to, for the eval split of ``task`` and for pack ``eval_tasks``."""
-    items: dict[str, str] = {}
-    recipe_sets = set()
-    if task == "recipe_mpr":
-        recipe_sets.add(data.fold)
-    for name in eval_tasks:
-        match = _RECIPE_TASK.match(name)
-        if match:
-            recipe_sets.add(int(match.group(1)) if match.group(1) else None)
-    for fold in recipe_sets:
-        label = "recipe_mpr (all 500 queries)" if fold is None else f"recipe_mpr fold {fold} test split"
-        for d in _recipe_eval(fold):
-            items.setdefault(f"recipe_mpr:{d.idx}", label)
-    if task.startswith("squad") or any(n.startswith("squad") for n in eval_tasks):
-        for p in _squad_passages("validation"):
-            items.setdefault(f"squad:{p.context}", "squad validation split (dev-v1.1.json)")
-    if task == "gsm8k_r1_zero" or any(n.startswith("gsm8k") for n in eval_tasks):
-        (load_gsm8k,) = _family("qa_tasks.math_think", "load_gsm8k")
-        for x in load_gsm8k("test"):
-            items.setdefault(f"gsm8k:{_norm(x['question'])}", "gsm8k test split")
-    return items
-
-
-def _key_text(key: str) -> str:
-    family, _, rest = key.partition(":")
-    if family == "recipe_mpr":
-        from qa_tasks import recipe_mpr as r
-
-        return r.load_records()[int(rest)]["query"].strip()
-    return rest
-
-
-def check_no_overlap(data: TrainingData, task: str, eval_tasks: list[str] | None = None) -> None:
-    """Refuse training data that contains an item of the evaluation split (its own, or of ``eval_tasks``)."""
-    items = _eval_items(data, list(eval_tasks or []), task)
-    if not items:
-        return
-    if task != "jsonl":
-        for i, key in enumerate(data.keys):
-            if key in items:
-                raise QAPackError(f"training example {i} ({key[:60]!r}) is in the evaluation set {items[key]}; "
-                                  "training must not see evaluation data: change the fold/split or the eval tasks")
-        return
-    # user data: look for the evaluation items' text inside the training text
-    texts = {_norm(_key_text(k)): label for k, label in items.items()}
-    for i, row in enumerate(data.rows):
-        text = _norm(example_text(row))
-        for needle, label in texts.items():
-            if needle and needle in text:
-                raise QAPackError(f"{data.path} row {i + 1} contains an item of the evaluation set {label} "
-                                  f"({needle[:50]!r}); remove it from the training file")

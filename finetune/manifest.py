@@ -1,6 +1,7 @@
 """The run manifest and atomic file writes.
 
-``OUT/manifest.json`` (written last, so its presence means the run finished) records the base model,
+``OUT/manifest.json`` (written last; ``"status"`` is ``complete``, or ``interrupted`` when a signal stopped
+the run, which ``--resume`` then continues) records the base model,
 the training data (source, split, fold, n_examples, sha256), the method, hyper-parameters, package
 versions, final training metrics and the evaluations run during training.
 """
@@ -15,7 +16,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["PACKAGES", "build_manifest", "hyperparameters", "package_versions", "write_json_atomic"]
+__all__ = ["PACKAGES", "build_manifest", "hyperparameters", "package_versions", "run_finished", "write_json_atomic"]
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "datasets", "lm_eval",
             "lm-eval-qa-pack")
@@ -31,6 +32,17 @@ def write_json_atomic(path: str | os.PathLike, obj) -> Path:
         tmp.write("\n")
     os.replace(tmp.name, path)
     return path
+
+
+def run_finished(output_dir: str | os.PathLike) -> bool:
+    """True when OUT/manifest.json says the run is done (not when a signal stopped it)."""
+    path = Path(output_dir) / "manifest.json"
+    if not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("status") != "interrupted"
+    except (OSError, ValueError):
+        return True
 
 
 def package_versions() -> dict[str, str]:
@@ -62,8 +74,10 @@ def hyperparameters(task, lora, sft, world_size: int = 1) -> dict:
     return out
 
 
-def build_manifest(task, lora, sft, data, metrics: dict, evals: list[dict], world_size: int = 1) -> dict:
+def build_manifest(task, lora, sft, data, metrics: dict, evals: list[dict], world_size: int = 1,
+                   status: str = "complete") -> dict:
     return {
+        "status": status,
         "base_model": task.model_name_or_path,
         "task": task.task,
         "data": data.manifest(),

@@ -12,8 +12,10 @@ lm-eval and vLLM::
     lm_eval --model hf --model_args pretrained=BASE,peft=runs/recipe_mpr_fold0 --tasks recipe_mpr_gen_fold0
 
 Every field of ``finetune.config`` and of TRL's ``SFTConfig`` works as a YAML key and as a flag
-(``--help`` lists them). SIGTERM/SIGINT save a checkpoint at the current step before exiting, so
-``--resume`` loses no steps.
+(``--help`` lists the pack's own, ``--help-all`` all of them). SIGTERM/SIGINT stop within seconds at any
+moment (training step, checkpoint save, evaluation, manifest write): the last complete checkpoint is kept,
+manifest.json says ``"status": "interrupted"`` and the exit code is 143 (130 for SIGINT); ``--resume``
+continues from that checkpoint.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ import sys
 from pathlib import Path
 
 from finetune.config import RUN_FILE, parse_config, validate
-from finetune.data import build_training_data, check_no_overlap
+from finetune.data import build_training_data
 from finetune.manifest import build_manifest, write_json_atomic
 from qa_tasks.errors import QAPackError
 
 __all__ = [
     "EXIT_INTERRUPTED",
+    "Interrupted",
     "collect_evals",
     "last_checkpoint",
     "load_base_model",
@@ -39,6 +42,7 @@ __all__ = [
     "main",
     "prepare_config",
     "run",
+    "whole_run_loss",
 ]
 
 EXIT_INTERRUPTED = 128 + signal.SIGTERM
@@ -72,11 +76,15 @@ def load_base_model(task, lora):
 
 
 def lora_config(lora):
-    from peft import LoraConfig
+    """The peft LoraConfig, built by TRL's own ``get_peft_config`` as ``trl sft`` builds it."""
+    from trl import ModelConfig, get_peft_config
 
-    return LoraConfig(r=lora.lora_r, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout,
-                      target_modules=lora.target_modules(), modules_to_save=lora.modules_to_save(), bias="none",
-                      task_type="CAUSAL_LM")
+    model_config = ModelConfig(use_peft=True, lora_r=lora.lora_r, lora_alpha=lora.lora_alpha,
+                               lora_dropout=lora.lora_dropout, lora_modules_to_save=lora.modules_to_save(),
+                               lora_task_type="CAUSAL_LM")
+    # set after __post_init__, which turns a one-name list into a string that peft reads as a regex
+    model_config.lora_target_modules = lora.target_modules()
+    return get_peft_config(model_config)
 
 
 def prepare_config(sft, data) -> None:
@@ -124,20 +132,57 @@ def _check_resume(out: Path, identity: dict) -> None:
                           "config as the interrupted run, or a new output_dir without --resume")
 
 
+class Interrupted(BaseException):
+    """Raised by the signal handler to abandon an evaluation or an overlong training step (a BaseException,
+    so that no library's ``except Exception`` swallows it)."""
+
+
 class _Interrupt:
-    """SIGTERM/SIGINT -> save a checkpoint at the end of the current step, then stop."""
+    """SIGTERM/SIGINT: stop within seconds, keep the last complete checkpoint.
+
+    During a training step the step is allowed ``GRACE_S`` to finish, then a checkpoint is saved at that
+    step; a step still running after that is abandoned. A checkpoint being written is finished (a checkpoint
+    without trainer_state.json does not count). An evaluation is abandoned at once. A second signal stops
+    at once."""
+
+    GRACE_S = 5.0
 
     def __init__(self):
         self.signum: int | None = None
+        self.phase = "start"  # start | train | save | eval | final
 
     def install(self):
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handle)
 
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or signal.SIGTERM)
+
     def _handle(self, signum, frame):
-        if self.signum is not None:  # second signal: stop now
-            raise SystemExit(128 + signum)
-        self.signum = signum
+        first = self.signum is None
+        self.signum = self.signum or signum
+        if not first or self.phase in ("start", "eval"):
+            raise Interrupted(signum)
+        if self.phase == "train":
+            self._arm()
+
+    def _arm(self) -> None:
+        signal.signal(signal.SIGALRM, self._grace_over)
+        signal.setitimer(signal.ITIMER_REAL, self.GRACE_S)
+
+    def _grace_over(self, signum, frame):
+        if self.phase == "train":
+            raise Interrupted(self.signum)
+
+    def enter(self, phase: str) -> None:
+        if phase != "train":
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        self.phase = phase
+        if self.signum is not None and phase == "eval":
+            raise Interrupted(self.signum)
+        if self.signum is not None and phase == "train":  # the signal came between steps: one more, then save
+            self._arm()
 
     def callback(self):
         from transformers import TrainerCallback
@@ -145,13 +190,30 @@ class _Interrupt:
         interrupt = self
 
         class SaveAndStopOnSignal(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kwargs):
+                interrupt.enter("train")
+
             def on_step_end(self, args, state, control, **kwargs):
+                interrupt.enter("save")
                 if interrupt.signum is not None:
                     control.should_save = True
                     control.should_training_stop = True
+                if control.should_save:  # the log history then covers every step a checkpoint holds
+                    control.should_log = True
                 return control
 
         return SaveAndStopOnSignal()
+
+
+def whole_run_loss(log_history: list[dict], resumed_step: int, session_loss: float, global_step: int) -> float:
+    """Mean training loss over every step of the run, also when it was resumed: the steps up to the
+    checkpoint come from its log history (logged at every save), the rest from this session's trainer."""
+    before, last = 0.0, 0
+    for entry in log_history:
+        if "loss" in entry and entry["step"] <= resumed_step:
+            before += entry["loss"] * (entry["step"] - last)
+            last = entry["step"]
+    return (before + session_loss * (global_step - resumed_step)) / max(global_step, 1)
 
 
 def _peak_memory() -> dict:
@@ -184,14 +246,47 @@ def _save_final(trainer, tokenizer, out: Path) -> None:
     tmp.rmdir()
 
 
+def _train_metrics(trainer, result, resume_from: Path | None, model_bytes: int) -> dict:
+    metrics = dict(result.metrics) if result is not None else {}
+    resumed = int(resume_from.name.split("-")[-1]) if resume_from else 0
+    if result is not None:
+        metrics["train_loss"] = whole_run_loss(trainer.state.log_history, resumed, result.training_loss,
+                                               trainer.state.global_step)
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    if logs:
+        metrics.update({"final_loss": logs[-1]["loss"], "num_tokens": logs[-1].get("num_tokens")})
+    metrics["global_step"] = trainer.state.global_step
+    metrics.update(model_memory_bytes=model_bytes, **_peak_memory())
+    if resume_from:
+        metrics["resumed_from"] = resume_from.name
+    return metrics
+
+
+def _write_manifest(out: Path, task, lora, sft, data, metrics: dict, world_size: int, status: str) -> None:
+    write_json_atomic(out / "manifest.json", build_manifest(task, lora, sft, data, metrics, collect_evals(out),
+                                                            world_size, status=status))
+
+
 def run(argv: list[str] | None = None) -> int:
+    interrupt = _Interrupt()
+    interrupt.install()  # from here on a signal never leaves a half-written file behind
+    try:
+        return _run(argv, interrupt)
+    except Interrupted:
+        if interrupt.phase == "start":  # nothing trained yet, nothing to keep
+            print("[finetune] interrupted before training started", file=sys.stderr, flush=True)
+        return interrupt.exit_code
+
+
+def _run(argv: list[str] | None, interrupt: _Interrupt) -> int:
     task, lora, sft = parse_config(argv)
     validate(task, lora, sft)
     data = build_training_data(task.task, task.fold, task.data_path, task.max_examples)
     from finetune.eval_callback import split_tasks
+    from finetune.guard import check_no_overlap
 
     eval_tasks = split_tasks(task.eval_tasks) if task.eval_tasks else []
-    check_no_overlap(data, task.task, eval_tasks)
+    check_no_overlap(data, task.task, eval_tasks, task.fold)
     out = Path(sft.output_dir)
     identity = _identity(task, lora, data)
     if task.resume:
@@ -200,55 +295,75 @@ def run(argv: list[str] | None = None) -> int:
     # every check passed: from here on models load
     import datasets
     from accelerate import PartialState
+
+    prepare_config(sft, data)
+    PartialState().wait_for_everyone()  # every process has checked output_dir before it is claimed
+    if sft.process_index == 0 and not task.resume:
+        write_json_atomic(out / RUN_FILE, {"identity": identity, "argv": list(argv or sys.argv[1:])})
+    try:
+        return _train(task, lora, sft, data, eval_tasks, out, interrupt, datasets)
+    except BaseException:  # an error, or a signal while the model loads
+        if sft.process_index == 0 and not task.resume and last_checkpoint(out) is None:
+            shutil.rmtree(out, ignore_errors=True)  # a failed start leaves the folder free for the next try
+        raise
+
+
+def _train(task, lora, sft, data, eval_tasks, out: Path, interrupt: _Interrupt, datasets) -> int:
     from transformers import AutoTokenizer
     from trl import SFTTrainer
 
     from finetune.eval_callback import EvalDuringTraining
 
-    prepare_config(sft, data)
     world_size = sft.world_size
-    PartialState().wait_for_everyone()  # every process has checked output_dir before it is claimed
-    if sft.process_index == 0 and not task.resume:
-        write_json_atomic(out / RUN_FILE, {"identity": identity, "argv": list(argv or sys.argv[1:])})
     tokenizer = AutoTokenizer.from_pretrained(task.model_name_or_path)
     tokenizer.padding_side = "right"  # training pads right; generation (eval, saved tokenizer) pads left
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = load_base_model(task, lora)
     model_bytes = model.get_memory_footprint()  # 4-bit vs full-precision base, before the adapter
-    interrupt = _Interrupt()
-    callbacks = [interrupt.callback()]
+    from finetune.loggers import record_callback
+
+    callbacks = [interrupt.callback(), record_callback(out)]
     evaluator = None
     if eval_tasks:
         evaluator = EvalDuringTraining(eval_tasks, task.model_name_or_path, tokenizer,
                                        sft.eval_steps or sft.save_steps, task.eval_limit, task.eval_batch_size,
-                                       task.eval_gen_kwargs)
+                                       task.eval_gen_kwargs, interrupt=interrupt)
         callbacks.append(evaluator)
     trainer = SFTTrainer(model=model, args=sft, train_dataset=datasets.Dataset.from_list(data.rows),
                          processing_class=tokenizer, peft_config=lora_config(lora), callbacks=callbacks)
+    callbacks[1].trainer = trainer  # records where the loggers write, for finetune.watch
+    if evaluator is not None:
+        evaluator.trainer = trainer  # its scores go through the trainer's loggers (report_to)
+    # --- the place to warn about adapters vLLM cannot serve (finetune.vllm_compat) ---
     resume_from = last_checkpoint(out) if task.resume else None
     if task.resume and resume_from is None:
         print(f"[finetune] {out} has no complete checkpoint yet; starting from step 0", flush=True)
-    interrupt.install()
-    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    if interrupt.signum is not None:
-        if trainer.is_world_process_zero():
-            print(f"[finetune] interrupted at step {trainer.state.global_step}; checkpoint saved in {out}; "
-                  "rerun the same command with --resume to continue", file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
-    if trainer.is_world_process_zero():
-        metrics = dict(result.metrics)
-        logs = [entry for entry in trainer.state.log_history if "loss" in entry]
-        if logs:
-            metrics.update({"final_loss": logs[-1]["loss"], "num_tokens": logs[-1].get("num_tokens")})
-        metrics["global_step"] = trainer.state.global_step
-        metrics.update(model_memory_bytes=model_bytes, **_peak_memory())
-        if resume_from:
-            metrics["resumed_from"] = resume_from.name
-        _save_final(trainer, tokenizer, out)
-        write_json_atomic(out / "manifest.json", build_manifest(task, lora, sft, data, metrics,
-                                                                collect_evals(out), world_size))
-        print(f"[finetune] adapter and manifest written to {out}", flush=True)
+    result = None
+    try:
+        interrupt.enter("train")
+        result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        interrupt.enter("final")
+        if trainer.is_world_process_zero() and interrupt.signum is None:
+            _save_final(trainer, tokenizer, out)
+    except Interrupted:
+        pass
+    interrupt.enter("final")
+    if not trainer.is_world_process_zero():
+        return interrupt.exit_code if interrupt.signum is not None else 0
+    metrics = _train_metrics(trainer, result, resume_from, model_bytes)
+    if interrupt.signum is None:
+        _write_manifest(out, task, lora, sft, data, metrics, world_size, "complete")
+    if interrupt.signum is not None:  # also when the signal came while the manifest was written
+        kept = last_checkpoint(out)
+        metrics.update(last_checkpoint=kept.name if kept else None, interrupted_at_step=metrics["global_step"],
+                       global_step=int(kept.name.split("-")[-1]) if kept else 0)
+        _write_manifest(out, task, lora, sft, data, metrics, world_size, "interrupted")
+        print(f"[finetune] interrupted at step {metrics['interrupted_at_step']}; last complete checkpoint: "
+              f"{kept.name if kept else 'none'} in {out}; rerun the same command with --resume to continue",
+              file=sys.stderr, flush=True)
+        return interrupt.exit_code
+    print(f"[finetune] adapter and manifest written to {out}", flush=True)
     return 0
 
 

@@ -5,8 +5,10 @@
 
 For every complete ``checkpoint-<step>`` (its trainer_state.json exists) without results yet, the
 adapter is evaluated with lm-eval and written to ``RUN/eval/step-<step>/`` in lm-eval's output layout,
-the same place evaluation during training writes. Without ``--once`` it polls until the run's
-manifest.json appears and every checkpoint is evaluated.
+the same place evaluation during training writes, and the scores are logged as ``eval/<task>/<metric>``
+at the checkpoint's step through the run's own loggers (its ``report_to``: TensorBoard folder, W&B run).
+Without ``--once`` it polls until the run's
+manifest.json says it finished (not ``interrupted``) and every checkpoint is evaluated.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ def _base(run: Path, model: str | None) -> str:
 def watch(run: Path, tasks: list[str], model: str | None = None, limit: float | None = None,
           batch_size: int = 8, gen_kwargs: str | None = None, load_in_4bit: bool = False, once: bool = False,
           poll: float = 30.0, timeout: float | None = None, log=print) -> list[Path]:
-    from finetune.eval_callback import evaluate_lm, load_adapter_model, make_lm, step_dir
+    from finetune.eval_callback import evaluate_lm, load_adapter_model, logged_metrics, make_lm, step_dir
+    from finetune.loggers import log_to_run
+    from finetune.manifest import run_finished
 
     if not run.is_dir():
         raise QAPackError(f"{run} is not a folder; give the output_dir of python -m finetune.sft")
@@ -59,11 +63,12 @@ def watch(run: Path, tasks: list[str], model: str | None = None, limit: float | 
                 continue
             peft_model, tokenizer = load_adapter_model(base, str(ckpt), load_in_4bit)
             out = step_dir(run, _step(ckpt))
-            evaluate_lm(make_lm(peft_model, tokenizer, batch_size), tasks, out, f"pretrained={base},peft={ckpt}",
-                        limit, gen_kwargs)
-            log(f"[watch] {ckpt.name} -> {out}")
+            results = evaluate_lm(make_lm(peft_model, tokenizer, batch_size), tasks, out,
+                                  f"pretrained={base},peft={ckpt}", limit, gen_kwargs)
+            loggers = log_to_run(run, ckpt, _step(ckpt), logged_metrics(results))
+            log(f"[watch] {ckpt.name} -> {out}" + (f" (logged to {', '.join(loggers)})" if loggers else ""))
             written.append(out)
-        finished = (run / "manifest.json").is_file()
+        finished = run_finished(run)  # an interrupted run may be resumed: keep watching
         if once or (finished and not pending_checkpoints(run)):
             return written
         if timeout is not None and time.time() - started > timeout:

@@ -123,11 +123,12 @@ def main(argv: list[str] | None = None) -> Path:
 
     squad.preflight(TASK)  # data problems show before the model loads
     from lm_eval.api.registry import get_model
-    from lm_eval.tasks import TaskManager
+
+    from qa_tasks.task_index import task_manager
 
     extra = {"batch_size": 1, "device": args.device or _default_device()}
     lm = get_model(args.model).create_from_arg_string(args.model_args, extra)
-    task = TaskManager().load([TASK])["tasks"][TASK]
+    task = task_manager([TASK]).load([TASK])["tasks"][TASK]
     task.build_all_requests(
         limit=args.limit + args.warmup, rank=0, world_size=1, apply_chat_template=args.apply_chat_template,
         chat_template=lm.apply_chat_template if args.apply_chat_template else None,

@@ -91,20 +91,40 @@ def _bad(tiny_model, tmp_path, **override):
     ({"fold": 7}, "fold=7 is not valid"),
     ({"task": "jsonl"}, "needs data_path"),
     ({"eval_tasks": "recipe_mpr_gen_fold0,no_such_task_xyz"}, "no_such_task_xyz are unknown"),
-    ({"eval_tasks": "recipe_mpr_gen"}, "in the evaluation set recipe_mpr (all 500 queries)"),
-    ({"eval_tasks": "recipe_mpr_gen_fold1"}, "recipe_mpr fold 1 test split"),
+    ({"eval_tasks": "recipe_mpr_gen"}, "400 training row(s) contain evaluation documents of recipe_mpr_gen "),
+    ({"eval_tasks": "recipe_mpr_gen_fold1"}, "100 training row(s) contain evaluation documents of recipe_mpr_gen_fold1"),
     ({"warmup_steps": -1}, "bad training option"),
+    ({"learning_rate": -1e-3}, "learning_rate=-0.001 must be > 0"),
+    ({"learning_rate": 0}, "learning_rate=0.0 must be > 0"),
+    ({"max_steps": -1, "num_train_epochs": -1}, "max_steps=-1 and num_train_epochs=-1.0 train 0 steps"),
+    ({"max_steps": -1, "num_train_epochs": 0}, "train 0 steps"),
+    ({"per_device_train_batch_size": 0}, "per_device_train_batch_size=0 must be > 0"),
     ({"lora_target_modules": "q_proj,lm_head"}, "lm_head is the output layer, which TRL cannot train"),
     ({"lora_modules_to_save": "score"}, "lora_modules_to_save score match no module"),
     ({"lora_modules_to_save": "lm_head"}, "ties its input and output embeddings"),
 ], ids=["unknown-task", "r0", "r-neg", "missing-model", "targets", "fold", "jsonl-no-path", "eval-task",
-        "eval-overlaps-all", "eval-other-fold", "bad-sft-option", "lora-on-head", "save-unknown", "save-tied"])
+        "eval-overlaps-all", "eval-other-fold", "bad-sft-option", "lr-negative", "lr-zero", "zero-steps",
+    "zero-epochs", "batch-0", "lora-on-head", "save-unknown", "save-tied"])
 def test_bad_config_one_line_exit_2(override, words, tiny_model, tmp_path, capsys, no_model_load):
     code = sft.main(_bad(tiny_model, tmp_path, **override))
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert words in err
+    assert not (tmp_path / "out").exists()  # nothing claimed: the corrected command starts at once
+
+
+def test_help_fits_a_screen():
+    proc = subprocess.run([sys.executable, "-m", "finetune.sft", "--help"], check=False, capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0 and len(lines) <= 60 and max(map(len, lines)) <= 110
+    assert any(line.startswith("  --config") for line in lines[:10]) and "--help-all" in proc.stdout
+    assert {"--lora_r", "--eval_tasks", "--learning_rate", "--report_to"} <= set(proc.stdout.split())
+    assert proc.stderr == ""  # no bitsandbytes/kernels start-up noise
+    full = subprocess.run([sys.executable, "-m", "finetune.sft", "--help-all"], check=False, capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)
+    assert full.returncode == 0 and "--lr_scheduler_type" in full.stdout and "--lora_r" in full.stdout
 
 
 def test_output_dir_holding_another_run(tiny_model, tmp_path, capsys, no_model_load):
@@ -151,3 +171,38 @@ def test_parse_errors_are_qapackerrors(tmp_path):
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     with pytest.raises(QAPackError, match="must be a YAML mapping"):
         parse_config(["--config", str(tmp_path / "list.yaml")])
+
+
+@pytest.mark.parametrize("history, resumed, session_loss, step, expected", [
+    ([], 0, 2.0, 4, 2.0),  # not resumed: the trainer's own mean
+    ([{"step": 1, "loss": 4.0}, {"step": 2, "loss": 2.0}], 2, 1.0, 4, (4 + 2 + 1 + 1) / 4),
+    ([{"step": 2, "loss": 3.0}, {"step": 3, "loss": 9.0}], 2, 1.0, 3, (3 * 2 + 1) / 3),  # step 3 is this session's
+    ([{"step": 5, "loss": 2.0}, {"step": 6, "loss": 1.0, "eval_x/acc": 0.5}], 6, 0.0, 6, (2 * 5 + 1) / 6),
+], ids=["fresh", "every-step-logged", "later-logs-ignored", "logged-at-save-only"])
+def test_whole_run_loss(history, resumed, session_loss, step, expected):
+    history = [dict(e) for e in history] + [{"step": 4, "eval_x/acc": 1.0}]  # eval entries carry no loss
+    assert sft.whole_run_loss(history, resumed, session_loss, step) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("targets, expected", [
+    ("all-linear", "all-linear"), ("q_proj", {"q_proj"}), ("q_proj, v_proj", {"q_proj", "v_proj"}),
+], ids=["all-linear", "one-name", "two-names"])
+def test_lora_config_through_trl(targets, expected):
+    from finetune.config import LoraArguments
+
+    config = sft.lora_config(LoraArguments(lora_r=8, lora_alpha=16, lora_target_modules=targets))
+    assert (config.r, config.lora_alpha, config.lora_dropout, config.bias) == (8, 16, 0.05, "none")
+    assert config.target_modules == expected and config.task_type == "CAUSAL_LM"
+
+
+@pytest.mark.parametrize("status, words", [
+    ("complete", "already finished (manifest.json present)"),
+    ("interrupted", "holds a run with different"),  # resumable: it gets as far as comparing the configs
+])
+def test_resume_after_a_finished_or_interrupted_run(status, words, tiny_model, tmp_path, capsys, no_model_load):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run_config.json").write_text(json.dumps({"identity": {"base_model": "another"}}))
+    (out / "manifest.json").write_text(json.dumps({"status": status}))
+    assert sft.main(_bad(tiny_model, tmp_path, resume="true")) == 2
+    assert words in capsys.readouterr().err

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from finetune.data import build_training_data, check_no_overlap, read_user_jsonl
+from finetune.data import build_training_data, read_user_jsonl
+from finetune.guard import check_no_overlap
 from qa_tasks import math_think, squad
 from qa_tasks import recipe_mpr as r
 from qa_tasks.errors import QAPackError
@@ -57,20 +58,20 @@ def test_families_do_not_overlap_their_eval_split():
 
 def test_guard_refuses_training_on_eval_items(monkeypatch):
     data = build_training_data("recipe_mpr", fold=0)
-    with pytest.raises(QAPackError, match="recipe_mpr fold 3 test split"):
+    with pytest.raises(QAPackError, match=r"^100 training row\(s\) contain evaluation documents of recipe_mpr_fold3"):
         check_no_overlap(data, "recipe_mpr", ["recipe_mpr_fold3"])
     # a fold file whose train and test parts overlap is caught
     train, test = r.load_folds()[0]
     monkeypatch.setattr(r, "load_folds", lambda: ((train, test + train[:1]),) * 5)
-    with pytest.raises(QAPackError, match="is in the evaluation set recipe_mpr fold 0"):
+    with pytest.raises(QAPackError, match="1 training row.* of recipe_mpr_gen_fold0"):
         check_no_overlap(data, "recipe_mpr", [])
 
 
 def test_guard_refuses_gsm8k_test_question():
     data = build_training_data("gsm8k_r1_zero", max_examples=2)
     leaked = math_think.load_gsm8k("test")[7]
-    data.keys[1] = "gsm8k:" + " ".join(leaked["question"].split())
-    with pytest.raises(QAPackError, match="gsm8k test split"):
+    data.rows[1] = {"prompt": math_think.r1_zero_prompt(leaked["question"]), "completion": " x"}
+    with pytest.raises(QAPackError, match="1 training row.* of gsm8k_think .*training example 2"):
         check_no_overlap(data, "gsm8k_r1_zero", [])
 
 
@@ -78,7 +79,7 @@ def test_guard_scans_user_jsonl_for_eval_items(tmp_path):
     doc = r.build_docs(0, "test")[0]
     path = tmp_path / "leak.jsonl"
     path.write_text(json.dumps({"prompt": r.gen_prompt(doc), "completion": " A"}) + "\n")
-    with pytest.raises(QAPackError, match="row 1 contains an item of the evaluation set recipe_mpr fold 0"):
+    with pytest.raises(QAPackError, match="1 training row.* of recipe_mpr_gen_fold0 .*leak.jsonl row 1"):
         check_no_overlap(read_user_jsonl(path), "jsonl", ["recipe_mpr_gen_fold0"])
     check_no_overlap(read_user_jsonl(path), "jsonl", ["recipe_mpr_gen_fold1"])  # fold 1 test is elsewhere
 

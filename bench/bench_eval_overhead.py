@@ -1,0 +1,113 @@
+"""Overhead of one in-training evaluation: wall time of ``finetune.eval_callback.evaluate_lm`` minus the
+time spent inside the model's generate_until / loglikelihood calls (results: bench/RESULTS.md).
+
+    HF_HUB_OFFLINE=1 QA_PACK_DATA_DIR=../shared/data python bench/bench_eval_overhead.py --repeats 5
+
+before: lm-eval's full task index per evaluation (``TaskManager()``, what simple_evaluate builds when it
+        is given none) and its environment report per evaluation; after: the pack-only index of
+        ``qa_tasks.task_index`` and the environment report, both built once per process. Each measurement
+        is a fresh process running two evaluations: "first" (a training run's first evaluation, paying the
+        once-per-process costs) and "next" (every later one). Tiny model + LoRA adapter,
+        recipe_mpr_gen_fold0, --eval_limit 5; before and after interleaved ABAB; median and range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TASK = "recipe_mpr_gen_fold0"
+
+
+def child(mode: str, model: str, out: str) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from finetune import eval_callback
+    from finetune.eval_callback import evaluate_lm, make_lm
+    from qa_tasks import task_index
+
+    if mode == "before":
+        from lm_eval.tasks import TaskManager
+
+        task_index.task_manager = lambda tasks: TaskManager()
+        eval_callback._env_info_once = contextlib.nullcontext
+    base = AutoModelForCausalLM.from_pretrained(model)
+    peft = get_peft_model(base, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear")).eval()
+    lm = make_lm(peft, AutoTokenizer.from_pretrained(model), batch_size=8)
+    inside = [0.0]
+    for name in ("generate_until", "loglikelihood", "loglikelihood_rolling"):
+        original = getattr(lm, name)
+
+        def timed(*a, _original=original, **k):
+            started = time.perf_counter()
+            try:
+                return _original(*a, **k)
+            finally:
+                inside[0] += time.perf_counter() - started
+
+        setattr(lm, name, timed)
+    result = {}
+    for which in ("first", "next"):  # a training run's first evaluation, and each one after it
+        inside[0], started = 0.0, time.perf_counter()
+        with torch.no_grad():
+            evaluate_lm(lm, [TASK], Path(out) / which, f"pretrained={model},peft=none", limit=5,
+                        gen_kwargs="max_gen_toks=16")
+        wall = time.perf_counter() - started
+        result.update({f"{which}_wall_s": wall, f"{which}_model_s": inside[0], f"{which}_overhead_s": wall - inside[0]})
+    print("RESULT", json.dumps(result))
+
+
+def _measure(mode: str, model: Path, work: Path, i: int) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, __file__, "--child", mode, "--model", str(model),
+                           "--out", str(work / f"{mode}{i}" / "step-1")], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=900, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr[-3000:])
+    return json.loads(proc.stdout.rsplit("RESULT", 1)[1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--child", choices=["before", "after"])
+    ap.add_argument("--model")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    if args.child:
+        return child(args.child, args.model, args.out)
+    sys.path.insert(0, str(ROOT))
+    from tests.toolkit.tiny_model import build_tiny_model
+
+    data = Path(os.environ.get("QA_PACK_DATA_DIR") or ROOT.parent / "shared" / "data")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        model = build_tiny_model(work / "model", data_dir=data)
+        runs: dict[str, list[dict]] = {"before": [], "after": []}
+        for i in range(args.repeats):  # interleaved ABAB so machine load hits both alike
+            for mode in ("before", "after"):
+                runs[mode].append(_measure(mode, model, work, i))
+                print(mode, i, runs[mode][-1], flush=True)
+    summary = {}
+    for mode, rows in runs.items():
+        for key in [f"{which}_{k}" for which in ("first", "next") for k in ("overhead_s", "model_s", "wall_s")]:
+            values = [r[key] for r in rows]
+            summary[f"{mode}_{key}"] = {"median": round(statistics.median(values), 3),
+                                        "min": round(min(values), 3), "max": round(max(values), 3)}
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

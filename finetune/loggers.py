@@ -1,0 +1,81 @@
+"""Evaluation scores through the training run's own loggers (``report_to``), also from another process.
+
+During training the scores go through ``Trainer.log`` (``finetune.eval_callback``). ``finetune.watch``
+evaluates in a separate process, so the training run records where its loggers write
+(``OUT/loggers.json``: the TensorBoard folder, the W&B run id) and the watcher logs into the same places at
+the checkpoint's step, with transformers' own integration callbacks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from finetune.manifest import write_json_atomic
+
+__all__ = ["LOGGERS_FILE", "log_to_run", "record_callback", "record_loggers"]
+
+LOGGERS_FILE = "loggers.json"
+
+
+def record_loggers(trainer, out: Path) -> None:
+    """Write OUT/loggers.json once the trainer's loggers are set up (at train begin)."""
+    info: dict = {"report_to": list(trainer.args.report_to or [])}
+    for cb in trainer.callback_handler.callbacks:
+        name = type(cb).__name__
+        if name == "TensorBoardCallback" and getattr(cb, "logging_dir", None):
+            info["tensorboard_logging_dir"] = str(Path(cb.logging_dir).resolve())
+        elif name == "WandbCallback":
+            import wandb
+
+            if wandb.run is not None:
+                info.update(wandb_run_id=wandb.run.id, wandb_project=wandb.run.project)
+    write_json_atomic(out / LOGGERS_FILE, info)
+
+
+def record_callback(out: Path):
+    from transformers import TrainerCallback
+
+    class RecordLoggers(TrainerCallback):
+        trainer = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero and self.trainer is not None and args.report_to:
+                record_loggers(self.trainer, out)
+
+    return RecordLoggers()
+
+
+def log_to_run(run: Path, checkpoint: Path, step: int, metrics: dict[str, float]) -> list[str]:
+    """Log ``metrics`` (``eval_<task>/<metric>``) at ``step`` through the loggers the run recorded;
+    returns their names (none when the run used no logger)."""
+    path = run / LOGGERS_FILE
+    if not path.is_file() or not metrics:
+        return []
+    info = json.loads(path.read_text(encoding="utf-8"))
+    if not info.get("report_to"):
+        return []
+    import torch
+    from transformers import TrainerControl, TrainerState
+    from transformers.integrations import get_reporting_integration_callbacks
+
+    if info.get("tensorboard_logging_dir"):
+        os.environ["TENSORBOARD_LOGGING_DIR"] = info["tensorboard_logging_dir"]
+    if info.get("wandb_run_id"):  # the same W&B run, resumed
+        os.environ.update(WANDB_RUN_ID=info["wandb_run_id"], WANDB_RESUME="allow",
+                          WANDB_PROJECT=info.get("wandb_project") or "huggingface")
+    args = torch.load(checkpoint / "training_args.bin", weights_only=False)  # written by this run's trainer
+    state = TrainerState(global_step=step)
+    names = []
+    for cls in get_reporting_integration_callbacks(info["report_to"]):
+        callback = cls()
+        callback.on_log(args, state, TrainerControl(), logs=dict(metrics))
+        callback.on_train_end(args, state, TrainerControl())
+        names.append(cls.__name__)
+    if info.get("wandb_run_id"):
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+    return names
