@@ -30,6 +30,7 @@ from pathlib import Path
 from finetune.config import RUN_FILE, parse_config, validate
 from finetune.data import build_training_data
 from finetune.manifest import build_manifest, write_json_atomic
+from finetune.vllm_compat import warn_unservable
 from qa_tasks.errors import QAPackError
 
 __all__ = [
@@ -335,7 +336,8 @@ def _train(task, lora, sft, data, eval_tasks, out: Path, interrupt: _Interrupt, 
     callbacks[1].trainer = trainer  # records where the loggers write, for finetune.watch
     if evaluator is not None:
         evaluator.trainer = trainer  # its scores go through the trainer's loggers (report_to)
-    # --- the place to warn about adapters vLLM cannot serve (finetune.vllm_compat) ---
+    if sft.process_index == 0:  # once, not once per accelerate process
+        warn_unservable(lora_config(lora))
     resume_from = last_checkpoint(out) if task.resume else None
     if task.resume and resume_from is None:
         print(f"[finetune] {out} has no complete checkpoint yet; starting from step 0", flush=True)
