@@ -140,18 +140,24 @@ def _short(v) -> str:
 
 
 def adapters_table(col: Collection) -> Table | None:
-    rows = []
+    rows, cautions = [], []
     for key in sorted(col.manifests):
         man = col.manifests[key]
+        name = key.rstrip("/").rsplit("/", 1)[-1]
+        if man.get("status") == "interrupted":  # finetune.sft stopped by a signal: checkpoints, no final adapter
+            name += " (interrupted)"
+            cautions.append(Caution((name,), f"{name}: the run was stopped before it finished; its metrics cover "
+                                    "the steps done so far and the folder holds no final adapter "
+                                    "(finish it with finetune.sft --resume)"))
         data = man.get("data") if isinstance(man.get("data"), dict) else {}
         where = "/".join(str(data[k]) for k in ("source", "split") if data.get(k) is not None)
         if data.get("fold") is not None:
             where += f" fold {data['fold']}"
-        rows.append([key.rstrip("/").rsplit("/", 1)[-1], man.get("base_model"), man.get("task"), man.get("method"),
+        rows.append([name, man.get("base_model"), man.get("task"), man.get("method"),
                      where, data.get("n_examples"), _compact(man.get("hyperparameters"), _HYPER_KEYS),
                      _compact(man.get("metrics"), _TRAIN_KEYS)])
     if not rows:
         return None
     return Table("adapters", "Adapters", ["Adapter", "Base model", "Task", "Method", "Data", "Examples",
                                           "Hyperparameters", "Final training metrics"], rows,
-                 "From each adapter's manifest.json.")
+                 "From each adapter's manifest.json.", cautions=cautions)

@@ -374,6 +374,13 @@ def test_progression_from_finetune_eval_folders(runs, tmp_path):
     assert row[acc] == _metric(runs["base_json"], "recipe_mpr", "acc")
     assert _table(json.loads((tmp_path / "LB.json").read_text()), "adapters")["rows"][0][0] == "recipe-lora"
     assert not board.warnings
+    # a run stopped by a signal (finetune.sft writes status "interrupted") is labelled, never taken as finished
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "status": "interrupted"}))
+    build([runs["base"], out], tmp_path / "LB2.json")
+    adapters = _table(json.loads((tmp_path / "LB2.json").read_text()), "adapters")
+    assert adapters["rows"][0][0] == "recipe-lora (interrupted)"
+    assert any("stopped before it finished" in w["text"] for w in adapters["warnings"]), adapters
 
 
 @pytest.mark.slow
