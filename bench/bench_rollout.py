@@ -11,6 +11,16 @@ whether both arms produced the same replies, and PromptTok_API per question of e
 (all counted with the tiny model's tokenizer).
 
     python bench/bench_rollout.py [--passages 100] [--max_gen_toks 48] [--batch_size 128] [--threads 1]
+
+``--api``: the same plans through lm-eval's ``local-chat-completions`` against a real ``transformers serve``
+of a tiny model whose replies always run to their token cap, each passage with its own cap (so reply
+lengths vary), arms interleaved (ABAB...) for ``--repeats`` rounds:
+
+- stream: the API path (barrier-free: a conversation sends its next turn when its reply arrives);
+- rounds: round-batched (``QA_PACK_ROLLOUT=rounds``), both with ``--num_concurrent`` requests in flight;
+- serial (``--arms stream,rounds,serial``): one conversation at a time.
+
+    PYTHONPATH=. python bench/bench_rollout.py --api --passages 24 --repeats 5 --num_concurrent 8
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -60,8 +71,82 @@ def _requests(strategy: str, passages, max_gen_toks: int):
                      0, (f"squad_{strategy}", i, 1)) for i, p in enumerate(passages)]
 
 
+def _spread(values: list[float]) -> str:
+    values = sorted(values)
+    return f"{statistics.median(values):.2f} [{values[0]:.2f}, {values[-1]:.2f}]"
+
+
+def api_main(args) -> None:
+    """Barrier-free vs round-batched (vs one conversation at a time) against a real server."""
+    import random
+
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.openai_completions import LocalChatCompletion
+
+    from qa_tasks import rollout, squad
+    from tests.toolkit.serve import serve
+    from tests.toolkit.tiny_model import build_tiny_model
+
+    tmp = Path(tempfile.mkdtemp())
+    # init scale 0.3: greedy replies never hit a stop string, so each runs to its passage's cap
+    path = args.model or build_tiny_model(tmp / "tiny", data_dir=os.environ["QA_PACK_DATA_DIR"], init_std=0.3)
+    passages = squad.load_passages("validation", min_questions=3, max_questions=8)[: args.passages]
+    caps = [random.Random(i).choice([4, 8, 16, 32, 64]) for i in range(len(passages))]
+    with serve(path, tmp / "server.log") as base_url:
+        lm = rollout.wrap(LocalChatCompletion(
+            model=str(path), base_url=f"{base_url}/chat/completions", tokenizer_backend="huggingface",
+            tokenizer=str(path), num_concurrent=args.num_concurrent, max_retries=3))
+        requests = [Instance("generate_until", {}, (
+            lm.apply_chat_template([{"role": "user", "content": rollout.plan_text(
+                "squad", squad.plan_args("sequential", p))}]),
+            {"until": ["\n\n"], "max_gen_toks": cap, "do_sample": False}), 0, ("squad_sequential", i, 1))
+            for i, (p, cap) in enumerate(zip(passages, caps))]
+
+        def run(arm: str) -> tuple[float, list]:
+            os.environ["QA_PACK_ROLLOUT"] = "rounds" if arm == "rounds" else ""
+            lm._concurrent = 1 if arm == "serial" else args.num_concurrent
+            start = time.perf_counter()
+            if arm == "serial":
+                out = [lm.generate_until([r])[0] for r in requests]
+            else:
+                out = lm.generate_until(requests)
+            wall = time.perf_counter() - start
+            results = [json.loads(o) for o in out]
+            for r in results:  # everything but timing must agree between arms
+                r["rollout"].pop("latency_s")
+                for c in r["rollout"]["calls"]:
+                    c.pop("latency_s")
+            return wall, results
+
+        arms = args.arms.split(",")
+        run(arms[0])  # warm-up: model load, first-request costs
+        walls: dict[str, list[float]] = {a: [] for a in arms}
+        reference = None
+        for rep in range(args.repeats):
+            for arm in arms if rep % 2 == 0 else arms[::-1]:  # ABBA... interleaving
+                wall, results = run(arm)
+                walls[arm].append(wall)
+                reference = reference or results
+                assert results == reference, f"{arm}: replies or accounting differ from the first arm"
+            print(f"repeat {rep + 1}: " + ", ".join(f"{a} {walls[a][-1]:.2f} s" for a in arms)
+                  + f"; load {os.getloadavg()[0]:.1f}", flush=True)
+    calls = sum(len(r["rollout"]["calls"]) for r in reference)
+    rounds = max(r["rollout"]["rounds"] for r in reference)
+    print(f"{len(passages)} passages, {calls} calls, {rounds} rounds ({calls / rounds:.1f} requests per round), "
+          f"reply caps {sorted(set(caps))}, num_concurrent {args.num_concurrent}; same replies and accounting "
+          f"in every run")
+    for arm in arms:
+        print(f"{arm}: wall s median [min, max] {_spread(walls[arm])}")
+    for arm in arms[1:]:
+        print(f"{arm} / {arms[0]} per repeat: {_spread([b / a for a, b in zip(walls[arms[0]], walls[arm])])}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--api", action="store_true", help="barrier-free vs round-batched on a real server")
+    parser.add_argument("--repeats", type=int, default=5, help="--api: interleaved repeats")
+    parser.add_argument("--num_concurrent", type=int, default=8, help="--api: requests in flight")
+    parser.add_argument("--arms", default="stream,rounds", help="--api: stream,rounds[,serial]")
     parser.add_argument("--passages", type=int, default=100)
     parser.add_argument("--max_gen_toks", type=int, default=48, help="per answer (the tasks' default)")
     parser.add_argument("--batch_size", type=int, default=128)
@@ -69,6 +154,8 @@ def main() -> None:
                         help="torch threads (1: no OpenMP oversubscription on a shared machine; same for both arms)")
     parser.add_argument("--model", type=Path, default=None, help="tiny model folder (built when missing)")
     args = parser.parse_args()
+    if args.api:
+        return api_main(args)
 
     import torch
 

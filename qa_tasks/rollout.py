@@ -13,7 +13,7 @@ CLI creates) and ``wrap(lm)`` (for ready instances passed to ``simple_evaluate``
 2. starts the plan's program (a generator yielding the calls of its next round, see ``Call``);
 3. runs round k as ONE ``generate_until`` batch to the wrapped model holding the k-th calls of every
    plan (round 1 also carries the plain requests, which pass through unchanged), so the backend
-   batches them as usual (HF, vLLM, API concurrency);
+   batches them as usual (HF, vLLM); API models run barrier-free instead (``rollout_stream``);
 4. renders each call's messages with the model's own ``apply_chat_template`` when the plan was
    chat-rendered, else as plain text; returns per plan a JSON string with the program's output and
    the accounting of every call (prompt/generated tokens, round, amortized wall time, and the prompt
@@ -31,6 +31,7 @@ import copy
 import functools
 import importlib
 import json
+import os
 import re
 import time
 import weakref
@@ -158,6 +159,14 @@ def _new_text(text: str, earlier: list[str]) -> str:
     return text[cut:]
 
 
+def _instance(request, prompt, kwargs):
+    """A generate_until Instance for one call, carrying the task and document of its request."""
+    from lm_eval.api.instance import Instance
+
+    return Instance(request_type="generate_until", doc={}, arguments=(prompt, kwargs), idx=0,
+                    metadata=(request.task_name, request.doc_id, 1))
+
+
 def _load_program(name: str) -> Callable[[dict, dict], Generator]:
     if name not in PROGRAMS:
         raise QAPackError(f"a request names unknown rollout program {name!r}; known: {', '.join(PROGRAMS)}")
@@ -189,6 +198,7 @@ class _Plan:
         self.records: list[dict] = []
         self.user_texts: dict[str, list[str]] = {}  # per call kind, for shared-text accounting
         self.output: object = None
+        self.step = 1  # the plan's own round: its k-th group of calls is round k of a round-batched rollout
         self.pending = self._advance(None)
 
     def _advance(self, replies) -> list[Call]:
@@ -202,6 +212,7 @@ class _Plan:
         return list(calls)
 
     def feed(self, replies: list[str]) -> None:
+        self.step += 1
         self.pending = self._advance(replies)
 
     def kwargs(self, call: Call) -> dict:
@@ -210,14 +221,14 @@ class _Plan:
         kwargs.update(copy.deepcopy(call.gen_kwargs))
         return kwargs
 
-    def record(self, call: Call, prompt, reply: str, round_no: int, latency_s: float,
-               count: Callable[[object], int]) -> None:
-        """Account one finished call; text shared with an earlier call of its kind is counted once."""
+    def record(self, call: Call, prompt, reply: str, latency_s: float, count: Callable[[object], int]) -> None:
+        """Account one finished call of the current step (its round); text shared with an earlier call
+        of its kind is counted once."""
         user = "\n\n".join(m["content"] for m in call.messages if m["role"] != "assistant")
         earlier = self.user_texts.setdefault(call.kind, [])
         new = _new_text(user, earlier).strip()
         self.records.append({
-            "kind": call.kind, "round": round_no, "prompt_tokens": count(prompt),
+            "kind": call.kind, "round": self.step, "prompt_tokens": count(prompt),
             "new_prompt_tokens": count(new) if new else 0, "gen_tokens": count(reply) if reply else 0,
             "latency_s": latency_s, "prompt": _loggable(prompt), "reply": reply})
         earlier.append(user)
@@ -315,11 +326,9 @@ class RolloutMixin:
             plans.append(_Plan(i, program, gen_kwargs, system, prefix))
         return plans, plain
 
-    def _rollout_round(self, requests, plans: list[_Plan], plain: list[int], round_no: int,
-                       results: list, disable_tqdm: bool) -> None:
+    def _rollout_round(self, requests, plans: list[_Plan], plain: list[int], results: list,
+                       disable_tqdm: bool) -> None:
         """Send every pending call (and the plain requests) as one batch; account and feed replies."""
-        from lm_eval.api.instance import Instance
-
         batch: list[tuple[_Plan | None, int, Call | None, object, dict]] = []
         for i in plain:
             context, kwargs = requests[i].args
@@ -327,9 +336,7 @@ class RolloutMixin:
         for plan in plans:
             for call in plan.pending:
                 batch.append((plan, plan.index, call, self._rollout_render(plan, call), plan.kwargs(call)))
-        instances = [Instance(request_type="generate_until", doc={}, arguments=(prompt, kwargs), idx=0,
-                              metadata=(requests[i].task_name, requests[i].doc_id, 1))
-                     for _, i, _, prompt, kwargs in batch]
+        instances = [_instance(requests[i], prompt, kwargs) for _, i, _, prompt, kwargs in batch]
         start = time.perf_counter()
         outputs = self._rollout_base.generate_until(self, instances, disable_tqdm)
         share = (time.perf_counter() - start) / len(batch)
@@ -339,7 +346,7 @@ class RolloutMixin:
                 results[i] = out
                 continue
             replies.setdefault(id(plan), []).append(out)
-            plan.record(call, prompt, out, round_no, share, self._rollout_count)
+            plan.record(call, prompt, out, share, self._rollout_count)
         for plan in plans:
             if plan.pending:
                 plan.feed(replies[id(plan)])
@@ -350,11 +357,15 @@ class RolloutMixin:
             return self._rollout_base.generate_until(self, requests, disable_tqdm)
         plans, plain = self._rollout_start(requests, found)
         results: list = [None] * len(requests)
-        round_no = 0
-        while plain or any(p.pending for p in plans):
-            round_no += 1
-            self._rollout_round(requests, plans, plain, round_no, results, disable_tqdm)
-            plain = []
+        concurrent = getattr(self, "_concurrent", None)  # lm-eval's API models (TemplateAPI)
+        if isinstance(concurrent, int) and os.environ.get("QA_PACK_ROLLOUT", "").lower() != "rounds":
+            from qa_tasks.rollout_stream import stream
+
+            stream(self, requests, plans, plain, results, workers=max(1, concurrent))
+        else:
+            while plain or any(p.pending for p in plans):  # round-batched: one backend batch per round
+                self._rollout_round(requests, plans, plain, results, disable_tqdm)
+                plain = []
         for plan in plans:
             results[plan.index] = plan.result()
         return results

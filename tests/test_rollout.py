@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import gc
 import json
+import threading
+import time
+import zlib
 
 import pytest
 from lm_eval.api.instance import Instance
@@ -243,3 +246,52 @@ def test_cached_requests_rerun_gives_identical_prompts_and_scores(tiny_model, tm
         assert all(p.startswith("<|im_start|>system\nAnswer briefly.<|im_end|>") for doc in first for p, _ in doc)
         scores = [{k: v for k, v in r["results"][task].items() if not k.startswith("latency_s")} for _, r, _ in runs]
         assert scores[0] == scores[1]
+
+
+class ApiLikeLM(EchoLM):
+    """Like lm-eval's API models (a ``_concurrent`` attribute): replies depend on the prompt only, after
+    a prompt-dependent delay, so barrier-free calls finish out of order; counts requests in flight."""
+
+    _concurrent = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock, self.flying, self.most = threading.Lock(), 0, 0
+
+    def generate_until(self, requests, disable_tqdm: bool = False):
+        with self.lock:
+            self.batches.append([r.args for r in requests])
+            self.flying += 1
+            self.most = max(self.most, self.flying)
+        out = []
+        for r in requests:
+            h = zlib.crc32(str(r.args[0]).encode())
+            time.sleep((h % 7) / 500)
+            out.append(f"<answer>a{h % 97}</answer>" + " more" * (h % 4))
+        with self.lock:
+            self.flying -= 1
+        return out
+
+
+def test_barrier_free_api_rollout_matches_round_batching(monkeypatch):
+    reqs = [_req(_plan("sequential", _passage(5, "P/0"))), _req("plain"), _req(_plan("batch", _passage(4, "P/1"))),
+            _req(_plan("collab", _passage(3, "P/2"))), _req(_plan("sequential", _passage(2, "P/3")))]
+
+    def run(mode):
+        monkeypatch.setenv("QA_PACK_ROLLOUT", mode)
+        lm = rollout.wrap(ApiLikeLM())
+        out = lm.generate_until(reqs)
+        return lm, [o if o.startswith("<answer>") else json.loads(o) for o in out]
+
+    streamed, out_stream = run("")
+    batched, out_rounds = run("rounds")
+    for result in out_stream + out_rounds:
+        if isinstance(result, dict):
+            for call in result["rollout"]["calls"]:
+                assert call.pop("latency_s") >= 0
+            result["rollout"].pop("latency_s")
+    assert out_stream == out_rounds  # same replies, prompts, rounds and token accounting
+    assert out_stream[0]["rollout"]["rounds"] == 5 and len(out_stream[2]["rollout"]["calls"]) == 4
+    assert [len(b) for b in batched.batches] == [1 + 1 + 4 + 1 + 1, 3, 2, 2, 1]  # one batch per round
+    assert all(len(b) == 1 for b in streamed.batches) and len(streamed.batches) == 5 + 1 + 4 + 4 + 2
+    assert 1 < streamed.most <= ApiLikeLM._concurrent
