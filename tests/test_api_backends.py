@@ -7,6 +7,8 @@ Three lm_eval runs share the server, each running several tasks at --limit 2:
   (``eos_string`` set: ``transformers serve`` answers HTTP 500 to an empty stop list);
 - ``local-chat-completions`` with a local tokenizer, ``--apply_chat_template``, a system instruction
   and ``num_concurrent=2``.
+API models run the multi-call strategies barrier-free (``qa_tasks.rollout_stream``); that it gives the
+replies and accounting of round-batching is tested in tests/test_rollout.py.
 """
 
 from __future__ import annotations
