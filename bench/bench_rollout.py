@@ -91,15 +91,15 @@ def api_main(args) -> None:
     # init scale 0.3: greedy replies never hit a stop string, so each runs to its passage's cap
     path = args.model or build_tiny_model(tmp / "tiny", data_dir=os.environ["QA_PACK_DATA_DIR"], init_std=0.3)
     passages = squad.load_passages("validation", min_questions=3, max_questions=8)[: args.passages]
-    caps = [random.Random(i).choice([4, 8, 16, 32, 64]) for i in range(len(passages))]
-    with serve(path, tmp / "server.log") as base_url:
+    caps = [random.Random(i).choice([int(c) for c in args.caps.split(",")]) for i in range(len(passages))]
+    with serve(path, tmp / "server.log", extra_args=tuple(args.server_args.split())) as base_url:
         lm = rollout.wrap(LocalChatCompletion(
             model=str(path), base_url=f"{base_url}/chat/completions", tokenizer_backend="huggingface",
             tokenizer=str(path), num_concurrent=args.num_concurrent, max_retries=3))
         requests = [Instance("generate_until", {}, (
             lm.apply_chat_template([{"role": "user", "content": rollout.plan_text(
                 "squad", squad.plan_args("sequential", p))}]),
-            {"until": ["\n\n"], "max_gen_toks": cap, "do_sample": False}), 0, ("squad_sequential", i, 1))
+            {"until": ["\n\n", *args.stop], "max_gen_toks": cap, "do_sample": False}), 0, ("squad_sequential", i, 1))
             for i, (p, cap) in enumerate(zip(passages, caps))]
 
         def run(arm: str) -> tuple[float, list]:
@@ -131,9 +131,12 @@ def api_main(args) -> None:
             print(f"repeat {rep + 1}: " + ", ".join(f"{a} {walls[a][-1]:.2f} s" for a in arms)
                   + f"; load {os.getloadavg()[0]:.1f}", flush=True)
     calls = sum(len(r["rollout"]["calls"]) for r in reference)
+    lengths = sorted(c["gen_tokens"] for r in reference for c in r["rollout"]["calls"])
+    print(f"reply tokens: min {lengths[0]}, median {statistics.median(lengths)}, max {lengths[-1]}, "
+          f"quartiles {[lengths[len(lengths) * q // 4] for q in (1, 3)]}")
     rounds = max(r["rollout"]["rounds"] for r in reference)
     print(f"{len(passages)} passages, {calls} calls, {rounds} rounds ({calls / rounds:.1f} requests per round), "
-          f"reply caps {sorted(set(caps))}, num_concurrent {args.num_concurrent}; same replies and accounting "
+          f"reply caps {sorted(set(caps))}, stop {args.stop}, num_concurrent {args.num_concurrent}; same replies and accounting "
           f"in every run")
     for arm in arms:
         print(f"{arm}: wall s median [min, max] {_spread(walls[arm])}")
@@ -147,6 +150,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="--api: interleaved repeats")
     parser.add_argument("--num_concurrent", type=int, default=8, help="--api: requests in flight")
     parser.add_argument("--arms", default="stream,rounds", help="--api: stream,rounds[,serial]")
+    parser.add_argument("--server_args", default="", help="--api: more transformers serve options")
+    parser.add_argument("--caps", default="4,8,16,32,64", help="--api: reply token caps, one drawn per passage")
+    parser.add_argument("--stop", action="append", default=[],
+                        help="--api: extra stop string (repeatable); one the replies hit at varied points "
+                             "makes reply lengths vary within a conversation too")
     parser.add_argument("--passages", type=int, default=100)
     parser.add_argument("--max_gen_toks", type=int, default=48, help="per answer (the tasks' default)")
     parser.add_argument("--batch_size", type=int, default=128)

@@ -56,13 +56,18 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def serve(model_dir: str | os.PathLike, log_path: str | os.PathLike, startup_s: float = 120) -> Iterator[str]:
-    """Run ``transformers serve MODEL`` on CPU at a free loopback port; yields its base URL."""
+def serve(model_dir: str | os.PathLike, log_path: str | os.PathLike, startup_s: float = 120,
+          threads: int = 1, extra_args: tuple[str, ...] = ()) -> Iterator[str]:
+    """Run ``transformers serve MODEL`` on CPU at a free loopback port; yields its base URL.
+
+    ``threads``: torch threads of the server (1 by default: on a busy shared machine more threads
+    than free cores make every forward pass wait on the slowest of them); ``extra_args`` go to the
+    command line (e.g. ``--continuous-batching``)."""
     model = str(model_dir)
     port = free_port()
     cmd = [str(Path(sys.executable).parent / "transformers"), "serve", model, "--host", "127.0.0.1",
-           "--port", str(port), "--device", "cpu", "--log-level", "warning"]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+           "--port", str(port), "--device", "cpu", "--log-level", "warning", *extra_args]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS=str(threads))
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
