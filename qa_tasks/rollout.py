@@ -6,19 +6,22 @@ plan marker (``plan_text``). ``with_rollout(cls)`` (applied by the startup hook 
 CLI creates) and ``wrap(lm)`` (for ready instances passed to ``simple_evaluate``) add a
 ``generate_until`` that:
 
-1. finds the marker in each request's context, also inside text rendered by ``--apply_chat_template``
-   (the layer's ``apply_chat_template`` notes which plans it rendered and their system messages);
+1. finds the marker in each request's context: a plain string, a string rendered by
+   ``--apply_chat_template``, or the chat messages of API models (``JsonChatStr``, message lists);
+   whether and how the plan was chat-rendered is read from the request itself (``_chat_system``), so
+   requests restored by ``--cache_requests`` behave like fresh ones;
 2. starts the plan's program (a generator yielding the calls of its next round, see ``Call``);
 3. runs round k as ONE ``generate_until`` batch to the wrapped model holding the k-th calls of every
    plan (round 1 also carries the plain requests, which pass through unchanged), so the backend
-   batches them as usual (HF, vLLM, API concurrency);
+   batches them as usual (HF, vLLM); API models run barrier-free instead (``rollout_stream``);
 4. renders each call's messages with the model's own ``apply_chat_template`` when the plan was
    chat-rendered, else as plain text; returns per plan a JSON string with the program's output and
-   the accounting of every call (prompt/generated tokens, round, amortized wall time).
+   the accounting of every call (prompt/generated tokens, round, amortized wall time, and the prompt
+   the model saw, so ``--log_samples`` shows the whole conversation).
 
-Tokens are counted with the wrapped model's ``tok_encode`` when it returns token ids; otherwise
-(no local tokenizer, e.g. an API model without ``tokenizer_backend``) with the fallback
-``count_tokens_fallback`` (words and punctuation marks).
+Tokens are counted with the wrapped model's local tokenizer (``tok_encode``, else ``tokenizer.encode``)
+when it returns token ids; otherwise (no local tokenizer, e.g. an API model without
+``tokenizer_backend``) with the fallback ``count_tokens_fallback`` (words and punctuation marks).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import copy
 import functools
 import importlib
 import json
+import os
 import re
 import time
 import weakref
@@ -78,13 +82,33 @@ def plan_text(program: str, args: dict) -> str:
     return f"[[qa-pack-rollout:{base64.urlsafe_b64encode(zlib.compress(raw.encode())).decode()}]]"
 
 
+def _chat_messages(context) -> list[dict] | None:
+    """The messages of a chat-API context: lm-eval's ``JsonChatStr`` (a NamedTuple whose ``.prompt``
+    is the JSON of the messages) or a message list ('remote'-tokenizer API models); else None."""
+    if isinstance(context, str):
+        return None
+    if isinstance(getattr(context, "prompt", None), str):
+        try:
+            context = json.loads(context.prompt)
+        except ValueError:
+            return None
+    if isinstance(context, list) and all(isinstance(m, dict) for m in context):
+        return context
+    return None
+
+
 def _context_text(context) -> str:
-    """Request contexts are strings, except chat messages lists of 'remote'-tokenizer API models."""
+    """The text of a request context: the string itself, or the joined contents of chat messages."""
     if isinstance(context, str):
         return context
-    if isinstance(context, list):
-        return "\n".join(str(m.get("content", "")) for m in context if isinstance(m, dict))
-    return ""
+    messages = _chat_messages(context)
+    return "\n".join(str(m.get("content", "")) for m in messages) if messages is not None else ""
+
+
+def _loggable(prompt):
+    """A prompt as it goes into the sample log: text, or the list of chat messages."""
+    messages = _chat_messages(prompt)
+    return prompt if messages is None else messages
 
 
 def find_plan(context) -> tuple[str, dict] | None:
@@ -135,6 +159,14 @@ def _new_text(text: str, earlier: list[str]) -> str:
     return text[cut:]
 
 
+def _instance(request, prompt, kwargs):
+    """A generate_until Instance for one call, carrying the task and document of its request."""
+    from lm_eval.api.instance import Instance
+
+    return Instance(request_type="generate_until", doc={}, arguments=(prompt, kwargs), idx=0,
+                    metadata=(request.task_name, request.doc_id, 1))
+
+
 def _load_program(name: str) -> Callable[[dict, dict], Generator]:
     if name not in PROGRAMS:
         raise QAPackError(f"a request names unknown rollout program {name!r}; known: {', '.join(PROGRAMS)}")
@@ -166,6 +198,7 @@ class _Plan:
         self.records: list[dict] = []
         self.user_texts: dict[str, list[str]] = {}  # per call kind, for shared-text accounting
         self.output: object = None
+        self.step = 1  # the plan's own round: its k-th group of calls is round k of a round-batched rollout
         self.pending = self._advance(None)
 
     def _advance(self, replies) -> list[Call]:
@@ -179,7 +212,26 @@ class _Plan:
         return list(calls)
 
     def feed(self, replies: list[str]) -> None:
+        self.step += 1
         self.pending = self._advance(replies)
+
+    def kwargs(self, call: Call) -> dict:
+        """The generation kwargs of one call: the request's, overridden by the call's own."""
+        kwargs = copy.deepcopy(self.gen_kwargs)
+        kwargs.update(copy.deepcopy(call.gen_kwargs))
+        return kwargs
+
+    def record(self, call: Call, prompt, reply: str, latency_s: float, count: Callable[[object], int]) -> None:
+        """Account one finished call of the current step (its round); text shared with an earlier call
+        of its kind is counted once."""
+        user = "\n\n".join(m["content"] for m in call.messages if m["role"] != "assistant")
+        earlier = self.user_texts.setdefault(call.kind, [])
+        new = _new_text(user, earlier).strip()
+        self.records.append({
+            "kind": call.kind, "round": self.step, "prompt_tokens": count(prompt),
+            "new_prompt_tokens": count(new) if new else 0, "gen_tokens": count(reply) if reply else 0,
+            "latency_s": latency_s, "prompt": _loggable(prompt), "reply": reply})
+        earlier.append(user)
 
     def result(self) -> str:
         rounds = len({r["round"] for r in self.records})
@@ -187,6 +239,9 @@ class _Plan:
         return json.dumps({RESULT_KEY: 1, "output": self.output,
                            "rollout": {"rounds": rounds, "latency_s": latency, "calls": self.records}},
                           ensure_ascii=False)
+
+
+_PROBE_SYSTEM, _PROBE_USER = "qa-pack-probe-system", "qa-pack-probe-user"
 
 
 class RolloutMixin:
@@ -201,25 +256,47 @@ class RolloutMixin:
         self._rollout_base.__init__(self, *args, **kwargs)
         _LIVE.add(self)
 
-    # --- chat rendering: remember which plans went through the chat template ---------------------
-    def apply_chat_template(self, chat_history, add_generation_prompt: bool = True):
-        rendered = self._rollout_base.apply_chat_template(self, chat_history, add_generation_prompt)
-        for msg in chat_history:
-            match = _MARKER.search(str(msg.get("content", "")))
+    # --- chat rendering, read from the request itself ---------------------------------------------
+    def _chat_system(self, context, marker: re.Match) -> list[dict] | None:
+        """The system messages of a chat-rendered plan ([] when none), or None for plain text.
+
+        Chat-API contexts carry their messages. A string is chat-rendered when text follows the
+        marker (the template's end of turn and generation prompt; a plain context ends with the
+        marker); its system message is recovered by rendering probe messages with the same template
+        and matching the context against them."""
+        messages = _chat_messages(context)
+        if messages is not None:
+            return [dict(m) for m in messages if m.get("role") == "system"]
+        if not context[marker.end():].strip():
+            return None
+        for with_system in (False, True):
+            probe = [{"role": "system", "content": _PROBE_SYSTEM}] if with_system else []
+            try:
+                rendered = self._rollout_base.apply_chat_template(
+                    self, probe + [{"role": "user", "content": _PROBE_USER}], True)
+            except Exception:  # noqa: BLE001, S112 (a template may refuse a system role: try the next probe)
+                continue
+            if not isinstance(rendered, str):
+                continue
+            pattern = re.escape(rendered).replace(re.escape(_PROBE_SYSTEM), "(.*)", 1)
+            match = re.fullmatch(pattern.replace(re.escape(_PROBE_USER), re.escape(marker.group(0)), 1),
+                                 context, re.DOTALL)
             if match:
-                system = [dict(m) for m in chat_history if m.get("role") == "system"]
-                self.__dict__.setdefault("_rollout_chat", {})[match.group(1)] = system
-        return rendered
+                return [{"role": "system", "content": match.group(1)}] if with_system else []
+        raise QAPackError(
+            "a rollout plan was rendered by a chat template the rollout layer cannot take apart (text "
+            "around the plan that is neither a system message nor the template's own markup, e.g. "
+            "few-shot turns); run the multi-call tasks with num_fewshot 0 or without --apply_chat_template")
 
     def _rollout_count(self, prompt) -> int:
-        text = prompt if type(prompt) is str else _context_text(
-            json.loads(prompt) if isinstance(prompt, str) else prompt)  # JsonChatStr: count the contents
-        encode = getattr(self, "tok_encode", None)
-        if encode is not None:
+        text = prompt if isinstance(prompt, str) else _context_text(prompt)  # chat: count the contents
+        for encode in (getattr(self, "tok_encode", None), getattr(getattr(self, "tokenizer", None), "encode", None)):
+            if encode is None:
+                continue
             try:
                 ids = encode(text)
-            except Exception:  # noqa: BLE001 (any tokenizer failure means: use the documented fallback)
-                ids = None
+            except Exception:  # noqa: BLE001, S112 (on any tokenizer failure try the next, then the fallback)
+                continue
             if isinstance(ids, list) and all(isinstance(i, int) for i in ids):
                 return len(ids)
         return count_tokens_fallback(text)
@@ -229,63 +306,66 @@ class RolloutMixin:
             return plan.prefix + render_plain(call.messages)
         return self._rollout_base.apply_chat_template(self, plan.system + call.messages, True)
 
-    def generate_until(self, requests, disable_tqdm: bool = False):
-        found = [find_plan(req.args[0]) for req in requests]
-        if not any(found):
-            return self._rollout_base.generate_until(self, requests, disable_tqdm)
-        from lm_eval.api.instance import Instance
-
-        chat = self.__dict__.get("_rollout_chat", {})
-        results: list = [None] * len(requests)
+    # --- the rollout: start the plans, then one backend batch per round -------------------------------
+    def _rollout_start(self, requests, found) -> tuple[list[_Plan], list[int]]:
+        """The plans of the requests that carry one, and the indices of the plain requests."""
         plans: list[_Plan] = []
         plain: list[int] = []
         for i, (req, hit) in enumerate(zip(requests, found)):
             if hit is None:
                 plain.append(i)
                 continue
-            payload, plan = hit
-            context = _context_text(req.args[0])
-            prefix = context[: context.find("[[qa-pack-rollout:")] if payload not in chat else ""
+            _, plan = hit
+            context = req.args[0]
+            text = _context_text(context)
+            marker = _MARKER.search(text)
+            system = self._chat_system(context, marker)
+            prefix = text[: marker.start()] if system is None else ""
             gen_kwargs = dict(req.args[1] or {})
             program = _load_program(plan["program"])(plan["args"], gen_kwargs)
-            plans.append(_Plan(i, program, gen_kwargs, chat.get(payload), prefix))
+            plans.append(_Plan(i, program, gen_kwargs, system, prefix))
+        return plans, plain
 
-        round_no = 0
-        while plain or any(p.pending for p in plans):
-            round_no += 1
-            batch: list[tuple[_Plan | None, int, Call | None, object, dict]] = []
-            for i in plain:  # plain requests ride along with the first round
-                context, kwargs = requests[i].args
-                batch.append((None, i, None, context, kwargs))
-            for plan in plans:
-                for call in plan.pending:
-                    kwargs = copy.deepcopy(plan.gen_kwargs)
-                    kwargs.update(copy.deepcopy(call.gen_kwargs))
-                    batch.append((plan, plan.index, call, self._rollout_render(plan, call), kwargs))
-            instances = [
-                Instance(request_type="generate_until", doc={}, arguments=(prompt, kwargs), idx=0,
-                         metadata=(requests[i].task_name, requests[i].doc_id, 1))
-                for _, i, _, prompt, kwargs in batch]
-            start = time.perf_counter()
-            outputs = self._rollout_base.generate_until(self, instances, disable_tqdm)
-            share = (time.perf_counter() - start) / len(batch)
-            plain = []
-            replies: dict[int, list[str]] = {}
-            for (plan, i, call, prompt, _), out in zip(batch, outputs, strict=True):
-                if plan is None:
-                    results[i] = out
-                    continue
-                replies.setdefault(id(plan), []).append(out)
-                user = "\n\n".join(m["content"] for m in call.messages if m["role"] != "assistant")
-                earlier = plan.user_texts.setdefault(call.kind, [])
-                plan.records.append({
-                    "kind": call.kind, "round": round_no, "prompt_tokens": self._rollout_count(prompt),
-                    "new_prompt_tokens": self._rollout_count(new) if (new := _new_text(user, earlier).strip()) else 0,
-                    "gen_tokens": self._rollout_count(out) if out else 0, "latency_s": share})
-                earlier.append(user)
-            for plan in plans:
-                if plan.pending:
-                    plan.feed(replies[id(plan)])
+    def _rollout_round(self, requests, plans: list[_Plan], plain: list[int], results: list,
+                       disable_tqdm: bool) -> None:
+        """Send every pending call (and the plain requests) as one batch; account and feed replies."""
+        batch: list[tuple[_Plan | None, int, Call | None, object, dict]] = []
+        for i in plain:
+            context, kwargs = requests[i].args
+            batch.append((None, i, None, context, kwargs))
+        for plan in plans:
+            for call in plan.pending:
+                batch.append((plan, plan.index, call, self._rollout_render(plan, call), plan.kwargs(call)))
+        instances = [_instance(requests[i], prompt, kwargs) for _, i, _, prompt, kwargs in batch]
+        start = time.perf_counter()
+        outputs = self._rollout_base.generate_until(self, instances, disable_tqdm)
+        share = (time.perf_counter() - start) / len(batch)
+        replies: dict[int, list[str]] = {}
+        for (plan, i, call, prompt, _), out in zip(batch, outputs, strict=True):
+            if plan is None:
+                results[i] = out
+                continue
+            replies.setdefault(id(plan), []).append(out)
+            plan.record(call, prompt, out, share, self._rollout_count)
+        for plan in plans:
+            if plan.pending:
+                plan.feed(replies[id(plan)])
+
+    def generate_until(self, requests, disable_tqdm: bool = False):
+        found = [find_plan(req.args[0]) for req in requests]
+        if not any(found):
+            return self._rollout_base.generate_until(self, requests, disable_tqdm)
+        plans, plain = self._rollout_start(requests, found)
+        results: list = [None] * len(requests)
+        concurrent = getattr(self, "_concurrent", None)  # lm-eval's API models (TemplateAPI)
+        if isinstance(concurrent, int) and os.environ.get("QA_PACK_ROLLOUT", "").lower() != "rounds":
+            from qa_tasks.rollout_stream import stream
+
+            stream(self, requests, plans, plain, results, workers=max(1, concurrent))
+        else:
+            while plain or any(p.pending for p in plans):  # round-batched: one backend batch per round
+                self._rollout_round(requests, plans, plain, results, disable_tqdm)
+                plain = []
         for plan in plans:
             results[plan.index] = plan.result()
         return results

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import gc
 import json
+import threading
+import time
+import zlib
 
 import pytest
 from lm_eval.api.instance import Instance
@@ -108,14 +111,40 @@ def test_batch_and_all_in_one_are_one_round(lm):
     assert metrics["calls"] == 4 and metrics["rounds"] == 1
 
 
-def test_chat_rendering_keeps_system_and_replies(lm):
+@pytest.mark.parametrize("system", [[], [{"role": "system", "content": "SYS\nline two"}]])
+def test_chat_rendering_is_read_from_the_request(system):
+    """A fresh model that never rendered the context itself (as with --cache_requests) still finds
+    the chat rendering and the system message in it."""
     p = _passage(2)
-    context = lm.apply_chat_template([{"role": "system", "content": "SYS"},
-                                      {"role": "user", "content": _plan("sequential", p)}])
+    context = EchoLM().apply_chat_template(system + [{"role": "user", "content": _plan("sequential", p)}])
+    lm = rollout.wrap(EchoLM())
     lm.generate_until([_req(context)])
-    second = lm.batches[1][0][0]
-    assert second == ("<system>SYS</system><user>" + squad.batch_prompt(p, 0) + "</user><assistant>r1.0</assistant>"
-                      "<user>" + squad.followup_turn(p.questions[1]) + "</user><assistant>")
+    sys_text = "".join(f"<system>{m['content']}</system>" for m in system)
+    assert lm.batches[1][0][0] == (sys_text + "<user>" + squad.batch_prompt(p, 0) + "</user><assistant>r1.0</assistant>"
+                                   "<user>" + squad.followup_turn(p.questions[1]) + "</user><assistant>")
+
+
+def test_chat_api_messages_carry_the_plan():
+    """Chat API models hand lm-eval's JsonChatStr (JSON of the messages) instead of a string."""
+    from lm_eval.models.api_models import JsonChatStr
+
+    class ChatLM(EchoLM):
+        def apply_chat_template(self, chat_history, add_generation_prompt=True):
+            return JsonChatStr(json.dumps(chat_history))
+
+    p = _passage(2)
+    lm = rollout.wrap(ChatLM())
+    messages = [{"role": "system", "content": "SYS"}, {"role": "user", "content": _plan("sequential", p)}]
+    res = json.loads(lm.generate_until([_req(JsonChatStr(json.dumps(messages)))])[0])
+    second = json.loads(lm.batches[1][0][0].prompt)
+    assert second == [messages[0], *squad.sequential_messages(p, ["r1.0"])]
+    assert res["rollout"]["calls"][1]["prompt"] == second  # what the model saw, for --log_samples
+
+
+def test_unparseable_chat_rendering_is_a_clear_error(lm):
+    p = _passage(1)
+    with pytest.raises(QAPackError, match="cannot take apart"):
+        lm.generate_until([_req("<user>few-shot</user><user>" + _plan("batch", p) + "</user><assistant>")])
 
 
 def test_plain_prefix_is_kept(lm):
@@ -192,3 +221,77 @@ def test_tasks_stop_before_generating_without_the_layer(data_dir):
     with pytest.raises(QAPackError, match="needs the rollout layer"):
         lm_eval.simple_evaluate(model=bare, tasks=["squad_sequential"], limit=1)
     assert bare.generate_calls == 0
+
+
+@pytest.mark.slow
+def test_cached_requests_rerun_gives_identical_prompts_and_scores(tiny_model, tmp_path):
+    """--cache_requests: the second run restores the chat-rendered requests without calling
+    apply_chat_template, and must still send the same prompts and score the same."""
+    from tests.conftest import lm_eval_env, read_samples, run_lm_eval
+
+    env = lm_eval_env(LM_HARNESS_CACHE_PATH=str(tmp_path / "cache"))
+    args = ["--model", "hf", "--model_args", f"pretrained={tiny_model}", "--tasks", "squad_sequential,squad_collab",
+            "--limit", "2", "--apply_chat_template", "--system_instruction", "Answer briefly.",
+            "--cache_requests", "true", "--log_samples"]
+    runs = []
+    for name in ("first", "cached"):
+        proc, results = run_lm_eval(args, output=tmp_path / name, env=env)
+        runs.append((proc, results, tmp_path / name))
+    assert "Building contexts for squad_sequential" in runs[0][0].stderr
+    assert "Building contexts for squad_sequential" not in runs[1][0].stderr  # restored from the cache
+    for task in ("squad_sequential", "squad_collab"):
+        first, cached = ([[(c["prompt"], c["reply"]) for c in json.loads(s["resps"][0][0])["rollout"]["calls"]]
+                          for s in read_samples(out, task)] for _, _, out in runs)
+        assert first == cached
+        assert all(p.startswith("<|im_start|>system\nAnswer briefly.<|im_end|>") for doc in first for p, _ in doc)
+        scores = [{k: v for k, v in r["results"][task].items() if not k.startswith("latency_s")} for _, r, _ in runs]
+        assert scores[0] == scores[1]
+
+
+class ApiLikeLM(EchoLM):
+    """Like lm-eval's API models (a ``_concurrent`` attribute): replies depend on the prompt only, after
+    a prompt-dependent delay, so barrier-free calls finish out of order; counts requests in flight."""
+
+    _concurrent = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock, self.flying, self.most = threading.Lock(), 0, 0
+
+    def generate_until(self, requests, disable_tqdm: bool = False):
+        with self.lock:
+            self.batches.append([r.args for r in requests])
+            self.flying += 1
+            self.most = max(self.most, self.flying)
+        out = []
+        for r in requests:
+            h = zlib.crc32(str(r.args[0]).encode())
+            time.sleep((h % 7) / 500)
+            out.append(f"<answer>a{h % 97}</answer>" + " more" * (h % 4))
+        with self.lock:
+            self.flying -= 1
+        return out
+
+
+def test_barrier_free_api_rollout_matches_round_batching(monkeypatch):
+    reqs = [_req(_plan("sequential", _passage(5, "P/0"))), _req("plain"), _req(_plan("batch", _passage(4, "P/1"))),
+            _req(_plan("collab", _passage(3, "P/2"))), _req(_plan("sequential", _passage(2, "P/3")))]
+
+    def run(mode):
+        monkeypatch.setenv("QA_PACK_ROLLOUT", mode)
+        lm = rollout.wrap(ApiLikeLM())
+        out = lm.generate_until(reqs)
+        return lm, [o if o.startswith("<answer>") else json.loads(o) for o in out]
+
+    streamed, out_stream = run("")
+    batched, out_rounds = run("rounds")
+    for result in out_stream + out_rounds:
+        if isinstance(result, dict):
+            for call in result["rollout"]["calls"]:
+                assert call.pop("latency_s") >= 0
+            result["rollout"].pop("latency_s")
+    assert out_stream == out_rounds  # same replies, prompts, rounds and token accounting
+    assert out_stream[0]["rollout"]["rounds"] == 5 and len(out_stream[2]["rollout"]["calls"]) == 4
+    assert [len(b) for b in batched.batches] == [1 + 1 + 4 + 1 + 1, 3, 2, 2, 1]  # one batch per round
+    assert all(len(b) == 1 for b in streamed.batches) and len(streamed.batches) == 5 + 1 + 4 + 4 + 2
+    assert 1 < streamed.most <= ApiLikeLM._concurrent
