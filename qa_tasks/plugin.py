@@ -65,8 +65,10 @@ BACKEND_PACKAGES = {
 }
 # vLLM's accepted max_lora_rank values (vllm/config/lora.py MaxLoRARanks); lm-eval passes 16 by default
 VLLM_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
-# model_args keys that name local folders or files when they look like paths
+# model_args keys that name local folders or files when they look like paths, checked for lm-eval's own
+# backends only (another model class may read the same keys differently)
 PATH_ARGS = ("pretrained", "tokenizer", "peft", "lora_local_path", "delta")
+PATH_CHECKED_MODELS = {"hf", "huggingface", "hf-auto", "hf-multimodal", *BACKEND_PACKAGES}
 _PATCHED = "__qa_pack_patched__"
 _HOOK = {"off": False}  # set at the first target that does not fit: the hook then patches nothing more
 # True/False inside simple_evaluate (whether its tasks need the rollout layer); None elsewhere
@@ -172,7 +174,7 @@ def check_model_args(model, model_args, tasks=()) -> None:
         from lm_eval.utils import simple_parse_args_string
 
         model_args = simple_parse_args_string(model_args)
-    args = model_args if isinstance(model_args, dict) else {}
+    args = model_args if isinstance(model_args, dict) and model in PATH_CHECKED_MODELS else {}
     for key in PATH_ARGS:
         value = args.get(key)
         if isinstance(value, str) and _looks_local(value) and not Path(value).expanduser().exists():
@@ -285,9 +287,10 @@ def patch_evaluator(module) -> None:
     def simple_evaluate(*args, **kwargs):
         given = signature.bind_partial(*args, **kwargs).arguments
         tasks = given.get("tasks") or []
-        check_model_args(given.get("model"), given.get("model_args"), tasks)
-        # on the CLI the task manager holds model_args | --metadata, what the tasks will read
+        # data and task options first: what these tasks read is wrong whatever the model
+        # (on the CLI the task manager holds model_args | --metadata, what the tasks will read)
         preflight(tasks, getattr(given.get("task_manager"), "metadata", None) or given.get("metadata") or {})
+        check_model_args(given.get("model"), given.get("model_args"), tasks)
         token = _ROLLOUT_WANTED.set(_needs_rollout(tasks, given.get("task_manager")))
         try:
             return original(*args, **kwargs)
