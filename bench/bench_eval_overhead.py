@@ -89,7 +89,7 @@ def main() -> None:
     if args.child:
         return child(args.child, args.model, args.out)
     sys.path.insert(0, str(ROOT))
-    from tests.toolkit.tiny_model import build_tiny_model
+    from qa_tasks.testing import build_tiny_model
 
     data = Path(os.environ.get("QA_PACK_DATA_DIR") or ROOT.parent / "shared" / "data")
     with tempfile.TemporaryDirectory() as tmp:

@@ -182,8 +182,8 @@ def api_main(args) -> None:
     from lm_eval.models.openai_completions import LocalChatCompletion
 
     from qa_tasks import rollout, squad
+    from qa_tasks.testing import build_tiny_model
     from tests.toolkit.serve import serve
-    from tests.toolkit.tiny_model import build_tiny_model
 
     passages = squad.load_passages("validation", min_questions=3, max_questions=8)[: args.passages]
     caps = [random.Random(i).choice([int(c) for c in args.caps.split(",")]) for i in range(len(passages))]
@@ -226,7 +226,7 @@ def main() -> None:
     import torch
 
     from qa_tasks import squad
-    from tests.toolkit.tiny_model import build_tiny_model
+    from qa_tasks.testing import build_tiny_model
 
     torch.set_num_threads(args.threads)
     tmp = tempfile.mkdtemp()

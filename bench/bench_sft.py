@@ -79,7 +79,7 @@ def memory(work: Path, steps: int) -> dict:
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from tests.toolkit.tiny_model import build_tiny_model
+    from qa_tasks.testing import build_tiny_model
 
     tiny = build_tiny_model(work / "tiny", data_dir=os.environ.get("QA_PACK_DATA_DIR"))
     big = work / "medium"
@@ -111,7 +111,7 @@ def gsm8k(work: Path, args: argparse.Namespace) -> dict:
     larger init scale: LoRA leaves the (tied) embeddings and the final norm frozen, so with the default
     scale no adapter can sharpen the output distribution. ``--train_head`` unties the embeddings and
     trains the output layer in full (lora_modules_to_save=lm_head) instead (bench/RESULTS.md)."""
-    from tests.toolkit.tiny_model import build_tiny_model
+    from qa_tasks.testing import build_tiny_model
 
     name = f"gsm_model_{args.hidden_size}x{args.num_layers}_{args.init_std}{'_untied' * args.train_head}"
     model = build_tiny_model(work / name, data_dir=os.environ.get("QA_PACK_DATA_DIR"), hidden_size=args.hidden_size,
@@ -152,7 +152,7 @@ def main() -> None:
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_sft_"))
     work.mkdir(parents=True, exist_ok=True)
-    from tests.toolkit.tiny_model import build_tiny_model
+    from qa_tasks.testing import build_tiny_model
 
     tiny = build_tiny_model(work / "tiny", data_dir=os.environ.get("QA_PACK_DATA_DIR"))
     report = {}

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 from qa_tasks.errors import QAPackError
+from qa_tasks.files import atomic_dir
+from qa_tasks.hardware import torch_dtype
 
 __all__ = [
     "EvalDuringTraining",
@@ -101,30 +103,22 @@ def evaluate_lm(lm, tasks: list[str], out: Path, model_args: str, limit: float |
 
     from qa_tasks.task_index import task_manager
 
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    tracker = EvaluationTracker(output_path=str(tmp / "results.json"))
-    try:
+    # an interrupted or failed evaluation leaves no partial folder behind
+    with atomic_dir(out) as tmp:
+        tracker = EvaluationTracker(output_path=str(tmp / "results.json"))
         with _env_info_once():
             results = simple_evaluate(model=lm, model_args=model_args, tasks=tasks, limit=limit,
                                       log_samples=True, evaluation_tracker=tracker, gen_kwargs=gen_kwargs,
                                       task_manager=task_manager(tasks))
-    except BaseException:  # an interrupted or failed evaluation leaves no partial folder behind
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if results is None:  # non-zero rank
-        shutil.rmtree(tmp, ignore_errors=True)
-        return {}
-    samples = results.pop("samples")
-    tracker.save_results_aggregated(results=results, samples=samples)
-    for name in results["configs"]:
-        tracker.save_results_samples(task_name=name, samples=samples[name])
-    if not list(tmp.glob("results_*.json")):
-        raise QAPackError(f"lm-eval could not write its results into {tmp}; check free disk space and permissions")
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+        if results is None:  # non-zero rank: nothing to write
+            shutil.rmtree(tmp)
+            return {}
+        samples = results.pop("samples")
+        tracker.save_results_aggregated(results=results, samples=samples)
+        for name in results["configs"]:
+            tracker.save_results_samples(task_name=name, samples=samples[name])
+        if not list(tmp.glob("results_*.json")):
+            raise QAPackError(f"lm-eval could not write its results into {tmp}; check free disk space and permissions")
     return results
 
 
@@ -135,12 +129,12 @@ def load_adapter_model(base: str, adapter: str, load_in_4bit: bool = False, dtyp
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
     cuda = torch.cuda.is_available()
-    torch_dtype = (torch.bfloat16 if cuda else torch.float32) if dtype == "auto" else getattr(torch, dtype)
-    kwargs: dict = {"dtype": torch_dtype}
+    weights = torch_dtype(dtype)
+    kwargs: dict = {"dtype": weights}
     if load_in_4bit:
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch_dtype)
+            bnb_4bit_compute_dtype=weights)
     if cuda:
         kwargs["device_map"] = {"": 0}
     model = AutoModelForCausalLM.from_pretrained(base, **kwargs)

@@ -11,27 +11,16 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+
+from qa_tasks.files import write_json as write_json_atomic  # re-exported: finetune's callers use this name
 
 __all__ = ["PACKAGES", "build_manifest", "hyperparameters", "package_versions", "run_finished", "write_json_atomic"]
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "datasets", "lm_eval",
             "lm-eval-qa-pack")
-
-
-def write_json_atomic(path: str | os.PathLike, obj) -> Path:
-    """Write JSON to a temporary file beside ``path``, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False,
-                                     encoding="utf-8") as tmp:
-        json.dump(obj, tmp, indent=2, ensure_ascii=False, default=str)
-        tmp.write("\n")
-    os.replace(tmp.name, path)
-    return path
 
 
 def run_finished(output_dir: str | os.PathLike) -> bool:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
 from qa_tasks.errors import QAPackError
+from qa_tasks.files import atomic_dir
 
 __all__ = ["base_of", "main", "merge"]
 
@@ -53,18 +53,14 @@ def merge(adapter: str | os.PathLike, out: str | os.PathLike, base: str | None =
     model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     tok_src = adapter if (adapter / "tokenizer_config.json").is_file() else base
     tokenizer = AutoTokenizer.from_pretrained(str(tok_src))
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
     manifest = adapter / "manifest.json"
     info = {"base_model": base, "adapter": str(adapter.resolve()), "dtype": dtype}
     if manifest.is_file():
         info["adapter_manifest"] = json.loads(manifest.read_text(encoding="utf-8"))
-    (tmp / "merge_manifest.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
-    if out.exists():
-        out.rmdir()
-    os.replace(tmp, out)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "merge_manifest.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     return out
 
 

@@ -32,6 +32,8 @@ from finetune.data import build_training_data
 from finetune.manifest import build_manifest, write_json_atomic
 from finetune.vllm_compat import warn_unservable
 from qa_tasks.errors import QAPackError
+from qa_tasks.files import checkpoint_step
+from qa_tasks.hardware import peak_memory, torch_dtype
 
 __all__ = [
     "EXIT_INTERRUPTED",
@@ -50,25 +52,17 @@ EXIT_INTERRUPTED = 128 + signal.SIGTERM
 _ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
-def _dtype(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
-    return getattr(torch, name)
-
-
 def load_base_model(task, lora):
     """The base model: full precision for LoRA, 4-bit NF4 (bitsandbytes) for QLoRA."""
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    kwargs: dict = {"dtype": _dtype(task.dtype)}
+    kwargs: dict = {"dtype": torch_dtype(task.dtype)}
     if lora.method == "qlora":
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type=lora.bnb_4bit_quant_type,
             bnb_4bit_use_double_quant=lora.bnb_4bit_use_double_quant,
-            bnb_4bit_compute_dtype=_dtype(lora.bnb_4bit_compute_dtype))
+            bnb_4bit_compute_dtype=torch_dtype(lora.bnb_4bit_compute_dtype))
         if torch.cuda.is_available():  # 4-bit weights are placed at load time, one device per process
             from accelerate import PartialState
 
@@ -97,9 +91,9 @@ def prepare_config(sft, data) -> None:
 
 def last_checkpoint(output_dir: Path) -> Path | None:
     """The newest complete checkpoint (trainer_state.json is written last)."""
-    done = [p for p in output_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()
-            and p.name.split("-")[-1].isdigit()]
-    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+    done = [p for p in output_dir.glob("checkpoint-*")
+            if checkpoint_step(p) is not None and (p / "trainer_state.json").is_file()]
+    return max(done, key=checkpoint_step, default=None)
 
 
 def collect_evals(output_dir: Path) -> list[dict]:
@@ -217,17 +211,6 @@ def whole_run_loss(log_history: list[dict], resumed_step: int, session_loss: flo
     return (before + session_loss * (global_step - resumed_step)) / max(global_step, 1)
 
 
-def _peak_memory() -> dict:
-    import resource
-
-    import torch
-
-    if torch.cuda.is_available():
-        return {"peak_memory_bytes": torch.cuda.max_memory_allocated(), "peak_memory_kind": "cuda_max_allocated"}
-    return {"peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-            "peak_memory_kind": "cpu_peak_rss"}
-
-
 def _save_final(trainer, tokenizer, out: Path) -> None:
     """Adapter + tokenizer into OUT: saved beside it, then each file renamed into place."""
     tmp = out / f".final.tmp{os.getpid()}"
@@ -257,7 +240,7 @@ def _train_metrics(trainer, result, resume_from: Path | None, model_bytes: int) 
     if logs:
         metrics.update({"final_loss": logs[-1]["loss"], "num_tokens": logs[-1].get("num_tokens")})
     metrics["global_step"] = trainer.state.global_step
-    metrics.update(model_memory_bytes=model_bytes, **_peak_memory())
+    metrics.update(model_memory_bytes=model_bytes, **dict(zip(("peak_memory_bytes", "peak_memory_kind"), peak_memory())))
     if resume_from:
         metrics["resumed_from"] = resume_from.name
     return metrics

@@ -20,12 +20,9 @@ import time
 from pathlib import Path
 
 from qa_tasks.errors import QAPackError
+from qa_tasks.files import checkpoint_step
 
 __all__ = ["main", "pending_checkpoints", "watch"]
-
-
-def _step(path: Path) -> int:
-    return int(path.name.rsplit("-", 1)[1])
 
 
 def pending_checkpoints(run: Path) -> list[Path]:
@@ -33,8 +30,8 @@ def pending_checkpoints(run: Path) -> list[Path]:
     from finetune.eval_callback import step_dir
 
     done = [p for p in run.glob("checkpoint-*")
-            if p.name.rsplit("-", 1)[1].isdigit() and (p / "trainer_state.json").is_file()]
-    return sorted((p for p in done if not step_dir(run, _step(p)).is_dir()), key=_step)
+            if checkpoint_step(p) is not None and (p / "trainer_state.json").is_file()]
+    return sorted((p for p in done if not step_dir(run, checkpoint_step(p)).is_dir()), key=checkpoint_step)
 
 
 def _base(run: Path, model: str | None) -> str:
@@ -62,10 +59,10 @@ def watch(run: Path, tasks: list[str], model: str | None = None, limit: float | 
             if not ckpt.is_dir():  # rotated away by save_total_limit meanwhile
                 continue
             peft_model, tokenizer = load_adapter_model(base, str(ckpt), load_in_4bit)
-            out = step_dir(run, _step(ckpt))
+            out = step_dir(run, checkpoint_step(ckpt))
             results = evaluate_lm(make_lm(peft_model, tokenizer, batch_size), tasks, out,
                                   f"pretrained={base},peft={ckpt}", limit, gen_kwargs)
-            loggers = log_to_run(run, ckpt, _step(ckpt), logged_metrics(results))
+            loggers = log_to_run(run, ckpt, checkpoint_step(ckpt), logged_metrics(results))
             log(f"[watch] {ckpt.name} -> {out}" + (f" (logged to {', '.join(loggers)})" if loggers else ""))
             written.append(out)
         finished = run_finished(run)  # an interrupted run may be resumed: keep watching

@@ -19,6 +19,7 @@ from leaderboards.reader import Collection, read_paths
 from leaderboards.render import render_csv, render_json, render_markdown
 from leaderboards.tables import Table, comparison_table, group_models, overview_table, progression_table
 from qa_tasks.errors import QAPackError
+from qa_tasks.files import atomic_write
 
 __all__ = ["FORMATS", "BuildReport", "build"]
 
@@ -43,9 +44,7 @@ def _display(path: Path, base: Path) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, text)
 
 
 def build(paths, output, fmt: str | None = None, plots: bool = True) -> BuildReport:

@@ -7,14 +7,15 @@ writes no timestamp or version into the PNG, so the same tables give the same by
 
 from __future__ import annotations
 
+import io
 import math
-import os
 import re
 import textwrap
 from pathlib import Path
 
 from leaderboards.checks import chance_level
 from leaderboards.tables import QUERY_TYPES, Stat, Table, family
+from qa_tasks.files import atomic_write
 
 __all__ = ["MISSING_NOTE", "make_plots", "plots_available", "progress_figure", "type_figure"]
 
@@ -44,9 +45,9 @@ def _figure(width: float = 7.0, height: float = 3.6):
 
 
 def _save(fig, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png", metadata={"Software": None})
-    os.replace(tmp, path)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", metadata={"Software": None})
+    atomic_write(path, png.getvalue())
 
 
 def _value(cell) -> float:

@@ -19,11 +19,11 @@ from typing import Any
 
 from leaderboards.samples import Replies, Samples, number, read_samples
 from qa_tasks.errors import QAPackError
+from qa_tasks.files import checkpoint_step
 
 __all__ = ["Collection", "Latency", "Run", "TaskResult", "model_label", "parse_model_args", "read_paths"]
 
 _RESULTS_RE = re.compile(r"^results_(.+)\.json$")
-_STEP_RE = re.compile(r"^(?:step|checkpoint)-(\d+)$")
 LATENCY_KEYS = ("task", "model", "n", "p50_s", "p95_s", "mean_s")
 
 
@@ -108,8 +108,8 @@ def _basename(path: str) -> str:
 def _adapter_dir(peft: str) -> tuple[Path, int | None]:
     """The adapter's own folder and step: ``OUT/checkpoint-40`` -> (OUT, 40)."""
     p = Path(peft)
-    m = _STEP_RE.match(p.name)
-    return (p.parent, int(m.group(1))) if m else (p, None)
+    step = checkpoint_step(p)
+    return (p.parent, step) if step is not None else (p, None)
 
 
 def _read_manifest(folder: Path) -> dict | None:
@@ -134,9 +134,9 @@ def _eval_step(path: Path) -> tuple[Path, int] | None:
     """``<adapter>/eval/step-<N>/...`` -> (adapter folder, N)."""
     parts = path.parts
     for i in range(len(parts) - 2, 0, -1):
-        m = _STEP_RE.match(parts[i])
-        if m and parts[i - 1] == "eval" and parts[i].startswith("step-"):
-            return Path(*parts[: i - 1]), int(m.group(1))
+        step = checkpoint_step(parts[i])
+        if step is not None and parts[i - 1] == "eval" and parts[i].startswith("step-"):
+            return Path(*parts[: i - 1]), step
     return None
 
 

@@ -14,6 +14,7 @@ _TARGETS = {
     "lm_eval.tasks.manager": "patch_task_manager",
     "lm_eval.api.registry": "patch_registry",
     "lm_eval.evaluator": "patch_evaluator",
+    "lm_eval.config.evaluate_config": "patch_evaluate_config",
     "lm_eval._cli.harness": "patch_cli",
 }
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from qa_tasks.errors import QAPackError
+from qa_tasks.files import atomic_write
 
 __all__ = [
     "DATA_ENV",
@@ -130,11 +130,7 @@ def fetch_pinned(rel: str, url: str, sha256: str) -> Path:
     digest = hashlib.sha256(payload).hexdigest()
     if digest != sha256:
         raise QAPackError(f"{url} has sha256 {digest}, expected {sha256}; set {DATA_ENV} to a folder holding {rel}")
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=cached.parent, delete=False) as tmp:
-        tmp.write(payload)
-    os.replace(tmp.name, cached)
-    return cached
+    return atomic_write(cached, payload)
 
 
 def load_hub(hub_id: str, split: str, rel: str, name: str | None = None) -> list[dict]:

@@ -2,7 +2,9 @@
 
 ``qa_tasks._startup`` calls the ``patch_*`` functions right after lm-eval's own modules execute:
 
-- ``TaskManager`` always indexes the pack's ``tasks_yaml`` folder, next to any ``--include_path``;
+- ``TaskManager`` always indexes the pack's ``tasks_yaml`` folder, next to any ``--include_path``; in a run
+  (``lm_eval run`` or ``simple_evaluate``) whose tasks are all the pack's, with no ``--include_path``, it
+  indexes that folder alone (lm-eval's ~14,700 built-in entries cost seconds to index);
 - ``registry.get_model`` returns the chosen model class with the rollout layer added (multi-call
   SQuAD strategies, see ``qa_tasks.rollout``), in runs whose tasks need it;
 - ``simple_evaluate`` checks the run before any model loads: the backend's package is installed,
@@ -39,6 +41,7 @@ __all__ = [
     "check_model_args",
     "pack_tasks",
     "patch_cli",
+    "patch_evaluate_config",
     "patch_evaluator",
     "patch_registry",
     "patch_task_manager",
@@ -73,6 +76,8 @@ _PATCHED = "__qa_pack_patched__"
 _HOOK = {"off": False}  # set at the first target that does not fit: the hook then patches nothing more
 # True/False inside simple_evaluate (whether its tasks need the rollout layer); None elsewhere
 _ROLLOUT_WANTED: contextvars.ContextVar[bool | None] = contextvars.ContextVar("qa_pack_rollout", default=None)
+# True while a run whose tasks are all the pack's builds its TaskManager: the built-in tasks are not indexed
+_PACK_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("qa_pack_only_index", default=False)
 
 
 def tasks_dir() -> Path:
@@ -146,6 +151,16 @@ def _needs_rollout(tasks, task_manager=None) -> bool:
         if entry is None or getattr(getattr(entry, "kind", None), "name", "") != "TASK":
             return True
     return False
+
+
+def _pack_only(tasks, include_path=None) -> bool:
+    """Whether a run of ``tasks`` (names, comma lists) can use the pack-only index: every entry is a pack
+    task or group and no ``--include_path`` adds folders whose tasks may build on lm-eval's own."""
+    if include_path:
+        return False
+    names = [n for t in _task_names(tasks) for n in (t.split(",") if isinstance(t, str) else [t])]
+    known = pack_tasks()
+    return bool(names) and all(isinstance(n, str) and n.strip() in known for n in names)
 
 
 def _multi_round(tasks) -> list[str]:
@@ -255,6 +270,8 @@ def patch_task_manager(module) -> None:
         if all(Path(p).resolve() != ours for p in paths):
             paths.insert(0, ours)  # the user's own paths come later and may override ours
         bound.arguments["include_path"] = paths
+        if _PACK_ONLY.get() and given is None and "include_defaults" in signature.parameters:
+            bound.arguments["include_defaults"] = False
         original_init(*bound.args, **bound.kwargs)
 
     cls.__init__ = __init__
@@ -292,12 +309,34 @@ def patch_evaluator(module) -> None:
         preflight(tasks, getattr(given.get("task_manager"), "metadata", None) or given.get("metadata") or {})
         check_model_args(given.get("model"), given.get("model_args"), tasks)
         token = _ROLLOUT_WANTED.set(_needs_rollout(tasks, given.get("task_manager")))
+        # the TaskManager simple_evaluate builds when none is given
+        pack_only = _PACK_ONLY.set(given.get("task_manager") is None and _pack_only(tasks))
         try:
             return original(*args, **kwargs)
         finally:
+            _PACK_ONLY.reset(pack_only)
             _ROLLOUT_WANTED.reset(token)
 
     module.simple_evaluate = simple_evaluate
+
+
+def patch_evaluate_config(module) -> None:
+    """``lm_eval run`` builds its TaskManager in ``EvaluatorConfig.process_tasks``, from ``--tasks``."""
+    cls = getattr(module, "EvaluatorConfig", None)
+    original = _fits(cls, "process_tasks", ("self", "metadata"),
+                     "lm_eval.config.evaluate_config.EvaluatorConfig.process_tasks")
+    if original is None or not _mark(cls):
+        return
+
+    @functools.wraps(original)
+    def process_tasks(self, *args, **kwargs):
+        token = _PACK_ONLY.set(_pack_only(getattr(self, "tasks", None), getattr(self, "include_path", None)))
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            _PACK_ONLY.reset(token)
+
+    cls.process_tasks = process_tasks
 
 
 def _suggest_pack_task(error: ValueError) -> QAPackError | None:

@@ -20,16 +20,14 @@ else the process's peak resident set size. Warm-up queries are run first and not
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import sys
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 
 from qa_tasks.errors import QAPackError
+from qa_tasks.files import write_json
+from qa_tasks.hardware import peak_memory
 
 __all__ = ["main", "measure", "percentile", "write_result"]
 
@@ -44,20 +42,6 @@ def percentile(values: list[float], q: float) -> float:
     pos = (len(ordered) - 1) * q / 100
     lo, hi = math.floor(pos), math.ceil(pos)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
-def _peak_memory(device: str) -> tuple[int, str]:
-    try:
-        import torch
-
-        if device.startswith("cuda") and torch.cuda.is_available():
-            return int(torch.cuda.max_memory_allocated()), "cuda_max_allocated"
-    except ImportError:
-        pass
-    import resource
-
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(rss if sys.platform == "darwin" else rss * 1024), "cpu_peak_rss"  # Linux reports KiB
 
 
 def _default_device() -> str:
@@ -95,10 +79,7 @@ def write_result(output_path: Path, model_args: str, record: dict) -> Path:
     folder = output_path / sanitize_model_name(name)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"latency_{datetime.now().isoformat().replace(':', '-')}.json"
-    with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp", encoding="utf-8") as tmp:
-        json.dump(record, tmp, indent=2)
-    os.replace(tmp.name, path)
-    return path
+    return write_json(path, record)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -138,7 +119,7 @@ def main(argv: list[str] | None = None) -> Path:
     if not times:
         raise QAPackError(f"{TASK} has only {len(instances)} questions, all used for warm-up; lower --warmup")
     device = _device(lm, args.device)
-    peak, kind = _peak_memory(device)
+    peak, kind = peak_memory(device)
     record = {"kind": "latency", "task": TASK, "model": args.model_args or args.model, "n": len(times),
               "p50_s": percentile(times, 50), "p95_s": percentile(times, 95), "mean_s": sum(times) / len(times),
               "peak_mem_bytes": peak, "peak_mem_kind": kind, "device": device}

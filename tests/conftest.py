@@ -65,6 +65,6 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A 2-layer Qwen2 model with a freshly trained BPE tokenizer, built once per test run."""
-    from tests.toolkit.tiny_model import build_tiny_model
+    from qa_tasks.testing import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", data_dir=DATA_DIR)

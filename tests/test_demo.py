@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from leaderboards import demo
 from leaderboards.render import fmt
+from qa_tasks import demo
 from qa_tasks.errors import QAPackError
 from tests.conftest import ROOT, lm_eval_env
 
@@ -19,7 +19,7 @@ ALL_TASKS = [t for tasks in demo.FAMILY_TASKS.values() for t in tasks]
 
 
 def _demo(*args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "leaderboards.demo", *args], capture_output=True, text=True, check=False,
+    return subprocess.run([sys.executable, "-m", "qa_tasks.demo", *args], capture_output=True, text=True, check=False,
                           cwd=ROOT, env=lm_eval_env(), timeout=timeout)
 
 

@@ -155,7 +155,7 @@ def test_output_layer_trained_in_full_loads_in_lm_eval_and_merges(tmp_path):
     from transformers import AutoModelForCausalLM
 
     from finetune.merge import main as merge_main
-    from tests.toolkit.tiny_model import build_tiny_model
+    from qa_tasks.testing import build_tiny_model
 
     model = build_tiny_model(tmp_path / "untied", data_dir=DATA_DIR, tie_embeddings=False)
     out = tmp_path / "run"

@@ -129,6 +129,37 @@ def test_pack_task_index_holds_the_contract_names_only():
     assert names["squad_strategies"] == "squad" and names["recipe_mpr_fold3"] == "recipe_mpr"
 
 
+@pytest.mark.parametrize(("tasks", "include_path", "pack_only"), [
+    ("recipe_mpr", None, True),
+    ("recipe_mpr,squad_v1", None, True),
+    (["squad_strategies", "gsm8k_think,math500_think"], None, True),  # CLI lists, each may hold commas
+    ("recipe_mpr,arc_easy", None, False),  # one built-in task: the full index
+    ("recipe_mpr", "/my/tasks", False),  # the user's folder may build on built-in tasks
+    ("/my/tasks/own.yaml", None, False),
+    ("recipe_mpr_misspelled", None, False),  # lm-eval's "Tasks not found" then searches everything
+    ([{"task": "recipe_mpr"}], None, False),  # task dicts and objects come from elsewhere
+    ("", None, False),
+])
+def test_runs_of_pack_tasks_only_use_the_pack_only_index(tasks, include_path, pack_only):
+    from qa_tasks.plugin import _pack_only
+
+    assert _pack_only(tasks, include_path) is pack_only
+
+
+def test_lm_eval_run_indexes_only_the_pack_for_pack_tasks():
+    """`lm_eval run` builds its TaskManager in EvaluatorConfig.process_tasks: pack tasks only, no
+    built-in entries indexed (seconds saved per run), and the task names resolve as before."""
+    from lm_eval.config.evaluate_config import EvaluatorConfig
+
+    from qa_tasks.plugin import _PACK_ONLY, pack_tasks
+
+    cfg = EvaluatorConfig(tasks="recipe_mpr,squad_strategies")
+    manager = cfg.process_tasks({"seed": 1})
+    assert set(manager.task_index) == set(pack_tasks()) | {"squad_strategies"}
+    assert cfg.tasks == ["recipe_mpr", "squad_strategies"] and manager.metadata == {"seed": 1}
+    assert _PACK_ONLY.get() is False  # reset after the call: later TaskManagers index everything
+
+
 # --- a hook that never breaks lm_eval -------------------------------------------------------------
 
 SIM_SITE = ROOT / "tests" / "toolkit" / "sim_site"

@@ -32,6 +32,8 @@ def _move(module) -> None:
         module.get_model = _moved(module.get_model)
     elif module.__name__ == "lm_eval.evaluator":
         module.simple_evaluate = _moved(module.simple_evaluate)
+    elif module.__name__ == "lm_eval.config.evaluate_config":
+        module.EvaluatorConfig.process_tasks = _moved(module.EvaluatorConfig.process_tasks)
     elif module.__name__ == "lm_eval._cli.harness":
         module.HarnessCLI.execute = _moved(module.HarnessCLI.execute)
 

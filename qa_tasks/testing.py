@@ -1,9 +1,10 @@
-"""Build a tiny Qwen2-architecture causal LM offline in seconds.
+"""Build a tiny Qwen2-architecture causal LM offline in seconds (as lm-eval ships its dummy model: the
+demo, the benchmarks and the tests all use it).
 
 2 layers, a byte-level BPE tokenizer trained on the fly on the pack's own data (or built-in text),
 and a ChatML chat template with ``{% generation %}`` markers so TRL's assistant-only loss works.
 
-    python -m tests.toolkit.tiny_model OUT_DIR
+    python -m qa_tasks.testing OUT_DIR
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import json
 import os
 import sys
 from pathlib import Path
+
+from qa_tasks.errors import QAPackError
+from qa_tasks.files import atomic_dir
 
 __all__ = ["CHAT_TEMPLATE", "build_tiny_model"]
 
@@ -60,7 +64,8 @@ def build_tiny_model(out_dir: str | os.PathLike, data_dir: str | os.PathLike | N
     out = Path(out_dir)
     if (out / "config.json").is_file() and (out / "tokenizer.json").is_file():
         return out
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_dir() and any(out.iterdir()):
+        raise QAPackError(f"{out} holds other files but no model; give a new or empty folder for the tiny model")
     if data_dir is None and os.environ.get("QA_PACK_DATA_DIR"):
         data_dir = os.environ["QA_PACK_DATA_DIR"]
 
@@ -87,19 +92,16 @@ def build_tiny_model(out_dir: str | os.PathLike, data_dir: str | os.PathLike | N
     model = Qwen2ForCausalLM(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    tmp = out.with_name(out.name + ".tmp")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "tiny_model.json").write_text(json.dumps({"built_by": "tests.toolkit.tiny_model", "seed": seed, "init_std": init_std,
-                                                     "hidden_size": hidden_size, "num_layers": num_layers,
-                                                     "tie_embeddings": tie_embeddings}))
-    if out.exists():
-        out.rmdir() if not any(out.iterdir()) else None
-    os.replace(tmp, out)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "tiny_model.json").write_text(json.dumps({
+            "built_by": "qa_tasks.testing", "seed": seed, "init_std": init_std, "hidden_size": hidden_size,
+            "num_layers": num_layers, "tie_embeddings": tie_embeddings}))
     return out
 
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m tests.toolkit.tiny_model OUT_DIR")
+        sys.exit("usage: python -m qa_tasks.testing OUT_DIR")
     print(build_tiny_model(sys.argv[1]))

@@ -2,15 +2,16 @@
 adapter -> leaderboard with the base vs adapter comparison. Runs offline on CPU (2 cores: about 7 minutes,
 ``--quick`` about 4)::
 
-    QA_PACK_DATA_DIR=../shared/data python -m leaderboards.demo --out demo_out
-    QA_PACK_DATA_DIR=../shared/data python -m leaderboards.demo --out demo_out --quick   # fewer documents and steps
+    QA_PACK_DATA_DIR=../shared/data python -m qa_tasks.demo --out demo_out
+    QA_PACK_DATA_DIR=../shared/data python -m qa_tasks.demo --out demo_out --quick   # fewer documents and steps
 
 Every evaluation goes through the real ``lm_eval`` CLI (one subprocess per run, output in lm-eval's own
 layout) and the adapter is trained by ``python -m finetune.sft``, exactly as a user would run them; the
 commands are printed as they run and their full output is kept under ``OUT/logs``.
 
-The tiny model is built by ``tests/toolkit/tiny_model.py`` of a source checkout (``--model DIR`` uses an
-existing Hugging Face model folder instead).
+The tiny model is built by ``qa_tasks.testing`` (``--model DIR`` uses an existing Hugging Face model folder
+instead). The demo drives the whole product, so it is the one ``qa_tasks`` module that uses ``finetune``
+(as a subprocess) and ``leaderboards`` (imported when their step runs).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa_tasks.errors import QAPackError
+from qa_tasks.testing import build_tiny_model
 
 __all__ = ["FAMILY_TASKS", "MARKER", "DemoPlan", "main", "plan", "run_demo"]
 
@@ -100,19 +102,6 @@ def _check_tasks() -> list[str]:
     return [t for tasks in FAMILY_TASKS.values() for t in tasks]
 
 
-def _tiny_model_builder():
-    try:
-        from tests.toolkit.tiny_model import build_tiny_model
-    except ImportError:
-        root = Path(__file__).resolve().parent.parent
-        if not (root / "tests" / "toolkit" / "tiny_model.py").is_file():
-            raise QAPackError("the demo builds its tiny model with tests/toolkit/tiny_model.py of a source checkout; "
-                              "run it from the lm-eval-qa-pack checkout, or pass --model DIR") from None
-        sys.path.insert(0, str(root))
-        from tests.toolkit.tiny_model import build_tiny_model
-    return build_tiny_model
-
-
 def _prepare_out(out: Path) -> None:
     """Create ``out``; a previous demo output there is cleared (anything else is refused, not deleted)."""
     if out.exists() and any(out.iterdir()):
@@ -123,7 +112,7 @@ def _prepare_out(out: Path) -> None:
         for path in out.glob("LEADERBOARD*"):
             path.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("written by python -m leaderboards.demo\n", encoding="utf-8")
+    (out / MARKER).write_text("written by python -m qa_tasks.demo\n", encoding="utf-8")
     (out / "logs").mkdir(exist_ok=True)
 
 
@@ -171,7 +160,6 @@ def run_demo(out: Path, quick: bool = False, model: Path | None = None) -> dict[
     tasks = _check_tasks()
     if not os.environ.get("QA_PACK_DATA_DIR"):
         print("note: QA_PACK_DATA_DIR is not set: data comes from the canonical sources (needs network access)")
-    builder = None if model else _tiny_model_builder()
     out = out.resolve()
     _prepare_out(out)
     logs = out / "logs"
@@ -180,7 +168,7 @@ def run_demo(out: Path, quick: bool = False, model: Path | None = None) -> dict[
     started = progress.begin("building the tiny model" if model is None else f"using the model in {model}")
     if model is None:
         data_dir = os.environ.get("QA_PACK_DATA_DIR") or None
-        model = builder(out / "tiny-qwen2", data_dir=data_dir)
+        model = build_tiny_model(out / "tiny-qwen2", data_dir=data_dir)
     model = Path(model).resolve()
     if not (model / "config.json").is_file():
         raise QAPackError(f"{model} is not a Hugging Face model folder (no config.json); pass --model DIR of one")
@@ -228,7 +216,7 @@ def run_demo(out: Path, quick: bool = False, model: Path | None = None) -> dict[
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m leaderboards.demo", description=__doc__.split("::")[0].strip(),
+    p = argparse.ArgumentParser(prog="python -m qa_tasks.demo", description=__doc__.split("::")[0].strip(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, type=Path, help="folder for everything the demo writes")
     p.add_argument("--quick", action="store_true", help="fewer documents and training steps (for tests and a first look)")
