@@ -186,6 +186,10 @@ class _Worker:
         for t in trials:
             if t.state == TrialState.FAIL and "error" not in t.user_attrs and t.number not in retried:
                 self.study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+                if "grid_id" in t.system_attrs:  # the re-run stands for the same grid point (GridSampler reads it)
+                    queued = self.study.get_trials(deepcopy=False)[-1]
+                    for key in ("grid_id", "search_space"):
+                        self.study._storage.set_trial_system_attr(queued._trial_id, key, t.system_attrs[key])
 
     def _counted(self) -> int:
         """Trials that count towards --n_trials: finished (a failure with an error too), running, queued."""
