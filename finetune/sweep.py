@@ -131,7 +131,7 @@ def _preflight(spec: SweepSpec, model: str, out: Path) -> None:
     validation_samples(held_out, train, [spec.objective.task])
 
 
-def _study(args, spec: SweepSpec, storage, n_trials: int):
+def _study(args, spec: SweepSpec, storage, n_trials: int = 0):
     import optuna
 
     seed = args.seed
@@ -313,14 +313,24 @@ def run(argv: list[str] | None = None) -> int:
     import warnings
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    if not args.storage:
-        storage = _storage(url)
     import sqlalchemy
+
+    with open(out / ".sweep.lock", "a+") as lock:  # workers started together create the schema one at a time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not args.storage:
+            storage = _storage(url)
+        for attempt in range(3):  # workers on other machines may race on a new schema/study too
+            try:
+                study = _study(args, spec, storage, 0)
+                break
+            except sqlalchemy.exc.IntegrityError:
+                if attempt == 2:
+                    raise
+                time.sleep(1)
 
     label = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
     grid_size = len(list(_product(spec.grid))) if spec.grid else None
     n_trials = args.n_trials or grid_size or 20
-    study = _study(args, spec, storage, n_trials)
     info = spec.base
     print(f"[sweep] study {args.study_name!r} in {label}: {n_trials} trials, {args.sampler} sampler, "
           f"{spec.pruner} pruner; objective {spec.objective.key} ({spec.objective.direction}) on a validation "
