@@ -223,3 +223,12 @@ def test_carve_is_seeded_and_disjoint(size, expected_items):
     assert len(set(held.keys)) == expected_items and held.keys == held_again.keys and held.keys != other.keys
     assert not set(train.keys) & set(held.keys) and len(train.rows) + len(held.rows) == len(data.rows)
     assert train.extra["validation"]["n_items"] == expected_items
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "finetune" / "configs" / "sweeps").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_example_sweep_configs_load(path):
+    from finetune.sweep_space import load_spec
+
+    spec = load_spec(path, "tpe")
+    assert spec.objective.direction == "maximize" and spec.space and spec.base["validation_size"] > 0
