@@ -60,6 +60,11 @@ class TaskArguments:
     eval_batch_size: int = field(default=8, metadata={"help": "lm-eval batch size during training."})
     eval_gen_kwargs: str | None = field(default=None, metadata={"help": "lm-eval --gen_kwargs, e.g. "
                                                                         "max_gen_toks=256."})
+    validation_size: float | None = field(default=None, metadata={
+        "help": "Hold out this many training examples (count, or fraction < 1; seeded by validation_seed) as a "
+                "validation split that is never trained on; eval_tasks are then scored on the held-out documents "
+                "only, never on an evaluation split (python -m finetune.sweep selects on it)."})
+    validation_seed: int = field(default=0, metadata={"help": "Seed of the validation split's random draw."})
     resume: bool = field(default=False, metadata={"help": "Continue the run in output_dir from its last "
                                                           "checkpoint."})
 
@@ -272,6 +277,13 @@ def validate(task: TaskArguments, lora: LoraArguments, sft) -> object:
     for name, value in (("dtype", task.dtype), ("bnb_4bit_compute_dtype", lora.bnb_4bit_compute_dtype)):
         if value not in ("auto", "float32", "bfloat16", "float16"):
             raise QAPackError(f"{name}={value!r} is not valid; use auto, float32, bfloat16 or float16")
+    if task.validation_size is not None:
+        size = task.validation_size
+        if not (0 < size < 1 or (size >= 1 and float(size).is_integer())):
+            raise QAPackError(f"validation_size={size} must be a fraction in (0, 1) or a whole count >= 1")
+        if not task.eval_tasks:
+            raise QAPackError("validation_size holds examples out for eval_tasks to score; set eval_tasks too "
+                              "(e.g. recipe_mpr_gen)")
     if task.eval_tasks:
         from finetune.eval_callback import check_tasks
 

@@ -96,8 +96,9 @@ def _env_info_once():
 
 
 def evaluate_lm(lm, tasks: list[str], out: Path, model_args: str, limit: float | None = None,
-                gen_kwargs: str | None = None) -> dict:
-    """Run ``tasks`` on ``lm`` and write lm-eval's output files into ``out`` (atomically); returns results."""
+                gen_kwargs: str | None = None, samples: dict[str, list[int]] | None = None) -> dict:
+    """Run ``tasks`` on ``lm`` and write lm-eval's output files into ``out`` (atomically); returns results.
+    ``samples`` (lm-eval's ``--samples``: task -> document indices) scores only those documents."""
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker
 
@@ -108,7 +109,7 @@ def evaluate_lm(lm, tasks: list[str], out: Path, model_args: str, limit: float |
         tracker = EvaluationTracker(output_path=str(tmp / "results.json"))
         with _env_info_once():
             results = simple_evaluate(model=lm, model_args=model_args, tasks=tasks, limit=limit,
-                                      log_samples=True, evaluation_tracker=tracker, gen_kwargs=gen_kwargs,
+                                      samples=samples, log_samples=True, evaluation_tracker=tracker, gen_kwargs=gen_kwargs,
                                       task_manager=task_manager(tasks))
         if results is None:  # non-zero rank: nothing to write
             shutil.rmtree(tmp)
@@ -177,7 +178,9 @@ class EvalDuringTraining(_callback_base()):
     scores are logged through the trainer (set ``trainer``) at that step."""
 
     def __init__(self, tasks: list[str], base_model: str, tokenizer, eval_steps: int | None,
-                 limit: float | None = None, batch_size: int = 8, gen_kwargs: str | None = None, interrupt=None):
+                 limit: float | None = None, batch_size: int = 8, gen_kwargs: str | None = None, interrupt=None,
+                 samples: dict[str, list[int]] | None = None):
+        self.samples = samples  # the held-out validation documents (finetune.validation), else None
         self.tasks, self.base_model, self.tokenizer = tasks, base_model, tokenizer
         self.eval_steps, self.limit, self.batch_size, self.gen_kwargs = eval_steps, limit, batch_size, gen_kwargs
         self.interrupt, self.trainer = interrupt, None
@@ -237,7 +240,7 @@ class EvalDuringTraining(_callback_base()):
             with torch.no_grad():
                 lm = make_lm(model, copy.deepcopy(self.tokenizer), self.batch_size)
                 results = evaluate_lm(lm, self.tasks, out, f"pretrained={self.base_model},peft={checkpoint}",
-                                      self.limit, self.gen_kwargs)
+                                      self.limit, self.gen_kwargs, self.samples)
         finally:
             if self.interrupt is not None:
                 self.interrupt.enter(previous)

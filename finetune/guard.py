@@ -15,7 +15,7 @@ from collections import defaultdict
 from finetune.data import TrainingData, example_text
 from qa_tasks.errors import QAPackError
 
-__all__ = ["MIN_WORDS", "check_no_overlap", "document_text", "eval_tasks_of", "normalise"]
+__all__ = ["MIN_WORDS", "check_no_overlap", "document_text", "eval_tasks_of", "matching_documents", "normalise"]
 
 MIN_WORDS = 4  # shorter fields (answers, ids, letters) say too little to call a match a leak
 _NOT_WORD = re.compile(r"[^\w\s]")
@@ -64,6 +64,24 @@ def _first_match(words: list[str], index) -> str | None:
             if words[i:i + len(needle)] == needle:
                 return " ".join(needle)
     return None
+
+
+def matching_documents(rows: list[dict], task: str) -> list[int]:
+    """Indices (in lm-eval's document order) of the documents of ``task`` that some row contains, by the
+    same text rule as the guard."""
+    from qa_tasks.task_index import task_documents
+
+    index: dict[tuple[str, ...], list[tuple[int, list[str]]]] = defaultdict(list)
+    for i, doc in enumerate(task_documents(task)):
+        words = document_text(doc).split()
+        if len(words) >= MIN_WORDS:
+            index[tuple(words[:MIN_WORDS])].append((i, words))
+    found: set[int] = set()
+    for row in rows:
+        words = normalise(example_text(row)).split()
+        for k, gram in enumerate(zip(*(words[j:] for j in range(MIN_WORDS)))):
+            found.update(i for i, needle in index.get(gram, ()) if words[k:k + len(needle)] == needle)
+    return sorted(found)
 
 
 def check_no_overlap(data: TrainingData, task: str, eval_tasks: list[str] | None = None, fold: int = 0) -> None:

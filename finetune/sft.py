@@ -270,7 +270,15 @@ def _run(argv: list[str] | None, interrupt: _Interrupt) -> int:
     from finetune.guard import check_no_overlap
 
     eval_tasks = split_tasks(task.eval_tasks) if task.eval_tasks else []
-    check_no_overlap(data, task.task, eval_tasks, task.fold)
+    samples = None
+    if task.validation_size is not None:  # eval_tasks then score held-out training documents, no eval split
+        from finetune.validation import carve, validation_samples
+
+        data, held_out = carve(data, task.validation_size, task.validation_seed)
+        check_no_overlap(data, task.task, [], task.fold)
+        samples = validation_samples(held_out, data, eval_tasks, task.eval_limit)
+    else:
+        check_no_overlap(data, task.task, eval_tasks, task.fold)
     out = Path(sft.output_dir)
     identity = _identity(task, lora, data)
     if task.resume:
@@ -285,14 +293,14 @@ def _run(argv: list[str] | None, interrupt: _Interrupt) -> int:
     if sft.process_index == 0 and not task.resume:
         write_json_atomic(out / RUN_FILE, {"identity": identity, "argv": list(argv or sys.argv[1:])})
     try:
-        return _train(task, lora, sft, data, eval_tasks, out, interrupt, datasets)
+        return _train(task, lora, sft, data, eval_tasks, out, interrupt, datasets, samples)
     except BaseException:  # an error, or a signal while the model loads
         if sft.process_index == 0 and not task.resume and last_checkpoint(out) is None:
             shutil.rmtree(out, ignore_errors=True)  # a failed start leaves the folder free for the next try
         raise
 
 
-def _train(task, lora, sft, data, eval_tasks, out: Path, interrupt: _Interrupt, datasets) -> int:
+def _train(task, lora, sft, data, eval_tasks, out: Path, interrupt: _Interrupt, datasets, samples=None) -> int:
     from transformers import AutoTokenizer
     from trl import SFTTrainer
 
@@ -311,8 +319,9 @@ def _train(task, lora, sft, data, eval_tasks, out: Path, interrupt: _Interrupt, 
     evaluator = None
     if eval_tasks:
         evaluator = EvalDuringTraining(eval_tasks, task.model_name_or_path, tokenizer,
-                                       sft.eval_steps or sft.save_steps, task.eval_limit, task.eval_batch_size,
-                                       task.eval_gen_kwargs, interrupt=interrupt)
+                                       sft.eval_steps or sft.save_steps, None if samples else task.eval_limit,
+                                       task.eval_batch_size, task.eval_gen_kwargs, interrupt=interrupt,
+                                       samples=samples)
         callbacks.append(evaluator)
     trainer = SFTTrainer(model=model, args=sft, train_dataset=datasets.Dataset.from_list(data.rows),
                          processing_class=tokenizer, peft_config=lora_config(lora), callbacks=callbacks)

@@ -2,6 +2,7 @@
 
     python -m leaderboards build runs/base runs/adapter -o LEADERBOARD.md
     python -m leaderboards build runs/ -o leaderboard.csv --format csv
+    python -m leaderboards build sweeps/recipe_mpr_fold0 -o SWEEP.md   # a finetune.sweep folder
 
 Each corrupt, truncated or foreign file gets a warning on stderr naming it; the rest still renders.
 Numbers set side by side but evaluated on different documents, and deltas of a model that gives one
@@ -25,7 +26,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="lm-eval output folders -> leaderboard (markdown + PNG plots, CSV or JSON)")
     b.add_argument("results", nargs="+", metavar="RESULTS_DIR",
-                   help="lm_eval --output_path folders (searched recursively) or single results/latency files")
+                   help="lm_eval --output_path folders (searched recursively), single results/latency files, or "
+                        "python -m finetune.sweep folders (their sweep.json)")
     b.add_argument("-o", "--output", required=True, metavar="LEADERBOARD.md", help="file to write")
     b.add_argument("--format", choices=("md", "csv", "json"), default=None,
                    help="output format (default: from the output's suffix, else md)")

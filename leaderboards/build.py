@@ -62,20 +62,28 @@ def build(paths, output, fmt: str | None = None, plots: bool = True) -> BuildRep
     out_dir = output.parent
     if not out_dir.is_dir():
         raise QAPackError(f"{out_dir}: output folder does not exist; create it or choose another -o path")
-    col = read_paths(paths)
+    from leaderboards import sweep as sweep_mod  # finetune.sweep folders: read from their sweep.json only
+
+    sweeps = [sweep_mod.read_sweep(p) for p in paths if sweep_mod.is_sweep(p)]
+    others = [p for p in paths if not sweep_mod.is_sweep(p)]
+    col = read_paths(others) if others else Collection()
     warnings = [_relative_warning(w, out_dir) for w in col.warnings]
-    if not col.runs and not col.latencies:
+    if not col.runs and not col.latencies and not sweeps:
         raise QAPackError("no readable lm-eval results in " + ", ".join(str(p) for p in paths)
                           + (f" ({len(warnings)} file(s) skipped: {warnings[0]})" if warnings else "")
                           + "; pass folders written by lm_eval --output_path")
     tables = build_tables(col)
-    sources = [_display(p, out_dir) for p in col.files]
+    swept = [sweep_mod.sweep_tables(doc) for doc in sweeps]
+    tables += [t for group in swept for t in group]
+    sources = [_display(p, out_dir) for p in col.files] + [_display(Path(d["_path"]), out_dir) for d in sweeps]
     report = BuildReport(output, tables, warnings=warnings,
                          cautions=[f"{t.title}: {c.text}" for t in tables for c in t.cautions])
     if fmt == "md":
         note = ""
         if plots and plots_mod.plots_available():
             report.plots = [out_dir / n for n in plots_mod.make_plots(tables, out_dir, output.stem)]
+            report.plots += [out_dir / n for doc, group in zip(sweeps, swept)
+                             for n in sweep_mod.sweep_plots(doc, group, out_dir, output.stem)]
         elif plots:
             note = plots_mod.MISSING_NOTE
         _write(output, render_markdown(tables, warnings, sources, note))

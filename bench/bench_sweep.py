@@ -1,0 +1,91 @@
+"""Wall time of a ``python -m finetune.sweep`` study (results: bench/RESULTS.md): 1 worker vs 2 concurrent
+workers on one SQLite study, and the median pruner vs none (trials pruned, time saved).
+
+    HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 QA_PACK_DATA_DIR=../shared/data python -m bench.bench_sweep --repeats 5
+
+Tiny model, Recipe-MPR fold 0 (validation split: 20% of the train queries), 12 TPE trials (seed 0) of 10
+steps each, recipe_mpr/acc evaluated every 2 steps on 8 validation queries. Each arm runs a fresh sweep
+folder; arms interleaved ABAB by bench.harness; median and range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from bench.harness import add_arguments, compare
+
+ROOT = Path(__file__).resolve().parent.parent
+SPACE = {"learning_rate": {"log_uniform": [1.0e-4, 5.0e-2]}, "lora_r": [4, 8, 16], "lora_dropout": [0.0, 0.1]}
+
+
+def _config(steps: int, pruner: str) -> dict:
+    return {"objective": "recipe_mpr/acc", "pruner": pruner, "search_space": SPACE, "task": "recipe_mpr",
+            "fold": 0, "validation_size": 0.2, "per_device_train_batch_size": 2, "warmup_steps": 0,
+            "logging_steps": 1, "disable_tqdm": True, "max_length": 256, "gradient_checkpointing": False,
+            "max_steps": steps, "save_steps": 2, "eval_steps": 2, "save_total_limit": 1, "eval_limit": 8,
+            "report_to": "none"}
+
+
+def _arm(work: Path, model: Path, name: str, workers: int, pruner: str, trials: int, steps: int):
+    def run() -> dict:
+        out = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=work))
+        config = out.with_suffix(".yaml")
+        config.write_text(yaml.safe_dump(_config(steps, pruner)), encoding="utf-8")
+        cmd = [sys.executable, "-m", "finetune.sweep", "--config", str(config), "--model_name_or_path", str(model),
+               "--output_dir", str(out / "D"), "--n_trials", str(trials), "--seed", "0"]
+        procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                 for _ in range(workers)]
+        for p in procs:
+            _, err = p.communicate()
+            if p.returncode != 0:
+                raise SystemExit(f"{name}: sweep failed ({p.returncode}): {err[-2000:]}")
+        states = [t["state"] for t in json.loads((out / "D" / "sweep.json").read_text())["trials"]]
+        return {"complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"), "trials": len(states)}
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(p)
+    p.add_argument("--trials", type=int, default=12)
+    p.add_argument("--steps", type=int, default=10)
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.trials, args.steps, args.repeats = 2, 2, min(args.repeats, 2)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from tests.toolkit.tiny_model import build_tiny_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        model = build_tiny_model(work / "tiny", data_dir=os.environ.get("QA_PACK_DATA_DIR"))
+        arms = {"1 worker, median pruner": _arm(work, model, "w1", 1, "median", args.trials, args.steps),
+                "2 workers, median pruner": _arm(work, model, "w2", 2, "median", args.trials, args.steps),
+                "1 worker, no pruner": _arm(work, model, "np", 1, "none", args.trials, args.steps)}
+        report = compare(arms, repeats=args.repeats)
+    for arm, samples in report.arms.items():
+        pruned = [s.value["pruned"] for s in samples]
+        assert all(s.value["trials"] == args.trials for s in samples), (arm, [s.value for s in samples])
+        report.notes.append(f"{arm}: {args.trials} trials each repeat, pruned median {statistics.median(pruned)} "
+                            f"(range {min(pruned)}–{max(pruned)})")
+    print(f"{args.trials} trials x {args.steps} steps, tiny model, recipe_mpr fold 0\n")
+    print(report.markdown(ratio=("1 worker, median pruner", "2 workers, median pruner")))
+    ratios = report.ratios("1 worker, no pruner", "1 worker, median pruner")
+    print(f"\nno pruner / median pruner (wall, per repeat): median {statistics.median(ratios):.2f}x, "
+          f"range {min(ratios):.2f}–{max(ratios):.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,374 @@
+"""Hyper-parameter searches and ablations of ``finetune.sft`` runs with Optuna, selected on a validation
+split carved from the training data::
+
+    python -m finetune.sweep --config SWEEP.yaml --model_name_or_path M --output_dir D \\
+        [--n_trials N] [--sampler tpe|grid|random] [--pruner median|none] [--storage URL] [--study_name S]
+
+Each trial is one fresh ``python -m finetune.sft`` process in ``D/trial-<n>/run``; its objective is one
+lm-eval metric (``objective: recipe_mpr_gen/acc``, direction from the task's ``higher_is_better``) scored on
+the held-out ``validation_size`` examples (``finetune.validation``), never on an evaluation split. Every
+in-training evaluation is reported to Optuna, so the pruner stops bad trials (SIGTERM to the trial).
+
+The study lives in ``D/study.db`` (SQLite) unless ``--storage`` names another Optuna RDB URL
+(``postgresql://...``, ``mysql://...``), which lets workers on several machines share one study. Run the
+same command again to resume a killed sweep (finished trials kept, an interrupted one re-run), or in
+several terminals at once: the workers fill one study of ``--n_trials`` trials together.
+Writes ``D/sweep.json`` and ``D/best.yaml``; ``python -m leaderboards build D -o SWEEP.md`` renders it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from finetune import sweep_report as report
+from finetune.sweep_space import SweepSpec, load_spec
+from qa_tasks.errors import QAPackError
+
+__all__ = ["EXIT_INTERRUPTED", "main", "run"]
+
+EXIT_INTERRUPTED = 128 + signal.SIGTERM
+HEARTBEAT_S, GRACE_S = 5, 20  # a trial whose worker was killed outright is failed (and re-run) after GRACE_S
+POLL_S = 0.25
+# the trial dies with its worker (Linux: PR_SET_PDEATHSIG), also when the worker is killed outright
+_CHILD = ("import ctypes, sys; ctypes.CDLL(None).prctl(1, 15); from finetune.sft import main; "
+          "sys.exit(main(sys.argv[1:]))")
+
+
+class _Stop(KeyboardInterrupt):
+    """The sweep got SIGTERM/SIGINT: the running trial is stopped and failed (Optuna fails a trial on a
+    KeyboardInterrupt), the study kept; the next run re-runs the failed trial."""
+
+
+class _TrialError(Exception):
+    """A trial's training failed (its log says why): the trial is failed and the sweep goes on."""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m finetune.sweep", description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="sweep YAML: objective, search_space, base finetune.sft config")
+    p.add_argument("--model_name_or_path", required=True, help="base model (local folder or cached Hub id)")
+    p.add_argument("--output_dir", required=True, help="sweep folder D (study.db, trial-*/, sweep.json, best.yaml)")
+    p.add_argument("--n_trials", type=int, default=None,
+                   help="trials the study holds when done (default: the grid size for grid, else 20)")
+    p.add_argument("--sampler", choices=("tpe", "grid", "random"), default="tpe")
+    p.add_argument("--pruner", choices=("median", "none"), default=None, help="default: the file's, else median")
+    p.add_argument("--storage", default=None, help="Optuna RDB URL (default: sqlite:///D/study.db)")
+    p.add_argument("--study_name", default="sweep")
+    p.add_argument("--seed", type=int, default=None, help="sampler seed (default: random)")
+    return p
+
+
+class _Args(argparse.ArgumentParser):
+    def error(self, message):
+        raise QAPackError(f"{message}; run `python -m finetune.sweep --help` for the options")
+
+
+def _parse(argv) -> argparse.Namespace:
+    p = parser()
+    p.__class__ = _Args
+    return p.parse_args(argv)
+
+
+def _storage(url: str):
+    """Optuna's RDB storage, after checking the URL's database driver is installed."""
+    import sqlalchemy
+    from optuna.storages import RDBStorage
+
+    try:
+        sqlalchemy.create_engine(url)  # imports the driver; connects to nothing yet
+    except ImportError as e:
+        raise QAPackError(f"--storage {url.split('://')[0]}://...: its database driver is not installed ({e}); "
+                          "install it (e.g. pip install psycopg2-binary or mysqlclient) or drop --storage for "
+                          "the SQLite file in the output folder") from None
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError) as e:
+        raise QAPackError(f"--storage {url!r} is not a database URL Optuna can use ({str(e).splitlines()[0]}); "
+                          "e.g. postgresql://user:pass@host/db or sqlite:///path/study.db") from None
+    try:
+        return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+    except sqlalchemy.exc.SQLAlchemyError as e:  # an unreachable server, wrong credentials
+        raise QAPackError(f"--storage: cannot open the study database ({str(e).splitlines()[0][:160]})") from None
+
+
+def _trial_config(spec: SweepSpec, params: dict, run_dir: Path) -> dict:
+    return {**spec.base, **params, "eval_tasks": spec.objective.task, "output_dir": str(run_dir),
+            **({"env": spec.env} if spec.env else {})}
+
+
+def _write_yaml(path: Path, config: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+
+
+def _preflight(spec: SweepSpec, model: str, out: Path) -> None:
+    """A trial's config (first value of every field) goes through finetune.sft's own checks, and the
+    objective task must score documents of the validation split: all before any training."""
+    from finetune.config import SftParser, validate
+    from finetune.data import build_training_data
+    from finetune.validation import carve, validation_samples
+
+    params = {}
+    for name, dist in spec.space.items():
+        params[name] = dist.choices[0] if hasattr(dist, "choices") else dist.low
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "trial.yaml"
+        _write_yaml(path, _trial_config(spec, params, Path(tmp) / "run"))
+        task, lora, sft = SftParser().parse(["--config", str(path), "--model_name_or_path", model])
+        validate(task, lora, sft)
+    data = build_training_data(task.task, task.fold, task.data_path, task.max_examples)
+    train, held_out = carve(data, task.validation_size, task.validation_seed)
+    validation_samples(held_out, train, [spec.objective.task])
+
+
+def _study(args, spec: SweepSpec, storage, n_trials: int = 0):
+    import optuna
+
+    seed = args.seed
+    sampler = {"tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+               "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+               "grid": lambda: optuna.samplers.GridSampler(spec.grid, seed=seed)}[args.sampler]()
+    pruner = optuna.pruners.MedianPruner() if spec.pruner == "median" else optuna.pruners.NopPruner()
+    study = optuna.create_study(study_name=args.study_name, storage=storage, sampler=sampler, pruner=pruner,
+                                direction=spec.objective.direction, load_if_exists=True)
+    identity = {"objective": spec.objective.key, "search_space": sorted(spec.space), "sampler": args.sampler}
+    stored = study.user_attrs.get("identity")
+    if stored is None:
+        study.set_user_attr("identity", identity)
+    elif stored != identity:
+        raise QAPackError(f"study {args.study_name!r} in {args.output_dir} was started with {stored}, not "
+                          f"{identity}; use the same sweep config, or a new --output_dir / --study_name")
+    return study
+
+
+class _Worker:
+    def __init__(self, args, spec: SweepSpec, study, out: Path, n_trials: int):
+        self.args, self.spec, self.study, self.out, self.n_trials = args, spec, study, out, n_trials
+        self.child: subprocess.Popen | None = None
+        self.stopping = False
+        self.lock_file = open(out / ".sweep.lock", "a+")  # noqa: SIM115 (held for the worker's life)
+        self.locked = False
+        self.current: int | None = None
+
+    # --- signals: forward to the running trial, stop after it
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._signal)
+
+    def _signal(self, signum, frame):
+        self.stopping = True
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signal.SIGTERM)
+        else:
+            raise _Stop()
+
+    def _unlock(self) -> None:
+        if self.locked:
+            fcntl.flock(self.lock_file, fcntl.LOCK_UN)
+            self.locked = False
+
+    # --- which trial next: one worker at a time decides (the lock), so no trial is run twice or lost
+    def _requeue_interrupted(self) -> None:
+        from optuna.trial import TrialState
+
+        trials = self.study.get_trials(deepcopy=False)
+        retried = {t.user_attrs.get("retry_of") for t in trials}
+        for t in trials:
+            if t.state == TrialState.FAIL and "error" not in t.user_attrs and t.number not in retried:
+                self.study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+                if "grid_id" in t.system_attrs:  # the re-run stands for the same grid point (GridSampler reads it)
+                    queued = self.study.get_trials(deepcopy=False)[-1]
+                    for key in ("grid_id", "search_space"):
+                        self.study._storage.set_trial_system_attr(queued._trial_id, key, t.system_attrs[key])
+
+    def _counted(self) -> int:
+        """Trials that count towards --n_trials: finished (a failure with an error too), running, queued."""
+        from optuna.trial import TrialState
+
+        return sum(1 for t in self.study.get_trials(deepcopy=False)
+                   if t.state != TrialState.FAIL or "error" in t.user_attrs)
+
+    def _next(self) -> bool:
+        from optuna.storages import fail_stale_trials
+
+        fcntl.flock(self.lock_file, fcntl.LOCK_EX)
+        self.locked = True
+        fail_stale_trials(self.study)
+        self._requeue_interrupted()
+        if self._counted() >= self.n_trials:
+            self._unlock()
+            return False
+        return True  # still locked: the objective unlocks once Optuna has created (asked) the trial
+
+    # --- one trial
+    def objective(self, trial) -> float:
+        import optuna
+
+        self._unlock()
+        self.current = trial.number
+        _suggest(trial, self.spec.space)
+        folder = self.out / f"trial-{trial.number:04d}"
+        run_dir = folder / "run"
+        trial.set_user_attr("output_dir", str(folder))
+        config = folder / "config.yaml"
+        _write_yaml(config, _trial_config(self.spec, trial.params, run_dir))
+        argv = ["--config", str(config), "--model_name_or_path", self.args.model_name_or_path]
+        cmd = [sys.executable, "-c", _CHILD, *argv] if sys.platform.startswith("linux") else \
+            [sys.executable, "-m", "finetune.sft", *argv]
+        env = {**os.environ, **{str(k): str(v) for k, v in self.spec.env.items()}}
+        with open(folder / "train.log", "w", encoding="utf-8") as log:
+            self.child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+            pruned, values = False, {}
+            while self.child.poll() is None:
+                time.sleep(POLL_S)
+                pruned = self._report(trial, run_dir, values) or pruned
+            code, self.child = self.child.returncode, None
+        if self.stopping:
+            trial.set_user_attr("interrupted", True)
+            raise _Stop()
+        if pruned:
+            raise optuna.TrialPruned()
+        self._report(trial, run_dir, values)
+        if code != 0 or not values:
+            why = _last_line(folder / "train.log") if code != 0 else "no evaluation of the objective was written"
+            trial.set_user_attr("error", f"exit {code}: {why}"[:300])
+            raise _TrialError(why)
+        return values[max(values)]
+
+    def _report(self, trial, run_dir: Path, values: dict) -> bool:
+        """Report each new evaluation step; True (and SIGTERM to the trial) when the pruner says stop."""
+        from finetune.sft import collect_evals
+
+        obj = self.spec.objective
+        for entry in collect_evals(run_dir) if (run_dir / "eval").is_dir() else []:
+            step = entry["step"]
+            value = entry["metrics"].get(obj.task, {}).get(f"{obj.metric},{obj.filter}")
+            if step in values or not isinstance(value, (int, float)):
+                continue
+            values[step] = float(value)
+            trial.report(float(value), step)
+            if trial.should_prune() and self.child is not None and self.child.poll() is None:
+                self.child.send_signal(signal.SIGTERM)
+                return True
+        return False
+
+    def loop(self, storage_label: str) -> None:
+        while not self.stopping and self._next():
+            self.current = None
+            try:
+                self.study.optimize(self.objective, n_trials=1, catch=(_TrialError,))
+            finally:
+                self._unlock()
+                report.write_sweep_json(self.out, self.study, self.spec, storage_label, self.args.sampler,
+                                        self.n_trials)
+            if self.current is not None:  # this worker ran a trial (not only found the study full)
+                trial = self.study.get_trials(deepcopy=False)[self.current]
+                print(report.progress_line(trial, self.study, self.spec.objective.key), flush=True)
+
+
+def _suggest(trial, space: dict) -> None:
+    """Sample every field of the search space (an enqueued re-run gets its stored values back)."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    for name, d in space.items():
+        if isinstance(d, CategoricalDistribution):
+            trial.suggest_categorical(name, d.choices)
+        elif isinstance(d, IntDistribution):
+            trial.suggest_int(name, d.low, d.high, step=d.step, log=d.log)
+        else:
+            trial.suggest_float(name, d.low, d.high, log=d.log)
+
+
+def _last_line(path: Path) -> str:
+    lines = [ln for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else "no output"
+
+
+def run(argv: list[str] | None = None) -> int:
+    import optuna
+
+    args = _parse(argv)
+    out = Path(args.output_dir)
+    if out.exists() and not out.is_dir():
+        raise QAPackError(f"--output_dir {out} is a file; choose a folder")
+    if args.n_trials is not None and args.n_trials <= 0:
+        raise QAPackError(f"--n_trials={args.n_trials} must be > 0")
+    spec = load_spec(args.config, args.sampler, args.pruner)
+    url = args.storage or f"sqlite:///{out.resolve() / 'study.db'}"
+    if args.storage:
+        storage = _storage(url)  # a server URL: its driver is checked before any training
+    _preflight(spec, args.model_name_or_path, out)
+    out.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    import warnings
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    import sqlalchemy
+
+    with open(out / ".sweep.lock", "a+") as lock:  # workers started together create the schema one at a time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not args.storage:
+            storage = _storage(url)
+        for attempt in range(3):  # workers on other machines may race on a new schema/study too
+            try:
+                study = _study(args, spec, storage, 0)
+                break
+            except sqlalchemy.exc.IntegrityError:
+                if attempt == 2:
+                    raise
+                time.sleep(1)
+
+    label = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    grid_size = len(list(_product(spec.grid))) if spec.grid else None
+    n_trials = args.n_trials or grid_size or 20
+    info = spec.base
+    print(f"[sweep] study {args.study_name!r} in {label}: {n_trials} trials, {args.sampler} sampler, "
+          f"{spec.pruner} pruner; objective {spec.objective.key} ({spec.objective.direction}) on a validation "
+          f"split of validation_size={info['validation_size']} (seed {info['validation_seed']}) carved from the "
+          "training data", flush=True)
+    worker = _Worker(args, spec, study, out, n_trials)
+    worker.install()
+    try:
+        worker.loop(label)
+    except _Stop:
+        report.write_sweep_json(out, study, spec, label, args.sampler, n_trials)
+        print(f"[sweep] interrupted; finished trials are kept in {label}: rerun the same command to resume",
+              file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    best = report.best_trial(study)
+    if best is None:
+        print("[sweep] no trial completed; see the train.log of each trial folder", file=sys.stderr, flush=True)
+        return 1
+    path = report.write_best(out, spec, best)
+    print(f"[sweep] best trial {best.number}: {spec.objective.key}={best.value:.4f} {best.params}; wrote "
+          f"{out / report.SWEEP_FILE} and {path}\n[sweep] full run on all the training data: "
+          f"{report.full_run_command(out, args.model_name_or_path)}", flush=True)
+    return 0
+
+
+def _product(grid: dict):
+    import itertools
+
+    return itertools.product(*grid.values())
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(argv)
+    except QAPackError as e:
+        return e.report()
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        sys.exit(main())

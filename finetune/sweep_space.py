@@ -1,0 +1,182 @@
+"""The sweep file of ``python -m finetune.sweep``: a base ``finetune.sft`` config, an objective and a search
+space, checked in full before any training.
+
+::
+
+    objective: recipe_mpr_gen/acc          # <lm-eval task>/<metric>[,<filter>], scored on the validation split
+    pruner: median                         # or none
+    search_space:
+      learning_rate: {log_uniform: [1.0e-5, 1.0e-3]}
+      lora_dropout: {uniform: [0.0, 0.2]}
+      lora_alpha: {int: [8, 64], step: 8}
+      lora_r: [8, 16, 64]                  # a list: categorical, and the grid of --sampler grid
+      lora_target_modules: ["q_proj,v_proj", all-linear]
+    task: recipe_mpr                       # every other key: the base finetune.sft config
+    fold: 0
+    validation_size: 0.2                   # default 0.2, validation_seed default 0
+    ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qa_tasks.errors import QAPackError
+
+__all__ = ["DEFAULT_VALIDATION", "Objective", "SweepSpec", "load_spec", "parse_objective", "parse_space"]
+
+DEFAULT_VALIDATION = 0.2
+_OWN = ("objective", "search_space", "pruner")
+_KINDS = ("log_uniform", "uniform", "int", "categorical")
+# set by the sweep for every trial, so not searchable
+_FIXED = ("output_dir", "model_name_or_path", "eval_tasks", "validation_size", "validation_seed", "resume",
+          "config")
+
+
+@dataclass
+class Objective:
+    task: str
+    metric: str
+    filter: str = "none"
+    direction: str = "maximize"
+
+    @property
+    def key(self) -> str:
+        return f"{self.task}/{self.metric}" + ("" if self.filter == "none" else f",{self.filter}")
+
+
+@dataclass
+class SweepSpec:
+    path: Path
+    base: dict  # the finetune.sft config, as its --config file reads it
+    objective: Objective
+    space: dict  # field -> optuna distribution
+    grid: dict | None  # field -> values, when every entry is a list of values
+    pruner: str = "median"
+    env: dict = field(default_factory=dict)
+
+
+def _distribution(name: str, spec, where: str):
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if isinstance(spec, list):
+        spec = {"categorical": spec}
+    if not isinstance(spec, dict) or not any(k in spec for k in _KINDS):
+        raise QAPackError(f"{where}: search_space.{name} must be a list of values or one of "
+                          f"{', '.join(f'{{{k}: ...}}' for k in _KINDS)}")
+    kind = next(k for k in _KINDS if k in spec)
+    extra = sorted(set(spec) - {kind, "step"})
+    if extra:
+        raise QAPackError(f"{where}: search_space.{name} has unknown key(s) {', '.join(extra)}")
+    values = spec[kind]
+    if kind == "categorical":
+        if not isinstance(values, list) or not values:
+            raise QAPackError(f"{where}: search_space.{name} is an empty list of values; give at least one")
+        bad = [v for v in values if not (v is None or isinstance(v, (bool, int, float, str)))]
+        if bad:
+            raise QAPackError(f"{where}: search_space.{name} value {bad[0]!r} is not a number, string or bool")
+        return CategoricalDistribution(values)
+    if not (isinstance(values, list) and len(values) == 2 and all(isinstance(v, (int, float)) for v in values)
+            and values[0] < values[1]):
+        raise QAPackError(f"{where}: search_space.{name}: {kind} needs [low, high] with low < high, got {values!r}")
+    low, high = values
+    if kind == "int":
+        return IntDistribution(int(low), int(high), step=int(spec.get("step", 1)))
+    if kind == "log_uniform" and low <= 0:
+        raise QAPackError(f"{where}: search_space.{name}: log_uniform needs low > 0, got {low}")
+    return FloatDistribution(float(low), float(high), log=kind == "log_uniform")
+
+
+def parse_space(space, known: set[str], where: str, sampler: str) -> tuple[dict, dict | None]:
+    """(field -> distribution, field -> grid values or None)."""
+    if not isinstance(space, dict) or not space:
+        raise QAPackError(f"{where}: search_space is missing or empty; map finetune.sft fields to a list of "
+                          "values or a distribution, e.g. learning_rate: {log_uniform: [1.0e-5, 1.0e-3]}")
+    unknown = sorted(set(space) - known)
+    if unknown:
+        raise QAPackError(f"{where}: search_space field(s) {', '.join(unknown)} are not finetune.sft options; "
+                          "see `python -m finetune.sft --help-all`")
+    fixed = sorted(set(space) & set(_FIXED))
+    if fixed:
+        raise QAPackError(f"{where}: search_space field(s) {', '.join(fixed)} are set by the sweep itself")
+    dists = {name: _distribution(name, spec, where) for name, spec in space.items()}
+    grid = None
+    if sampler == "grid":
+        ranged = [n for n, spec in space.items() if not isinstance(spec, list)
+                  and not (isinstance(spec, dict) and "categorical" in spec)]
+        if ranged:
+            raise QAPackError(f"{where}: --sampler grid needs a list of values per field; "
+                              f"{', '.join(ranged)} is a range")
+        grid = {n: list(d.choices) for n, d in dists.items()}
+    return dists, grid
+
+
+def _metrics_of(task: str) -> dict[str, bool]:
+    """metric -> higher_is_better, from the task's YAML metric_list (as lm-eval reads it)."""
+    from qa_tasks.task_index import _config, _entry
+
+    metrics = {}
+    for item in _config(_entry(task)).get("metric_list") or []:
+        if isinstance(item, dict) and "metric" in item:
+            metrics[str(item["metric"])] = bool(item.get("higher_is_better", True))
+    return metrics
+
+
+def parse_objective(text, where: str) -> Objective:
+    from qa_tasks.plugin import pack_tasks
+    from qa_tasks.task_index import leaf_tasks
+
+    if not isinstance(text, str) or text.count("/") != 1:
+        raise QAPackError(f"{where}: objective must be '<task>/<metric>', e.g. recipe_mpr_gen/acc; got {text!r}")
+    task, metric = text.split("/")
+    metric, _, filt = metric.partition(",")
+    if task not in pack_tasks() or leaf_tasks(task) != [task]:
+        raise QAPackError(f"{where}: objective task {task!r} is not a single lm-eval-qa-pack task; use one "
+                          "whose documents cover the training data, e.g. recipe_mpr_gen or recipe_mpr")
+    metrics = _metrics_of(task)
+    if metric not in metrics:
+        raise QAPackError(f"{where}: {task} does not produce metric {metric!r}; it reports "
+                          f"{', '.join(sorted(metrics))}")
+    return Objective(task, metric, filt or "none", "maximize" if metrics[metric] else "minimize")
+
+
+def _read_yaml(path: Path) -> dict:
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise QAPackError(f"cannot read sweep config {path}: {e.strerror}; check the path") from None
+    except yaml.YAMLError as e:
+        raise QAPackError(f"sweep config {path} is not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(loaded, dict):
+        raise QAPackError(f"sweep config {path} must be a YAML mapping (objective, search_space, sft fields)")
+    return loaded
+
+
+def load_spec(path: str | Path, sampler: str, pruner: str | None = None) -> SweepSpec:
+    """The sweep file, checked: objective, search space, base config keys (values are checked by
+    ``finetune.config.validate`` on a trial's config before any training)."""
+    from finetune.config import SftParser
+
+    path = Path(path)
+    raw = _read_yaml(path)
+    where = str(path)
+    known = {a.dest for a in SftParser().parser._actions} - {"help"}
+    base = {k: v for k, v in raw.items() if k not in _OWN}
+    env = base.pop("env", None) or {}
+    unknown = sorted(set(base) - known)
+    if unknown:
+        raise QAPackError(f"{where}: unknown field(s) {', '.join(unknown)}; the sweep file holds objective, "
+                          "search_space, pruner and finetune.sft options (`python -m finetune.sft --help-all`)")
+    if "objective" not in raw:
+        raise QAPackError(f"{where}: objective is missing; e.g. objective: recipe_mpr_gen/acc")
+    objective = parse_objective(raw["objective"], where)
+    space, grid = parse_space(raw.get("search_space"), known, where, sampler)
+    pruner = pruner or raw.get("pruner") or "median"
+    if pruner not in ("median", "none"):
+        raise QAPackError(f"{where}: pruner={pruner!r} is not valid; use median or none")
+    base.setdefault("validation_size", DEFAULT_VALIDATION)
+    base.setdefault("validation_seed", 0)
+    return SweepSpec(path, base, objective, space, grid, pruner, env)
