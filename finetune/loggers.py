@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from finetune.manifest import write_json_atomic
+from qa_tasks.files import write_json
 
 __all__ = ["LOGGERS_FILE", "log_to_run", "record_callback", "record_loggers"]
 
@@ -31,7 +31,7 @@ def record_loggers(trainer, out: Path) -> None:
 
             if wandb.run is not None:
                 info.update(wandb_run_id=wandb.run.id, wandb_project=wandb.run.project)
-    write_json_atomic(out / LOGGERS_FILE, info)
+    write_json(out / LOGGERS_FILE, info)
 
 
 def record_callback(out: Path):

@@ -15,9 +15,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from qa_tasks.files import write_json as write_json_atomic  # re-exported: finetune's callers use this name
-
-__all__ = ["PACKAGES", "build_manifest", "hyperparameters", "package_versions", "run_finished", "write_json_atomic"]
+__all__ = ["PACKAGES", "build_manifest", "hyperparameters", "package_versions", "run_finished"]
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "datasets", "lm_eval",
             "lm-eval-qa-pack")

@@ -29,10 +29,10 @@ from pathlib import Path
 
 from finetune.config import RUN_FILE, parse_config, validate
 from finetune.data import build_training_data
-from finetune.manifest import build_manifest, write_json_atomic
+from finetune.manifest import build_manifest
 from finetune.vllm_compat import warn_unservable
 from qa_tasks.errors import QAPackError
-from qa_tasks.files import checkpoint_step
+from qa_tasks.files import checkpoint_step, write_json
 from qa_tasks.hardware import peak_memory, torch_dtype
 
 __all__ = [
@@ -247,7 +247,7 @@ def _train_metrics(trainer, result, resume_from: Path | None, model_bytes: int) 
 
 
 def _write_manifest(out: Path, task, lora, sft, data, metrics: dict, world_size: int, status: str) -> None:
-    write_json_atomic(out / "manifest.json", build_manifest(task, lora, sft, data, metrics, collect_evals(out),
+    write_json(out / "manifest.json", build_manifest(task, lora, sft, data, metrics, collect_evals(out),
                                                             world_size, status=status))
 
 
@@ -291,7 +291,7 @@ def _run(argv: list[str] | None, interrupt: _Interrupt) -> int:
     prepare_config(sft, data)
     PartialState().wait_for_everyone()  # every process has checked output_dir before it is claimed
     if sft.process_index == 0 and not task.resume:
-        write_json_atomic(out / RUN_FILE, {"identity": identity, "argv": list(argv or sys.argv[1:])})
+        write_json(out / RUN_FILE, {"identity": identity, "argv": list(argv or sys.argv[1:])})
     try:
         return _train(task, lora, sft, data, eval_tasks, out, interrupt, datasets, samples)
     except BaseException:  # an error, or a signal while the model loads

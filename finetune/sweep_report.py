@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from finetune.manifest import write_json_atomic
+from qa_tasks.files import write_json
 
 __all__ = [
     "BEST_FILE",
@@ -75,7 +75,7 @@ def write_sweep_json(out: Path, study, spec, storage: str, sampler: str, n_trial
            "best": None if best is None else {"number": best.number, "value": best.value, "params": best.params,
                                              "output_dir": best.user_attrs.get("output_dir")},
            "trials": rows}
-    write_json_atomic(out / SWEEP_FILE, doc)
+    write_json(out / SWEEP_FILE, doc)
     return doc
 
 

@@ -114,10 +114,10 @@ def parse_space(space, known: set[str], where: str, sampler: str) -> tuple[dict,
 
 def _metrics_of(task: str) -> dict[str, bool]:
     """metric -> higher_is_better, from the task's YAML metric_list (as lm-eval reads it)."""
-    from qa_tasks.task_index import _config, _entry
+    from qa_tasks.task_index import task_config
 
     metrics = {}
-    for item in _config(_entry(task)).get("metric_list") or []:
+    for item in task_config(task).get("metric_list") or []:
         if isinstance(item, dict) and "metric" in item:
             metrics[str(item["metric"])] = bool(item.get("higher_is_better", True))
     return metrics

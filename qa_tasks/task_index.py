@@ -11,7 +11,7 @@ import functools
 from qa_tasks.errors import QAPackError
 from qa_tasks.plugin import pack_tasks, tasks_dir
 
-__all__ = ["is_pack_only", "leaf_tasks", "task_documents", "task_manager"]
+__all__ = ["is_pack_only", "leaf_tasks", "task_config", "task_documents", "task_manager"]
 
 
 def is_pack_only(tasks: list[str]) -> bool:
@@ -44,6 +44,11 @@ def _config(entry) -> dict:
     # the task's YAML with includes and !function resolved, as lm-eval builds it (no task object: building
     # one runs doc_to_text, which multi-call tasks refuse without a model)
     return task_manager([entry.name])._factory._load_full_config(entry, None)
+
+
+def task_config(name: str) -> dict:
+    """A pack task's resolved YAML config (metric_list, generation kwargs, ...), without building the task."""
+    return _config(_entry(name))
 
 
 def leaf_tasks(name: str) -> list[str]:
