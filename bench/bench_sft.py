@@ -89,18 +89,19 @@ def _peak(model: Path, out: Path, method: str, steps: int) -> dict:
             "peak_kind": m["peak_memory_kind"]}
 
 
-def memory(work: Path, steps: int) -> dict:
+def memory(work: Path, steps: int, smoke: bool = False) -> dict:
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
     from tests.toolkit.tiny_model import build_tiny_model
 
     tiny = build_tiny_model(work / "tiny", data_dir=os.environ.get("QA_PACK_DATA_DIR"))
-    big = work / "medium"
+    big = work / ("small" if smoke else "medium")
+    width, layers = (128, 2) if smoke else (1024, 8)
     if not (big / "config.json").is_file():
         tok = AutoTokenizer.from_pretrained(tiny)
         torch.manual_seed(0)
-        cfg = Qwen2Config(vocab_size=len(tok), hidden_size=1024, intermediate_size=2816, num_hidden_layers=8,
+        cfg = Qwen2Config(vocab_size=len(tok), hidden_size=width, intermediate_size=width * 11 // 4, num_hidden_layers=layers,
                           num_attention_heads=16, num_key_value_heads=4, max_position_embeddings=4096,
                           eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
         Qwen2ForCausalLM(cfg).save_pretrained(big)
@@ -175,7 +176,7 @@ def main() -> None:
     if args.part in ("speed", "all"):
         print(speed(tiny, work, args.steps, args.batch, args.repeats), flush=True)
     if args.part in ("memory", "all"):
-        report["memory"] = memory(work, 3)
+        report["memory"] = memory(work, 1 if args.smoke else 3, smoke=args.smoke)
         print(json.dumps(report["memory"]), flush=True)
     if args.part in ("gsm8k", "all"):
         report["gsm8k"] = gsm8k(work, args)

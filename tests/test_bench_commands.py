@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import DATA_DIR, ROOT
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
-_COMMAND = re.compile(r"python -m (bench\.\w+)(.*)")
+_COMMAND = re.compile(r"python -m (bench\.\w+)([^`\n]*)")
 
 
 def recorded_commands(text: str) -> list[tuple[str, list[str]]]:
