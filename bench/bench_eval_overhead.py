@@ -1,14 +1,14 @@
 """Overhead of one in-training evaluation: wall time of ``finetune.eval_callback.evaluate_lm`` minus the
 time spent inside the model's generate_until / loglikelihood calls (results: bench/RESULTS.md).
 
-    HF_HUB_OFFLINE=1 QA_PACK_DATA_DIR=../shared/data python bench/bench_eval_overhead.py --repeats 5
+    QA_PACK_DATA_DIR=../shared/data python -m bench.bench_eval_overhead --repeats 5
 
 before: lm-eval's full task index per evaluation (``TaskManager()``, what simple_evaluate builds when it
         is given none) and its environment report per evaluation; after: the pack-only index of
         ``qa_tasks.task_index`` and the environment report, both built once per process. Each measurement
         is a fresh process running two evaluations: "first" (a training run's first evaluation, paying the
         once-per-process costs) and "next" (every later one). Tiny model + LoRA adapter,
-        recipe_mpr_gen_fold0, --eval_limit 5; before and after interleaved ABAB; median and range.
+        recipe_mpr_gen_fold0, --eval_limit 5; before and after interleaved by bench.harness; median and range.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import argparse
 import contextlib
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.harness import add_arguments, compare, spread
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK = "recipe_mpr_gen_fold0"
@@ -68,45 +69,48 @@ def child(mode: str, model: str, out: str) -> None:
     print("RESULT", json.dumps(result))
 
 
-def _measure(mode: str, model: Path, work: Path, i: int) -> dict:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, __file__, "--child", mode, "--model", str(model),
-                           "--out", str(work / f"{mode}{i}" / "step-1")], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=900, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(proc.stderr[-3000:])
-    return json.loads(proc.stdout.rsplit("RESULT", 1)[1])
+def _measure(mode: str, model: Path, work: Path):
+    """One arm: a fresh process running two evaluations; returns its RESULT figures."""
+    runs = [0]
+
+    def run() -> dict:
+        runs[0] += 1
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+               "PYTHONPATH": str(ROOT)}
+        proc = subprocess.run([sys.executable, "-m", "bench.bench_eval_overhead", "--child", mode, "--model",
+                               str(model), "--out", str(work / f"{mode}{runs[0]}" / "step-1")], capture_output=True,
+                              text=True, env=env, cwd=ROOT, timeout=900, check=False)
+        if proc.returncode != 0:
+            raise SystemExit(proc.stderr[-3000:])
+        return json.loads(proc.stdout.rsplit("RESULT", 1)[1])
+    return run
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=5)
+    add_arguments(ap, repeats=5)
     ap.add_argument("--child", choices=["before", "after"])
     ap.add_argument("--model")
     ap.add_argument("--out")
     args = ap.parse_args()
     if args.child:
         return child(args.child, args.model, args.out)
-    sys.path.insert(0, str(ROOT))
     from qa_tasks.testing import build_tiny_model
 
+    repeats = 2 if args.smoke else args.repeats
     data = Path(os.environ.get("QA_PACK_DATA_DIR") or ROOT.parent / "shared" / "data")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model = build_tiny_model(work / "model", data_dir=data)
-        runs: dict[str, list[dict]] = {"before": [], "after": []}
-        for i in range(args.repeats):  # interleaved ABAB so machine load hits both alike
-            for mode in ("before", "after"):
-                runs[mode].append(_measure(mode, model, work, i))
-                print(mode, i, runs[mode][-1], flush=True)
-    summary = {}
-    for mode, rows in runs.items():
-        for key in [f"{which}_{k}" for which in ("first", "next") for k in ("overhead_s", "model_s", "wall_s")]:
-            values = [r[key] for r in rows]
-            summary[f"{mode}_{key}"] = {"median": round(statistics.median(values), 3),
-                                        "min": round(min(values), 3), "max": round(max(values), 3)}
-    print(json.dumps(summary, indent=2))
+        report = compare({"before": _measure("before", model, work), "after": _measure("after", model, work)},
+                         repeats=repeats)
+    print(report.markdown(ratio=("before", "after")))
+    print("\nPer evaluation, seconds, median (min–max) over the repeats:\n")
+    print("| evaluation | figure | before | after |\n|---|---|---:|---:|")
+    for which in ("first", "next"):
+        for key in ("overhead_s", "model_s", "wall_s"):
+            cells = [spread(report.values(mode, f"{which}_{key}")) for mode in ("before", "after")]
+            print(f"| {which} | {key} | {cells[0]} | {cells[1]} |")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The pack's math grader against plain math-verify on model-like responses, and its bounds.
 
-    QA_PACK_DATA_DIR=../shared/data /work/venv/bin/python bench/bench_math_grader.py --n 5000 --repeats 5
-    QA_PACK_DATA_DIR=../shared/data /work/venv/bin/python bench/bench_math_grader.py --part adversarial
+    QA_PACK_DATA_DIR=../shared/data python -m bench.bench_math_grader --n 5000 --repeats 5
+    QA_PACK_DATA_DIR=../shared/data python -m bench.bench_math_grader --part adversarial
 
 Throughput: N responses built (seeded) from MATH-500 and GSM8K golds the way a model writes them:
 the gold rewritten in an equivalent form (``\\frac{1}{2}``, ``\\dfrac12``, ``0.5``, ``1/2``, ``50\\%``,
@@ -16,8 +16,8 @@ interleaved A B A B … over ``--repeats`` rounds on the same items:
 - ``math_verify``: the same gate and answer extraction, then ``verify(parse(gold), parse(span))``
   in-process on the main thread (math-verify's own SIGALRM timeouts), ``$…$``-wrapped.
 
-Each arm reports wall and CPU time (the pack's CPU includes its worker's) per repeat, the median and
-range of each and of the per-repeat ratio, the load average around each repeat, and how the verdicts
+bench.harness reports wall and CPU time (the pack's CPU includes its worker's), the median and range of
+each and of the per-repeat ratio, the load average around the run, and how the verdicts
 of the two arms compare on equivalent forms and near misses. Adversarial: huge exponents, deep
 nesting, 1 MB responses, unbalanced tags, unicode; each item timed, nothing may hang.
 """
@@ -26,19 +26,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import statistics
-import sys
 import threading
 import time
 from collections import Counter
 from decimal import Decimal
 from fractions import Fraction
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+from bench.harness import add_arguments, compare
 from qa_tasks import math_grader as mg
 from qa_tasks import math_think as mt
 from qa_tasks.math_normalize import exact_value, normalize_answer
@@ -158,64 +153,32 @@ def build_responses(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
     return out
 
 
-# --- the two arms and the interleaved harness -----------------------------------------------------
+# --- the two arms, interleaved by bench.harness ----------------------------------------------------
 
-def _worker_cpu_s(grader: mg.Grader) -> float:
-    """User + system CPU seconds of the grader's worker process so far (Linux /proc)."""
-    fields = Path(f"/proc/{grader._worker.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def pack_arm(grader: mg.Grader, item_sets: list):
+    """grade_responses with a started Grader (its start-up, paid once per lm_eval run, is not timed);
+    repeat k grades item_sets[k]. Returns (verdicts, methods, timeouts)."""
+    it = iter(item_sets)
 
-
-def pack_arm(grader: mg.Grader):
-    """grade_responses with a started Grader; the worker's start-up (paid once per lm_eval run) is
-    not timed. Returns (verdicts, wall s, CPU s of caller and worker, details)."""
-    def run(items) -> tuple[list[bool], float, float, dict]:
-        cpu0, worker0, t0 = time.process_time(), _worker_cpu_s(grader), time.perf_counter()
-        grades = mg.grade_responses([(response, gold) for _, response, gold in items], grader)
-        wall = time.perf_counter() - t0
-        cpu = time.process_time() - cpu0 + _worker_cpu_s(grader) - worker0
-        details = {"methods": dict(Counter(g.method for g in grades)), "timeouts": sum(g.timed_out for g in grades),
-                   "item_methods": [g.method for g in grades]}
-        return [g.correct for g in grades], wall, cpu, details
+    def run() -> tuple[list[bool], list[str], int]:
+        grades = mg.grade_responses([(response, gold) for _, response, gold in next(it)], grader)
+        return [g.correct for g in grades], [g.method for g in grades], sum(g.timed_out for g in grades)
     return run
 
 
-def math_verify_arm(items) -> tuple[list[bool], float, float, dict]:
+def math_verify_arm(item_sets: list):
     """Same gate and extraction, then plain math-verify in-process (main thread, its own timeouts)."""
     from math_verify import parse, verify
 
-    out = []
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    for _, response, gold in items:
-        span = mg.extract_answer(response) if mg.check_format(response).ok else None
-        out.append(bool(span) and bool(verify(parse(f"${gold}$"), parse(f"${span}$"))))
-    return out, time.perf_counter() - t0, time.process_time() - cpu0, {}
+    it = iter(item_sets)
 
-
-def _spread(values: list[float]) -> dict:
-    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3), "max": round(max(values), 3)}
-
-
-def interleaved(arms: dict, item_sets: list, ) -> dict:
-    """Run the arms A B A B …, one round per item set (both arms grade the same items in a round);
-    each arm times its own work."""
-    runs: dict[str, list[dict]] = {name: [] for name in arms}
-    verdicts: dict[str, list[bool]] = {}
-    for items in item_sets:
-        for name, arm in arms.items():
-            load0 = os.getloadavg()[0]
-            result, wall, cpu, details = arm(items)
-            runs[name].append({"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "load_before": load0,
-                               "load_after": os.getloadavg()[0], **details})
-            verdicts[name] = result
-    names = list(arms)
-    report = {name: {"wall_s": _spread([r["wall_s"] for r in rs]), "cpu_s": _spread([r["cpu_s"] for r in rs]),
-                     "runs": rs} for name, rs in runs.items()}
-    base, new = names[1], names[0]
-    report[f"ratio_{base}_over_{new}"] = {
-        key: _spread([b[key] / a[key] for a, b in zip(runs[new], runs[base])]) for key in ("wall_s", "cpu_s")}
-    report["verdicts"] = verdicts
-    return report
+    def run() -> tuple[list[bool], list[str], int]:
+        out = []
+        for _, response, gold in next(it):
+            span = mg.extract_answer(response) if mg.check_format(response).ok else None
+            out.append(bool(span) and bool(verify(parse(f"${gold}$"), parse(f"${span}$"))))
+        return out, [], 0
+    return run
 
 
 def agreement(items, verdicts: dict[str, list[bool]]) -> dict:
@@ -226,42 +189,39 @@ def agreement(items, verdicts: dict[str, list[bool]]) -> dict:
     a, b = verdicts.values()
     differ = [(kind, mg.extract_answer(r), gold, x) for (kind, r, gold), x, y in zip(items, a, b) if x != y]
     out["disagreements"] = len(differ)
-    out["examples (kind, answer, gold, pack verdict)"] = differ[:25]
+    out["examples (kind, answer, gold, pack verdict)"] = differ[:10]
     return out
 
 
 SLOW = ("math_verify", "sympy", "none", "timeout")
 
 
-def throughput(n: int, repeats: int) -> dict:
-    """All responses (a new seed per round), then only those that reach math-verify in the pack."""
+def throughput(n: int, repeats: int) -> None:
+    """All responses (a new seed per repeat), then only those that reach math-verify in the pack."""
     from math_verify import parse, verify
 
     verify(parse("$\\frac{1}{2}$"), parse("$0.5$"))  # build math-verify's parser before any timing
     item_sets = [build_responses(n, seed) for seed in range(repeats)]
     items = item_sets[-1]
-    report = {"n": n, "repeats": repeats, "kinds": dict(Counter(kind for kind, _, _ in items)),
-              "gold_verbatim": sum(mg.extract_answer(r) == g for _, r, g in items)}
+    print(f"{n} responses per repeat (a new seed each): {dict(Counter(kind for kind, _, _ in items))}; gold "
+          f"verbatim {sum(mg.extract_answer(r) == g for _, r, g in items)}; per-item bound {mg.timeout_from_env()} s")
     t0 = time.perf_counter()
     with mg.Grader() as grader:
         grader.start()
-        report["worker_start_s"] = round(time.perf_counter() - t0, 3)
-        arms = {"pack": pack_arm(grader), "math_verify": math_verify_arm}
-        result = interleaved(arms, item_sets)
-        methods = result["pack"]["runs"][-1]["item_methods"]
-        report["agreement"] = agreement(items, result.pop("verdicts"))
-        for run in result["pack"]["runs"]:
-            run.pop("item_methods")
-        report["all"] = result
+        print(f"worker start-up (not timed): {time.perf_counter() - t0:.2f} s")
+        report = compare({"pack": pack_arm(grader, item_sets), "math-verify": math_verify_arm(item_sets)},
+                         repeats=repeats)
+        print(report.markdown(ratio=("math-verify", "pack")))
+        (verdicts, methods, _), (mv, _, _) = report.values("pack")[-1], report.values("math-verify")[-1]
+        print(f"pack methods (last repeat): {dict(Counter(methods))}; timeouts in all repeats: "
+              f"{sum(v[2] for v in report.values('pack'))}")
+        print("agreement:", json.dumps(agreement(items, {"pack": verdicts, "math-verify": mv}), default=str))
         slow = [item for item, method in zip(items, methods) if method in SLOW]  # the slow path only
-        report["slow_path_items"] = len(slow)
         if slow:
-            slow_result = interleaved(arms, [slow] * repeats)
-            slow_result.pop("verdicts")
-            for run in slow_result["pack"]["runs"]:
-                run.pop("item_methods")
-            report["slow_path"] = slow_result
-    return report
+            print(f"\nslow path alone: the {len(slow)} items of the last repeat the pack sends to math-verify")
+            slow_report = compare({"pack": pack_arm(grader, [slow] * repeats),
+                                   "math-verify": math_verify_arm([slow] * repeats)}, repeats=repeats)
+            print(slow_report.markdown(ratio=("math-verify", "pack")))
 
 
 # --- adversarial responses: every item must come back within its bound ------------------------------
@@ -305,8 +265,8 @@ def adversarial() -> list[tuple[str, str, str]]:
     ]
 
 
-def adversarial_report() -> dict:
-    items = adversarial()
+def adversarial_report(smoke: bool = False) -> dict:
+    items = adversarial()[3:5] if smoke else adversarial()
     rows = []
     done = threading.Event()
     with mg.Grader() as g:
@@ -335,18 +295,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--part", choices=("all", "throughput", "adversarial"), default="all")
     parser.add_argument("--n", type=int, default=5000, help="responses in the throughput set")
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds of both arms (a new seed each)")
-    parser.add_argument("--json", type=Path, help="also write the report here")
+    add_arguments(parser, repeats=5)
     args = parser.parse_args(argv)
-    report = {"timeout_s": mg.timeout_from_env(), "cpus": os.cpu_count()}
+    if args.smoke:
+        args.n, args.repeats = 40, 2
     if args.part in ("all", "throughput"):
-        report["throughput"] = throughput(args.n, args.repeats)
+        throughput(args.n, args.repeats)
     if args.part in ("all", "adversarial"):
-        report["adversarial"] = adversarial_report()
-    text = json.dumps(report, indent=1, default=str)
-    print(text)
-    if args.json:
-        args.json.write_text(text)
+        report = adversarial_report(smoke=args.smoke)
+        print(json.dumps(report, indent=1, default=str))
     return 0
 
 

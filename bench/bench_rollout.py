@@ -1,16 +1,19 @@
-"""Round-batched rollout vs a per-passage loop for the dependent SQuAD strategies, on the tiny CPU model.
+"""Round-batched rollout vs a per-passage loop for the dependent SQuAD strategies, on a tiny CPU model.
 
-Both arms run in one process on the same wrapped HF model (lm-eval's HFLM) and the same plans:
+The model is ``bench.answer_model``: the tiny model briefly trained to reply ``<answer>span</answer>``
+and stop, so replies stop early and vary in length. Both arms run in one process on the same wrapped HF
+model (lm-eval's HFLM) and the same plans, interleaved by ``bench.harness`` (ABBA..., ``--repeats``):
 
 - batched: all passages' plans in one ``generate_until``: round k sends the k-th turn of every
   conversation as one batch (the layer's normal path);
 - loop: one plan at a time, so each passage's turns run one after another (what ad-hoc scripts do).
 
-It reports wall times, their ratio, backend ``generate_until`` calls against rounds and Σ questions,
-whether both arms produced the same replies, and PromptTok_API per question of every strategy
-(all counted with the tiny model's tokenizer).
+It reports per strategy the harness table (wall and CPU median and range, per-repeat ratio), calls and
+rounds (calls / rounds: the ceiling on a GPU, where a batch row costs about nothing), backend
+``generate_until`` calls, the padding share of the batched decode, the time inside the model, and
+whether every run of both arms produced the same replies.
 
-    python bench/bench_rollout.py [--passages 100] [--max_gen_toks 48] [--batch_size 128] [--threads 1]
+    python -m bench.bench_rollout [--passages 40] [--repeats 5] [--max_gen_toks 48] [--batch_size 128]
 
 ``--api``: the same plans through lm-eval's ``local-chat-completions`` against a real ``transformers serve``
 of a tiny model whose replies always run to their token cap, each passage with its own cap (so reply
@@ -20,7 +23,7 @@ lengths vary), arms interleaved (ABAB...) for ``--repeats`` rounds:
 - rounds: round-batched (``QA_PACK_ROLLOUT=rounds``), both with ``--num_concurrent`` requests in flight;
 - serial (``--arms stream,rounds,serial``): one conversation at a time.
 
-    PYTHONPATH=. python bench/bench_rollout.py --api --passages 24 --repeats 5 --num_concurrent 8
+    python -m bench.bench_rollout --api --passages 24 --repeats 5 --num_concurrent 8
 
 ``--api --simulated``: the same arms against an in-process stand-in for a server that serves
 ``--num_concurrent`` requests at once: each request sleeps ``--ms_per_token`` per reply token, its reply
@@ -33,13 +36,14 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.answer_model import build_answer_model
+from bench.harness import compare
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -53,13 +57,25 @@ def _model(path: Path, batch_size: int):
     from qa_tasks import rollout
 
     class CountingHFLM(HFLM):
-        """HFLM that counts the generate_until batches it receives (the backend calls)."""
+        """HFLM that counts the generate_until batches it receives (the backend calls) and their time."""
 
-        calls = 0
+        calls, model_s = 0, 0.0
+
+        @classmethod
+        def reset(cls) -> None:
+            cls.calls, cls.model_s = 0, 0.0
+
+        @classmethod
+        def snapshot(cls) -> dict:
+            return {"calls": cls.calls, "model_s": cls.model_s}
 
         def generate_until(self, requests, disable_tqdm: bool = False):
             CountingHFLM.calls += 1
-            return super().generate_until(requests, disable_tqdm=True)
+            started = time.perf_counter()
+            try:
+                return super().generate_until(requests, disable_tqdm=True)
+            finally:
+                CountingHFLM.model_s += time.perf_counter() - started
 
     assert get_model("hf") is not None  # the registry is loaded (and wrapped) like the CLI does
     return rollout.wrap(CountingHFLM(pretrained=str(path), device="cpu", batch_size=batch_size)), CountingHFLM
@@ -73,11 +89,6 @@ def _requests(strategy: str, passages, max_gen_toks: int):
     kwargs = {"until": ["\n\n"], "max_gen_toks": max_gen_toks, "do_sample": False}
     return [Instance("generate_until", {}, (rollout.plan_text("squad", squad.plan_args(strategy, p)), dict(kwargs)),
                      0, (f"squad_{strategy}", i, 1)) for i, p in enumerate(passages)]
-
-
-def _spread(values: list[float]) -> str:
-    values = sorted(values)
-    return f"{statistics.median(values):.2f} [{values[0]:.2f}, {values[-1]:.2f}]"
 
 
 def _sequential_requests(lm, passages, caps, stop):
@@ -94,43 +105,35 @@ def _sequential_requests(lm, passages, caps, stop):
 
 
 def _arms(args, lm, requests) -> None:
-    """Run the arms interleaved, check they agree, print medians and ranges."""
+    """Run the arms interleaved (bench.harness), check they agree, print medians and ranges."""
 
-    def run(arm: str) -> tuple[float, list]:
-        os.environ["QA_PACK_ROLLOUT"] = "rounds" if arm == "rounds" else ""
-        lm._concurrent = 1 if arm == "serial" else args.num_concurrent
-        start = time.perf_counter()
-        out = [lm.generate_until([r])[0] for r in requests] if arm == "serial" else lm.generate_until(requests)
-        wall = time.perf_counter() - start
-        results = [json.loads(o) for o in out]
-        for r in results:  # everything but timing must agree between arms
-            r["rollout"].pop("latency_s")
-            for c in r["rollout"]["calls"]:
-                c.pop("latency_s")
-        return wall, results
+    def arm(name: str):
+        def run() -> list:
+            os.environ["QA_PACK_ROLLOUT"] = "rounds" if name == "rounds" else ""
+            lm._concurrent = 1 if name == "serial" else args.num_concurrent
+            out = [lm.generate_until([r])[0] for r in requests] if name == "serial" else lm.generate_until(requests)
+            results = [json.loads(o) for o in out]
+            for r in results:  # everything but timing must agree between arms
+                r["rollout"].pop("latency_s")
+                for c in r["rollout"]["calls"]:
+                    c.pop("latency_s")
+            return results
+        return run
 
-    arms = args.arms.split(",")
-    run(arms[0])  # warm-up: model load, first-request costs
-    walls: dict[str, list[float]] = {a: [] for a in arms}
-    reference = None
-    for rep in range(args.repeats):
-        for arm in arms if rep % 2 == 0 else arms[::-1]:  # ABBA... interleaving
-            wall, results = run(arm)
-            walls[arm].append(wall)
-            reference = reference or results
-            assert results == reference, f"{arm}: replies or accounting differ from the first arm"
-        print(f"repeat {rep + 1}: " + ", ".join(f"{a} {walls[a][-1]:.2f} s" for a in arms)
-              + f"; load {os.getloadavg()[0]:.1f}", flush=True)
+    names = args.arms.split(",")
+    report = compare({n: arm(n) for n in names}, repeats=args.repeats, warmup=True)
+    reference = report.values(names[0])[0]
+    for n in names:
+        assert all(v == reference for v in report.values(n)), f"{n}: replies or accounting differ"
     calls = sum(len(r["rollout"]["calls"]) for r in reference)
     lengths = sorted(c["gen_tokens"] for r in reference for c in r["rollout"]["calls"])
     rounds = max(r["rollout"]["rounds"] for r in reference)
     print(f"{len(requests)} passages, {calls} calls, {rounds} rounds ({calls / rounds:.1f} requests per round), "
           f"num_concurrent {args.num_concurrent}; same replies and accounting in every run; reply tokens: "
           f"min {lengths[0]}, quartiles {[lengths[len(lengths) * q // 4] for q in (1, 3)]}, max {lengths[-1]}")
-    for arm in arms:
-        print(f"{arm}: wall s median [min, max] {_spread(walls[arm])}")
-    for arm in arms[1:]:
-        print(f"{arm} / {arms[0]} per repeat: {_spread([b / a for a, b in zip(walls[arms[0]], walls[arm])])}")
+    for n in names[1:]:
+        print(f"\n{n} / {names[0]}:")
+        print(report.markdown(ratio=(n, names[0])))
 
 
 # reply lengths (tokens) measured on the real server run recorded in RESULTS.md: min, quartiles, max
@@ -185,6 +188,8 @@ def api_main(args) -> None:
     from qa_tasks.testing import build_tiny_model
     from tests.toolkit.serve import serve
 
+    if args.smoke:
+        args.passages, args.repeats = 2, 2
     passages = squad.load_passages("validation", min_questions=3, max_questions=8)[: args.passages]
     caps = [random.Random(i).choice([int(c) for c in args.caps.split(",")]) for i in range(len(passages))]
     if args.simulated:
@@ -203,7 +208,10 @@ def api_main(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--api", action="store_true", help="barrier-free vs round-batched on a real server")
-    parser.add_argument("--repeats", type=int, default=5, help="--api: interleaved repeats")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes and 2 repeats: checks the command still runs, measures nothing")
+    parser.add_argument("--train_steps", type=int, default=150, help="training steps of the answer model")
     parser.add_argument("--num_concurrent", type=int, default=8, help="--api: requests in flight")
     parser.add_argument("--arms", default="stream,rounds", help="--api: stream,rounds[,serial]")
     parser.add_argument("--simulated", action="store_true", help="--api: in-process stand-in server")
@@ -213,12 +221,13 @@ def main() -> None:
     parser.add_argument("--stop", action="append", default=[],
                         help="--api: extra stop string (repeatable); one the replies hit at varied points "
                              "makes reply lengths vary within a conversation too")
-    parser.add_argument("--passages", type=int, default=100)
+    parser.add_argument("--passages", type=int, default=40)
     parser.add_argument("--max_gen_toks", type=int, default=48, help="per answer (the tasks' default)")
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: no OpenMP oversubscription on a shared machine; same for both arms)")
-    parser.add_argument("--model", type=Path, default=None, help="tiny model folder (built when missing)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="model folder (default: bench.answer_model, trained on the fly)")
     args = parser.parse_args()
     if args.api:
         return api_main(args)
@@ -226,48 +235,61 @@ def main() -> None:
     import torch
 
     from qa_tasks import squad
-    from qa_tasks.testing import build_tiny_model
 
     torch.set_num_threads(args.threads)
-    tmp = tempfile.mkdtemp()
-    path = args.model or build_tiny_model(Path(tmp) / "tiny", data_dir=os.environ["QA_PACK_DATA_DIR"])
+    if args.smoke:
+        args.passages, args.repeats, args.max_gen_toks, args.train_steps = 2, 2, 8, 2
+    path = args.model or build_answer_model(Path(tempfile.mkdtemp()) / "answer", steps=args.train_steps)
     lm, counter = _model(path, args.batch_size)
-    # dev passages with 3..5 questions: 100 of the 132 that have at least 3
+    # dev passages with 3..5 questions: the first --passages of the 132 that have at least 3
     passages = squad.load_passages("validation", min_questions=3, max_questions=5)[: args.passages]
     n_questions = sum(len(p.questions) for p in passages)
-    print(f"{len(passages)} passages, {n_questions} questions, max {max(len(p.questions) for p in passages)} "
-          f"per passage; max_gen_toks {args.max_gen_toks}; HFLM batch_size {args.batch_size}; "
-          f"torch threads {torch.get_num_threads()}")
+    print(f"{len(passages)} passages, {n_questions} questions; max_gen_toks {args.max_gen_toks}; HFLM batch_size "
+          f"{args.batch_size}; torch threads {torch.get_num_threads()}; model {path}")
 
-    report = {}
     for strategy in ("sequential", "collab"):
         requests = _requests(strategy, passages, args.max_gen_toks)
-        counter.calls = 0
-        start = time.perf_counter()
-        batched = [json.loads(r) for r in lm.generate_until(requests)]
-        t_batched, calls_batched = time.perf_counter() - start, counter.calls
-        counter.calls = 0
-        start = time.perf_counter()
-        looped = [json.loads(lm.generate_until([r])[0]) for r in requests]
-        t_loop, calls_loop = time.perf_counter() - start, counter.calls
-        same = sum(a["output"]["replies"] == b["output"]["replies"] for a, b in zip(batched, looped))
-        rounds = max(r["rollout"]["rounds"] for r in batched)
-        report[strategy] = {"batched_s": round(t_batched, 2), "loop_s": round(t_loop, 2),
-                            "speedup": round(t_loop / t_batched, 2), "backend_calls_batched": calls_batched,
-                            "rounds": rounds, "backend_calls_loop": calls_loop,
-                            "same_replies": f"{same}/{len(passages)}"}
-        print(strategy, report[strategy], flush=True)
 
-    # PromptTok_API per question, every strategy, batched, same tokenizer
-    tokens = {}
-    for strategy in squad.STRATEGIES:
-        results = [json.loads(r) for r in lm.generate_until(_requests(strategy, passages, args.max_gen_toks))]
-        api = sum(c["prompt_tokens"] for r in results for c in r["rollout"]["calls"])
-        tokens[strategy] = round(api / n_questions, 1)
-    print("PromptTok_API per question:", tokens)
-    order = sorted(tokens, key=tokens.get)
-    print("ordering:", " < ".join(order), "(expected all_in_one < batch < sequential < collab)")
+        def batched(requests=requests):
+            counter.reset()
+            return [json.loads(r) for r in lm.generate_until(requests)], counter.snapshot()
 
+        def loop(requests=requests):
+            counter.reset()
+            return [json.loads(lm.generate_until([r])[0]) for r in requests], counter.snapshot()
+
+        report = compare({"round-batched": batched, "per-passage loop": loop}, repeats=args.repeats)
+        (ref, acc_b), (_, acc_l) = report.values("round-batched")[0], report.values("per-passage loop")[0]
+        same = all(a["output"]["replies"] == b["output"]["replies"] for v in report.values("round-batched")
+                   + report.values("per-passage loop") for a, b in zip(ref, v[0]))
+        calls = sum(len(r["rollout"]["calls"]) for r in ref)
+        rounds = max(r["rollout"]["rounds"] for r in ref)
+        gen = [c["gen_tokens"] for r in ref for c in r["rollout"]["calls"]]
+        print(f"\n### {strategy}\n")
+        print(report.markdown(ratio=("per-passage loop", "round-batched")))
+        print(f"- calls {calls}, rounds {rounds}: GPU ceiling estimate calls / rounds = {calls / rounds:.1f}x; "
+              f"backend generate_until calls: batched {acc_b['calls']}, loop {acc_l['calls']}; same replies in "
+              f"every run of both arms: {same}")
+        print(f"- reply tokens: min {min(gen)}, median {statistics.median(gen)}, max {max(gen)}; "
+              f"{sum(g >= args.max_gen_toks for g in gen)} of {len(gen)} hit the cap")
+        print(f"- padding share of the batched arm's decode slots (rows x longest reply of each round): "
+              f"{_padding_share(ref):.0%}")
+        for arm, acc in (("round-batched", acc_b), ("per-passage loop", acc_l)):
+            walls = report.wall(arm)
+            print(f"- {arm}: inside the model's generate_until {acc['model_s']:.2f} s of "
+                  f"{walls[0]:.2f} s (first repeat); the rest is the rollout layer (plans, rendering, "
+                  f"token counting)")
+
+
+def _padding_share(results: list[dict]) -> float:
+    """Share of decode slots the round-batched arm spends on rows that already stopped: per round,
+    every row runs until the longest reply of the round is done (one HFLM batch per round here)."""
+    rounds: dict[int, list[int]] = {}
+    for r in results:
+        for c in r["rollout"]["calls"]:
+            rounds.setdefault(c["round"], []).append(c["gen_tokens"])
+    slots = sum(len(g) * max(g) for g in rounds.values())
+    return 1 - sum(sum(g) for g in rounds.values()) / slots if slots else 0.0
 
 if __name__ == "__main__":
     main()

@@ -1,12 +1,12 @@
 """Benchmarks of python -m finetune.sft (results: bench/RESULTS.md, section "finetune").
 
-    HF_HUB_OFFLINE=1 QA_PACK_DATA_DIR=../shared/data python bench/bench_sft.py --part speed --repeats 3
-    HF_HUB_OFFLINE=1 QA_PACK_DATA_DIR=../shared/data python bench/bench_sft.py --part memory
-    HF_HUB_OFFLINE=1 QA_PACK_DATA_DIR=../shared/data python bench/bench_sft.py --part gsm8k
+    QA_PACK_DATA_DIR=../shared/data python -m bench.bench_sft --part speed --repeats 5
+    QA_PACK_DATA_DIR=../shared/data python -m bench.bench_sft --part memory
+    QA_PACK_DATA_DIR=../shared/data python -m bench.bench_sft --part gsm8k
 
-speed:  tokens/s of finetune.sft vs bench/plain_trl_sft.py (plain TRL SFTTrainer), same tiny model, data
-        (Recipe-MPR fold 0 train), LoRA and trainer settings, alternated in one run; ratio = median / median.
-        tokens/s = trained tokens / the trainer's train_runtime (model loading and data prep excluded).
+speed:  finetune.sft vs bench/plain_trl_sft.py (plain TRL SFTTrainer), same tiny model, data (Recipe-MPR
+        fold 0 train), LoRA and trainer settings, interleaved by bench.harness: wall and CPU time of each
+        whole training process, and tokens/s = trained tokens / the trainer's train_runtime; ratios per repeat.
 memory: peak memory of LoRA vs QLoRA training on the same (larger, random) model: peak RSS of the
         training process on CPU, torch.cuda.max_memory_allocated on CUDA.
 gsm8k:  format_accuracy on gsm8k_think of the tiny base model vs the same model after a few minutes of
@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.harness import add_arguments, compare, spread
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -53,19 +54,32 @@ def _sft(model: Path, out: Path, *extra: str):
                  "--logging_steps", "1", "--save_steps", "100000", "--disable_tqdm", "true", *extra])
 
 
-def speed(model: Path, work: Path, steps: int, batch: int, repeats: int) -> dict:
-    ours, plain = [], []
-    for i in range(repeats):  # alternate so machine load hits both alike
-        out = work / f"sft{i}"
+def speed(model: Path, work: Path, steps: int, batch: int, repeats: int) -> str:
+    """finetune.sft vs plain TRL, interleaved by bench.harness; each arm is a whole training process."""
+    runs = {"finetune.sft": 0, "plain TRL": 0}
+
+    def ours() -> dict:
+        runs["finetune.sft"] += 1
+        out = work / f"sft{runs['finetune.sft']}"
         _sft(model, out, "--max_steps", str(steps), "--per_device_train_batch_size", str(batch),
              "--gradient_checkpointing", "true")
-        m = json.loads((out / "manifest.json").read_text())["metrics"]
-        ours.append(m["num_tokens"] / m["train_runtime"])
-        proc, _ = _run([PY, "bench/plain_trl_sft.py", str(model), str(work / f"plain{i}"), str(steps), str(batch)])
-        p = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("BENCH "))[6:])
-        plain.append(p["num_tokens"] / p["train_runtime"])
-    return {"finetune_sft_tok_s": ours, "plain_trl_tok_s": plain,
-            "ratio": statistics.median(ours) / statistics.median(plain), "steps": steps, "batch": batch}
+        return json.loads((out / "manifest.json").read_text())["metrics"]
+
+    def plain() -> dict:
+        runs["plain TRL"] += 1
+        proc, _ = _run([PY, "bench/plain_trl_sft.py", str(model), str(work / f"plain{runs['plain TRL']}"), str(steps),
+                        str(batch)])
+        return json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("BENCH "))[6:])
+
+    report = compare({"finetune.sft": ours, "plain TRL": plain}, repeats=repeats)
+    tok_s = {arm: [v["num_tokens"] / v["train_runtime"] for v in report.values(arm)] for arm in report.arms}
+    ratio = [a / b for a, b in zip(tok_s["finetune.sft"], tok_s["plain TRL"])]
+    tokens = {arm: sorted({v["num_tokens"] for v in report.values(arm)}) for arm in report.arms}
+    lines = [report.markdown(ratio=("plain TRL", "finetune.sft")), "",
+             f"trained tokens per run: {tokens}; {steps} steps of batch {batch}",
+             *(f"- {arm} tokens/s (trainer's train_runtime): {spread(v, '{:.1f}')}" for arm, v in tok_s.items()),
+             f"- **finetune.sft / plain TRL tokens/s, per repeat: {spread(ratio, '{:.3f}')}**"]
+    return "\n".join(lines)
 
 
 def _peak(model: Path, out: Path, method: str, steps: int) -> dict:
@@ -75,18 +89,19 @@ def _peak(model: Path, out: Path, method: str, steps: int) -> dict:
             "peak_kind": m["peak_memory_kind"]}
 
 
-def memory(work: Path, steps: int) -> dict:
+def memory(work: Path, steps: int, smoke: bool = False) -> dict:
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
     from qa_tasks.testing import build_tiny_model
 
     tiny = build_tiny_model(work / "tiny", data_dir=os.environ.get("QA_PACK_DATA_DIR"))
-    big = work / "medium"
+    big = work / ("small" if smoke else "medium")
+    width, layers = (128, 2) if smoke else (1024, 8)
     if not (big / "config.json").is_file():
         tok = AutoTokenizer.from_pretrained(tiny)
         torch.manual_seed(0)
-        cfg = Qwen2Config(vocab_size=len(tok), hidden_size=1024, intermediate_size=2816, num_hidden_layers=8,
+        cfg = Qwen2Config(vocab_size=len(tok), hidden_size=width, intermediate_size=width * 11 // 4, num_hidden_layers=layers,
                           num_attention_heads=16, num_key_value_heads=4, max_position_embeddings=4096,
                           eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
         Qwen2ForCausalLM(cfg).save_pretrained(big)
@@ -139,7 +154,7 @@ def main() -> None:
     ap.add_argument("--part", choices=["speed", "memory", "gsm8k", "all"], default="all")
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--repeats", type=int, default=3)
+    add_arguments(ap, repeats=5)
     ap.add_argument("--limit", type=int, default=100, help="gsm8k: test problems evaluated")
     ap.add_argument("--gsm8k_steps", type=int, default=600)
     ap.add_argument("--gsm8k_lr", type=float, default=6e-3)
@@ -150,6 +165,8 @@ def main() -> None:
     ap.add_argument("--train_head", action="store_true", help="gsm8k: untied model, lm_head trained in full")
     ap.add_argument("--work", type=Path, default=None)
     args = ap.parse_args()
+    if args.smoke:
+        args.steps, args.batch, args.repeats, args.limit, args.gsm8k_steps = 2, 2, 2, 2, 2
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_sft_"))
     work.mkdir(parents=True, exist_ok=True)
     from qa_tasks.testing import build_tiny_model
@@ -157,10 +174,9 @@ def main() -> None:
     tiny = build_tiny_model(work / "tiny", data_dir=os.environ.get("QA_PACK_DATA_DIR"))
     report = {}
     if args.part in ("speed", "all"):
-        report["speed"] = speed(tiny, work, args.steps, args.batch, args.repeats)
-        print(json.dumps(report["speed"]), flush=True)
+        print(speed(tiny, work, args.steps, args.batch, args.repeats), flush=True)
     if args.part in ("memory", "all"):
-        report["memory"] = memory(work, 3)
+        report["memory"] = memory(work, 1 if args.smoke else 3, smoke=args.smoke)
         print(json.dumps(report["memory"]), flush=True)
     if args.part in ("gsm8k", "all"):
         report["gsm8k"] = gsm8k(work, args)

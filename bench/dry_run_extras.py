@@ -6,9 +6,9 @@ resolver (PyPI, nothing installed) for the set it would install and compares the
 with ``TESTED``, the set README.md names. Exit 0: resolved to that set; 1: resolved to another set
 (update README.md and ``TESTED`` once that set is tested); 2: no resolution.
 
-    python bench/dry_run_extras.py                    # .[vllm,api,train,math]
-    python bench/dry_run_extras.py --extras vllm,api  # another combination
-    python bench/dry_run_extras.py --json report.json # keep pip's full report
+    python -m bench.dry_run_extras                    # .[vllm,api,train,math]
+    python -m bench.dry_run_extras --extras vllm,api  # another combination
+    python -m bench.dry_run_extras --json report.json # keep pip's full report
 
 Runs without constraints.txt on purpose: its CPU torch pin is for the test environment without vLLM,
 while vLLM needs its own torch build.
@@ -32,11 +32,11 @@ def _canonical(name: str) -> str:
     return name.lower().replace("_", "-")
 
 
-def resolve(extras: str) -> tuple[dict[str, str], dict]:
+def resolve(extras: str, no_deps: bool = False) -> tuple[dict[str, str], dict]:
     """(name -> version, pip's report) of what pip would install for ``.[extras]``
     (raises CalledProcessError if it cannot resolve)."""
     cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--no-build-isolation",
-           "--quiet", "--report", "-", f".[{extras}]"]
+           "--quiet", "--report", "-", *(["--no-deps", "--no-index"] if no_deps else []), f".[{extras}]"]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
     report = json.loads(out[out.index("{"):])
     return {_canonical(i["metadata"]["name"]): i["metadata"]["version"] for i in report["install"]}, report
@@ -46,14 +46,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--extras", default="vllm,api,train,math")
     parser.add_argument("--json", type=Path, help="write pip's full installation report here")
+    parser.add_argument("--smoke", action="store_true",
+                        help="offline: resolve the pack alone (--no-deps); checks the command and the report")
     args = parser.parse_args(argv)
     try:
-        versions, report = resolve(args.extras)
+        versions, report = resolve(args.extras, no_deps=args.smoke)
     except subprocess.CalledProcessError as e:
         print(f"error: .[{args.extras}] does not resolve:\n{e.stderr.strip()[-3000:]}", file=sys.stderr)
         return 2
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
+    if args.smoke:
+        print(f".[{args.extras}] without dependencies: {versions}")
+        return 0 if "lm-eval-qa-pack" in versions else 1
     print(f".[{args.extras}] resolves to {len(versions)} packages; the ones that matter:")
     drift = 0
     for name, tested in TESTED.items():

@@ -21,8 +21,9 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
-__all__ = ["Report", "Sample", "add_arguments", "compare", "load_average"]
+__all__ = ["Report", "Sample", "add_arguments", "compare", "load_average", "spread"]
 
 
 def load_average() -> tuple[float, float, float] | None:
@@ -32,12 +33,35 @@ def load_average() -> tuple[float, float, float] | None:
         return None
 
 
+def _live_children_cpu() -> float:
+    """CPU seconds of this process's live children so far (Linux /proc; 0 elsewhere): a worker that
+    outlives one arm's run (e.g. the math grader's) is counted while it runs, and once reaped its whole
+    time moves into RUSAGE_CHILDREN, so a difference of two readings stays right."""
+    total, tick = 0, os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 0.0
+    for task in tasks:
+        try:
+            pids = Path(f"/proc/self/task/{task}/children").read_text().split()
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # exited meanwhile
+                continue
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def _cpu_seconds() -> float:
-    """User + system CPU seconds of this process and its finished children (microsecond resolution)."""
+    """User + system CPU seconds of this process, its finished children and its live ones."""
     import resource
 
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime + _live_children_cpu()
 
 
 @dataclass
@@ -66,6 +90,10 @@ class Report:
     def cpu(self, arm: str) -> list[float]:
         return [s.cpu_s for s in self.arms[arm]]
 
+    def values(self, arm: str, key: str | None = None) -> list:
+        """What the arm returned in each repeat (``value[key]`` when a key is given)."""
+        return [s.value if key is None else s.value[key] for s in self.arms[arm]]
+
     def ratios(self, slow: str, fast: str, cpu: bool = False) -> list[float]:
         """Per-repeat ``slow / fast`` (how many times faster ``fast`` is), wall or CPU time."""
         get = self.cpu if cpu else self.wall
@@ -89,6 +117,11 @@ class Report:
                      f"after {_load(self.load_after)}; {os.cpu_count()} CPUs.")
         lines.extend(self.notes)
         return "\n".join(lines)
+
+
+def spread(xs: list[float], fmt: str = "{:.3f}") -> str:
+    """``median (min–max)`` of a list of figures, for quantities an arm returns (tokens/s, overheads)."""
+    return f"{fmt.format(statistics.median(xs))} ({fmt.format(min(xs))}–{fmt.format(max(xs))})"
 
 
 def _fmt(x: float, unit: str) -> str:
