@@ -40,6 +40,21 @@ TASKS = {
 RUN_FILE = "run_config.json"  # written when a run starts; identifies the run an output dir holds
 
 
+def read_yaml_mapping(path: Path, what: str, shape: str) -> dict:
+    """A YAML file that must hold a mapping, or one line saying what is wrong with it."""
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise QAPackError(f"cannot read {what} {path}: {e.strerror}; check the path") from None
+    except yaml.YAMLError as e:
+        raise QAPackError(f"{what} {path} is not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(loaded, dict):
+        raise QAPackError(f"{what} {path} must be a YAML mapping {shape}")
+    return loaded
+
+
 @dataclass
 class TaskArguments:
     """What to train and on which data; evaluation during training."""
@@ -123,20 +138,12 @@ class SftParser:
 
     def _check_config_file(self, argv: list[str]) -> None:
         """What TrlParser would report as a traceback, said in one line first."""
-        import yaml
 
         i = argv.index("--config")
         if i + 1 >= len(argv):
             raise QAPackError("--config needs a YAML file path")
         path = Path(argv[i + 1])
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as e:
-            raise QAPackError(f"cannot read config {path}: {e.strerror}; check the path") from None
-        except yaml.YAMLError as e:
-            raise QAPackError(f"config {path} is not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(loaded, dict):
-            raise QAPackError(f"config {path} must be a YAML mapping of field: value")
+        loaded = read_yaml_mapping(path, "config", "of field: value")
         if not isinstance(loaded.pop("env", None) or {}, dict):
             raise QAPackError(f"config {path}: `env` must be a mapping of variable: value")
         unknown = sorted(set(loaded) - {a.dest for a in self.parser._actions})

@@ -142,17 +142,9 @@ def parse_objective(text, where: str) -> Objective:
 
 
 def _read_yaml(path: Path) -> dict:
-    import yaml
+    from finetune.config import read_yaml_mapping
 
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise QAPackError(f"cannot read sweep config {path}: {e.strerror}; check the path") from None
-    except yaml.YAMLError as e:
-        raise QAPackError(f"sweep config {path} is not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(loaded, dict):
-        raise QAPackError(f"sweep config {path} must be a YAML mapping (objective, search_space, sft fields)")
-    return loaded
+    return read_yaml_mapping(path, "sweep config", "(objective, search_space, sft fields)")
 
 
 def load_spec(path: str | Path, sampler: str, pruner: str | None = None) -> SweepSpec:
