@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from qa_tasks.errors import QAPackError
+from qa_tasks.family import training_sets
 
 __all__ = [
     "RUN_FILE",
@@ -29,14 +30,10 @@ __all__ = [
     "validate",
 ]
 
-# Training-data families: task name -> what it trains on (see finetune.data)
-TASKS = {
-    "recipe_mpr": "Recipe-MPR train indices of `fold`, recipe_mpr_gen prompt + gold letter",
-    "squad_batch": "SQuAD train split, one example per question (squad_batch prompt + <answer>)",
-    "squad_sequential": "SQuAD train split, one multi-turn conversation per passage (squad_sequential)",
-    "gsm8k_r1_zero": "GSM8K train, r1_zero prompt + ' reasoning </think> <answer> n </answer>'",
-    "jsonl": "`data_path`: JSONL rows with chat `messages` or `prompt`/`completion`",
-}
+# Training data: task name -> what it trains on; the families' training sets (qa_tasks.family), then the
+# user's own file (see finetune.data)
+TASKS = {**{name: ts.help for name, (_, ts) in training_sets().items()},
+         "jsonl": "`data_path`: JSONL rows with chat `messages` or `prompt`/`completion`"}
 RUN_FILE = "run_config.json"  # written when a run starts; identifies the run an output dir holds
 
 
@@ -266,8 +263,9 @@ def validate(task: TaskArguments, lora: LoraArguments, sft) -> object:
         raise QAPackError("model_name_or_path is required (a local model folder or a Hub id)")
     if task.task not in TASKS:
         raise QAPackError(f"task={task.task!r} is unknown; use one of: {', '.join(TASKS)}")
-    if task.task == "recipe_mpr" and not 0 <= task.fold <= 4:
-        raise QAPackError(f"fold={task.fold} is not valid; use 0..4")
+    folds = training_sets()[task.task][1].folds if task.task in training_sets() else 0
+    if folds and not 0 <= task.fold < folds:
+        raise QAPackError(f"fold={task.fold} is not valid; use 0..{folds - 1}")
     if task.task == "jsonl":
         if not task.data_path:
             raise QAPackError("task=jsonl needs data_path (a JSONL file with `messages` or `prompt`/`completion`)")

@@ -1,7 +1,9 @@
 """Training examples per task family, built by the SAME prompt builders the eval tasks use.
 
-Each family's prompt comes from ``qa_tasks`` (the function the lm-eval task calls) and the gold
-completion is appended, so train and eval prompts cannot drift apart:
+Each family declares its training sets (``Family.training_sets`` in ``qa_tasks``: finetune task name ->
+builder); a builder takes the fold and returns a ``TrainingData`` (or a mapping of its fields). The
+prompt comes from ``qa_tasks`` (the function the lm-eval task calls) and the gold completion is
+appended, so train and eval prompts cannot drift apart. The shipped families' builders:
 
 - ``recipe_mpr``: ``gen_prompt`` / ``gen_completion`` on the train indices of ``fold`` (options shuffled
   by the same seeded permutation as ``recipe_mpr_gen``);
@@ -16,14 +18,14 @@ completion is appended, so train and eval prompts cannot drift apart:
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from qa_tasks.errors import QAPackError
 
-__all__ = ["TrainingData", "build_training_data", "example_text", "read_user_jsonl"]
+__all__ = ["TrainingData", "build_training_data", "example_text", "gsm8k_r1_zero_set", "read_user_jsonl",
+           "recipe_mpr_set", "squad_batch_set", "squad_sequential_set"]
 
 _ROLES = ("system", "user", "assistant")
 
@@ -60,17 +62,7 @@ class TrainingData:
         return {**out, **self.extra}
 
 
-def _family(module: str, *names: str):
-    """The family module's builders; a clear error while a family is not available in this install."""
-    try:
-        mod = importlib.import_module(module)
-        return [getattr(mod, n) for n in names]
-    except (ImportError, AttributeError) as e:
-        raise QAPackError(f"{module} does not provide {', '.join(names)} ({e}); update lm-eval-qa-pack or "
-                          "train with task=jsonl") from None
-
-
-def _recipe(fold: int) -> TrainingData:
+def recipe_mpr_set(fold: int) -> TrainingData:
     from qa_tasks import recipe_mpr as r
 
     docs = r.build_docs(fold, "train")
@@ -80,13 +72,22 @@ def _recipe(fold: int) -> TrainingData:
 
 
 def _squad_passages(split: str):
-    (load_passages,) = _family("qa_tasks.squad", "load_passages")
+    from qa_tasks.squad import load_passages
+
     return load_passages(split, min_questions=1, max_questions=None)  # every passage, every question
 
 
+def squad_batch_set(fold: int = 0) -> TrainingData:
+    return _squad("batch")
+
+
+def squad_sequential_set(fold: int = 0) -> TrainingData:
+    return _squad("sequential")
+
+
 def _squad(kind: str) -> TrainingData:
-    batch_prompt, sequential_messages, format_answer = _family(
-        "qa_tasks.squad", "batch_prompt", "sequential_messages", "format_answer")
+    from qa_tasks.squad import batch_prompt, format_answer, sequential_messages
+
     passages = _squad_passages("train")
     rows, keys = [], []
     for p in passages:
@@ -107,9 +108,9 @@ def _squad(kind: str) -> TrainingData:
                         extra={"eval_split": "squad/dev-v1.1.json (validation)"})
 
 
-def _gsm8k() -> TrainingData:
-    r1_zero_prompt, r1_zero_completion, load_gsm8k = _family(
-        "qa_tasks.math_think", "r1_zero_prompt", "r1_zero_completion", "load_gsm8k")
+def gsm8k_r1_zero_set(fold: int = 0) -> TrainingData:
+    from qa_tasks.math_think import load_gsm8k, r1_zero_completion, r1_zero_prompt
+
     items = load_gsm8k("train")
     rows = [{"prompt": r1_zero_prompt(x["question"]), "completion": r1_zero_completion(x["reasoning"], x["answer"])}
             for x in items]
@@ -170,14 +171,13 @@ def read_user_jsonl(path: str | Path) -> TrainingData:
 def build_training_data(task: str, fold: int = 0, data_path: str | None = None,
                         max_examples: int | None = None) -> TrainingData:
     """The training examples of ``task`` (see ``finetune.config.TASKS``)."""
-    if task == "recipe_mpr":
-        data = _recipe(fold)
-    elif task in ("squad_batch", "squad_sequential"):
-        data = _squad(task.split("_")[1])
-    elif task == "gsm8k_r1_zero":
-        data = _gsm8k()
-    elif task == "jsonl":
+    from qa_tasks.family import resolve, training_sets
+
+    if task == "jsonl":
         data = read_user_jsonl(data_path)
+    elif task in training_sets():
+        built = resolve(training_sets()[task][1].build)(fold)
+        data = built if isinstance(built, TrainingData) else TrainingData(**built)
     else:
         raise QAPackError(f"task={task!r} is unknown")
     if not data.rows:

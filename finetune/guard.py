@@ -33,11 +33,12 @@ def document_text(doc: dict) -> str:
 
 def eval_tasks_of(task: str, fold: int, eval_tasks: list[str]) -> list[str]:
     """The pack tasks whose documents the training data must not contain (groups expanded)."""
+    from qa_tasks.family import training_sets
     from qa_tasks.plugin import pack_tasks
     from qa_tasks.task_index import leaf_tasks
 
-    own = {"recipe_mpr": f"recipe_mpr_gen_fold{fold}", "squad_batch": "squad_v1", "squad_sequential": "squad_v1",
-           "gsm8k_r1_zero": "gsm8k_think"}.get(task)
+    # the training set's own evaluation split, as its family declares it
+    own = training_sets()[task][1].eval_task.format(fold=fold) if task in training_sets() else ""
     names = ([own] if own else []) + [n for n in eval_tasks if n in pack_tasks()]
     out: list[str] = []
     for name in names:

@@ -7,18 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from leaderboards import plots as plots_mod
-from leaderboards.family_tables import (
-    adapters_table,
-    latency_table,
-    math_tables,
-    position_bias_table,
-    recipe_types_table,
-    squad_table,
-)
+from leaderboards.family_tables import adapters_table
 from leaderboards.reader import Collection, read_paths
 from leaderboards.render import render_csv, render_json, render_markdown
 from leaderboards.tables import Table, comparison_table, group_models, overview_table, progression_table
 from qa_tasks.errors import QAPackError
+from qa_tasks.family import families, resolve
 from qa_tasks.files import atomic_write
 
 __all__ = ["FORMATS", "BuildReport", "build"]
@@ -97,9 +91,13 @@ def build(paths, output, fmt: str | None = None, plots: bool = True) -> BuildRep
 def build_tables(col: Collection) -> list[Table]:
     """Every table the runs in ``col`` fill, in reading order (empty ones left out)."""
     models, notes = group_models(col)
-    tables = [overview_table(models, notes), comparison_table(models), squad_table(models), latency_table(col),
-              recipe_types_table(models), position_bias_table(models), *math_tables(models),
-              progression_table(col, models), adapters_table(col)]
+    detail = []
+    for family in families():  # each family's own tables, in the registry's order
+        for ref in family.tables:
+            made = resolve(ref)(models, col)
+            detail += made if isinstance(made, list) else [made]
+    tables = [overview_table(models, notes), comparison_table(models), *detail, progression_table(col, models),
+              adapters_table(col)]
     return [t for t in tables if t is not None]
 
 

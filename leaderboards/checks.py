@@ -5,7 +5,7 @@
   incomparable, and the table says so.
 - ``constant_answer``: a model that gives one answer to (nearly) every document scores whatever share
   of the golds that answer happens to match; its delta is a property of the data, not of the model.
-- ``chance_level``: the score of guessing, drawn as a line on the plots (Recipe-MPR: 1 in 5).
+- ``chance_level``: the score of guessing, drawn as a line on the plots (the family's ``chance``; Recipe-MPR: 1 in 5).
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from leaderboards.reader import TaskResult
+from qa_tasks.family import family_named
+from qa_tasks.recipe_mpr import LETTERS  # Recipe-MPR's option letters
 
 __all__ = ["CONSTANT_MIN_DOCS", "CONSTANT_SHARE", "LETTERS", "Caution", "chance_level", "constant_answer", "doc_set_cautions",
            "doc_set_warning"]
 
-LETTERS = "ABCDE"  # Recipe-MPR's option letters (as qa_tasks.recipe_mpr)
 CONSTANT_SHARE = 0.95  # "≈ 1.0": this share of all predictions is one answer
 CONSTANT_MIN_DOCS = 3  # fewer documents agree by chance too easily to call a model constant
-_CHANCE = {"recipe_mpr": 1 / len(LETTERS)}
 _CHANCE_METRICS = ("acc", "acc_norm")
 
 
@@ -122,6 +122,7 @@ def constant_answer(result: TaskResult) -> str | None:
 
 def chance_level(task_family: str, metric: str) -> float | None:
     """The expected score of a uniform guess, where the metric has one (accuracy over fixed options)."""
-    if metric.split(",")[0] in _CHANCE_METRICS or metric.startswith("acc_"):
-        return _CHANCE.get(task_family)
+    family = family_named(task_family)
+    if family is not None and (metric.split(",")[0] in _CHANCE_METRICS or metric.startswith("acc_")):
+        return family.chance
     return None

@@ -1,6 +1,9 @@
 """Per-family detail tables: SQuAD strategies and latency, Recipe-MPR per query type and position bias,
 math (scores, failure breakdown, lengths) and the adapters' manifests.
 
+Each family names its tables in ``Family.tables`` (``qa_tasks.family``); every one takes (models,
+collection) and returns a table, a list of tables, or None when the runs hold nothing for it.
+
 Every table that sets models side by side carries a caution when their numbers come from different
 documents (``checks.doc_set_cautions``).
 """
@@ -31,7 +34,7 @@ def _cautions(found: list[tuple[Model, str, TaskResult]]) -> list[Caution]:
     return doc_set_cautions((m.label, task, r) for m, task, r in found)
 
 
-def squad_table(models: list[Model]) -> Table | None:
+def squad_table(models: list[Model], col: Collection | None = None) -> Table | None:
     rows = []
     found = tasks_of(models, "squad")
     for m, task, r in found:
@@ -51,7 +54,7 @@ def squad_table(models: list[Model]) -> Table | None:
                  decimals={**decimals, "Latency (s)": 2}, cautions=cautions)
 
 
-def latency_table(col: Collection) -> Table | None:
+def latency_table(models: list[Model], col: Collection) -> Table | None:
     rows = [[x.model, x.task, x.n, x.p50_s, x.p95_s, x.mean_s,
              None if x.peak_mem_bytes is None else round(x.peak_mem_bytes / 2**20, 1), x.peak_mem_kind, x.device]
             for x in col.latencies]
@@ -62,7 +65,7 @@ def latency_table(col: Collection) -> Table | None:
                  decimals={"p50 (s)": 3, "p95 (s)": 3, "mean (s)": 3, "Peak mem (MiB)": 1})
 
 
-def recipe_types_table(models: list[Model]) -> Table | None:
+def recipe_types_table(models: list[Model], col: Collection | None = None) -> Table | None:
     rows = []
     found = tasks_of(models, "recipe_mpr")
     for m, task, r in found:
@@ -80,7 +83,7 @@ def recipe_types_table(models: list[Model]) -> Table | None:
                  rows, note, cautions=_cautions(found))
 
 
-def position_bias_table(models: list[Model]) -> Table | None:
+def position_bias_table(models: list[Model], col: Collection | None = None) -> Table | None:
     rows = []
     found = [(m, task, r) for m, task, r in tasks_of(models, "recipe_mpr")
              if f"n_gold_{LETTERS[0]}" in r.metrics or "pred_A" in r.metrics]  # the loglikelihood variant has no letters
@@ -100,7 +103,7 @@ def position_bias_table(models: list[Model]) -> Table | None:
                   "Invalid"], rows, note, cautions=_cautions(found))
 
 
-def math_tables(models: list[Model]) -> list[Table]:
+def math_tables(models: list[Model], col: Collection | None = None) -> list[Table]:
     found = tasks_of(models, "math")
     if not found:
         return []

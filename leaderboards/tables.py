@@ -22,6 +22,8 @@ from leaderboards.checks import (
 )
 from leaderboards.reader import Collection, Run, TaskResult
 from leaderboards.stats import ALPHA, BOOTSTRAP_ITERS, paired_test
+from qa_tasks.family import Family, family_named, family_of
+from qa_tasks.recipe_mpr import QUERY_TYPES
 
 __all__ = [
     "LETTERS",
@@ -42,12 +44,6 @@ __all__ = [
     "value",
 ]
 
-QUERY_TYPES = ("Specific", "Commonsense", "Negated", "Analogical", "Temporal")  # as qa_tasks.recipe_mpr
-_COMPARED = {"recipe_mpr": ("acc", "acc_norm", "invalid_rate"), "squad": ("em", "f1", "lenient"),
-             "math": ("accuracy", "format_accuracy")}
-_PROGRESS = {"recipe_mpr": ("acc", "acc_norm", "invalid_rate"), "squad": ("em", "f1", "lenient"),
-             "math": ("accuracy", "format_accuracy", "wrong_answer_rate", "format_failure_rate")}
-_MAIN = {"recipe_mpr": "acc", "squad": "em", "math": "accuracy"}
 _FALLBACK_MAIN = ("acc", "exact_match", "em", "accuracy", "f1", "acc_norm")
 
 
@@ -82,19 +78,22 @@ class Model:
     tasks: dict[str, tuple[TaskResult, Run]]
 
 
-def family(task: str, metrics) -> str:
-    if task.startswith("recipe_mpr"):
-        return "recipe_mpr"
-    if task.startswith("squad"):
-        return "squad"
-    if "format_accuracy" in metrics or task.endswith("_think"):
-        return "math"
-    return "other"
+def family(task: str, metrics=()) -> str:
+    """The family owning ``task`` (the pack's index, see ``qa_tasks.family``); "other" for tasks not the pack's."""
+    found = family_of(task)
+    return found.name if found is not None else "other"
+
+
+def _metrics_of(task: str, metrics, pick) -> tuple[str, ...]:
+    """``pick(family)`` (a metric tuple) of ``task``'s family, or its main metric alone."""
+    found: Family | None = family_named(family(task))
+    return (pick(found) if found else ()) or (main_metric(task, metrics),)
 
 
 def main_metric(task: str, metrics) -> str:
     """The metric the overview shows for ``task``."""
-    preferred = _MAIN.get(family(task, metrics))
+    found = family_named(family(task))
+    preferred = found.main_metric if found else None
     if preferred in metrics:
         return preferred
     for name in _FALLBACK_MAIN:
@@ -203,8 +202,7 @@ def comparison_table(models: list[Model]) -> Table | None:
                     if caution.text not in {c.text for c in cautions}:  # a base shared by several adapters
                         cautions.append(caution)
             flag = "; ".join(constant) or None
-            fam = family(task, ra.metrics)
-            metrics = [m for m in _COMPARED.get(fam, (main_metric(task, ra.metrics),))
+            metrics = [m for m in _metrics_of(task, ra.metrics, lambda f: f.compared_metrics)
                        if m in ra.metrics and m in rb.metrics]
             for metric in metrics:
                 vb, va = rb.metrics[metric], ra.metrics[metric]
@@ -253,8 +251,7 @@ def progression_table(col: Collection, models: list[Model]) -> Table | None:
     metric_names: list[str] = []
     for (_, task, _), entry in series.items():
         for result in entry["points"].values():
-            fam = family(task, result.metrics)
-            for name in _PROGRESS.get(fam, (main_metric(task, result.metrics),)):
+            for name in _metrics_of(task, result.metrics, lambda f: f.progress_metrics):
                 if name in result.metrics and name not in metric_names:
                     metric_names.append(name)
     rows, cautions = [], []

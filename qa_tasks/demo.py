@@ -28,19 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa_tasks.errors import QAPackError
+from qa_tasks.family import families
 from qa_tasks.testing import build_tiny_model
 
 __all__ = ["FAMILY_TASKS", "MARKER", "DemoPlan", "main", "plan", "run_demo"]
 
 MARKER = ".leaderboards-demo"  # marks an output folder as the demo's own, so a re-run may clear it
-# the tasks the demo evaluates, by family (folder under tasks_yaml/); recipe uses fold 0's held-out test
-# split, the fold the adapter is trained on
-FAMILY_TASKS = {
-    "recipe_mpr": ("recipe_mpr_fold0", "recipe_mpr_gen_fold0"),
-    "squad": ("squad_v1", "squad_all_in_one", "squad_batch", "squad_sequential", "squad_collab"),
-    "math": ("gsm8k_think", "math500_think"),
-}
-_EXPENSIVE = {"squad_all_in_one", "squad_batch", "squad_sequential", "squad_collab"}  # one doc = a passage
+# the tasks the demo evaluates, by family (each family's ``demo_tasks``); recipe uses fold 0's held-out
+# test split, the fold the adapter is trained on
+FAMILY_TASKS = {f.name: f.demo_tasks for f in families() if f.demo_tasks}
 
 
 @dataclass(frozen=True)
@@ -57,8 +53,10 @@ class DemoPlan:
 
     def eval_groups(self, tasks: list[str]) -> list[tuple[list[str], int]]:
         """(tasks, --limit) per lm_eval call: passages get a smaller limit than single questions."""
-        cheap = [t for t in tasks if t not in _EXPENSIVE]
-        dear = [t for t in tasks if t in _EXPENSIVE]
+        from qa_tasks.plugin import rollout_tasks
+
+        dear = [t for t in tasks if t in rollout_tasks()]  # the multi-call strategies: one doc = a passage
+        cheap = [t for t in tasks if t not in dear]
         if self.limit == self.passage_limit:
             return [(tasks, self.limit)]
         return [(group, limit) for group, limit in ((cheap, self.limit), (dear, self.passage_limit)) if group]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from qa_tasks.data import DATA_ENV, data_dir, load_hub, local_or_none, read_jsonl
 from qa_tasks.errors import QAPackError
+from qa_tasks.family import Family, TrainingSet
 from qa_tasks.math_grader import (
     FAILURE_KINDS,
     Grader,
@@ -31,6 +32,7 @@ from qa_tasks.math_grader import (
 __all__ = [
     "CHAT_INSTRUCTION",
     "COUNT_METRICS",
+    "FAMILY",
     "HENDRYCKS_ENV",
     "HENDRYCKS_SUBJECTS",
     "METRICS",
@@ -46,7 +48,6 @@ __all__ = [
     "r1_zero_completion",
     "r1_zero_prompt",
     "score_response",
-    "source_of",
     "summarize",
 ]
 
@@ -191,14 +192,6 @@ def load_hendrycks_math() -> list[dict]:
     return rows
 
 
-def source_of(task_name: str) -> str | None:
-    """Which data set a task of this family reads: 'math500', 'gsm8k', 'hendrycks_math' or None."""
-    for source in ("math500", "gsm8k", "hendrycks_math"):
-        if task_name.startswith(source):
-            return source
-    return None
-
-
 def build_docs(source: str) -> list[dict]:
     """Eval docs for lm-eval: ``{"id", "question", "gold", "subject", "level"}`` (all strings)."""
     if source == "math500":
@@ -260,7 +253,9 @@ def summarize(rows: Iterable[dict[str, float]]) -> dict[str, float]:
 def preflight(task_name: str, metadata: dict | None = None) -> None:
     """Load and validate the data of a task (and the grading bound) before any model loads.
     ``metadata`` (the run's ``--metadata``) is accepted for a uniform signature; no option is read."""
-    source = source_of(task_name)
+    from qa_tasks.task_index import task_options
+
+    source = task_options(task_name).get("source")  # the data set the task variant names
     if source is not None:
         import importlib.util
 
@@ -269,3 +264,17 @@ def preflight(task_name: str, metadata: dict | None = None) -> None:
                               "pip install 'lm-eval-qa-pack[math]'")
         timeout_from_env()
         build_docs(source)
+
+
+FAMILY = Family(
+    name="math",
+    preflight=preflight,
+    training_sets={"gsm8k_r1_zero": TrainingSet(
+        "finetune.data:gsm8k_r1_zero_set", "GSM8K train, r1_zero prompt + ' reasoning </think> <answer> n </answer>'",
+        eval_task="gsm8k_think")},
+    main_metric="accuracy",
+    compared_metrics=("accuracy", "format_accuracy"),
+    progress_metrics=("accuracy", "format_accuracy", "wrong_answer_rate", "format_failure_rate"),
+    tables=("leaderboards.family_tables:math_tables",),
+    demo_tasks=("gsm8k_think", "math500_think"),
+)

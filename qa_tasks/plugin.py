@@ -51,14 +51,6 @@ __all__ = [
 ]
 
 SUPPORTED_LM_EVAL = ">=0.4.13,<0.4.14"  # keep in step with pyproject.toml's lm-eval requirement
-# tasks_yaml/<folder> -> module with ``preflight(task_name)`` that loads and validates the data
-FAMILY_MODULES = {
-    "recipe_mpr": "qa_tasks.recipe_mpr",
-    "squad": "qa_tasks.squad",
-    "math": "qa_tasks.math_think",
-}
-# Rollout tasks that call the model in more than one round (one lm-eval generate_until per round).
-MULTI_ROUND_TASKS = ("squad_sequential", "squad_collab")
 # lm-eval model name -> (pack extra, packages lm-eval imports for it)
 BACKEND_PACKAGES = {
     "vllm": ("vllm", ("vllm",)),
@@ -89,47 +81,40 @@ def tasks_dir() -> Path:
     raise QAPackError(f"the pack's tasks_yaml folder is missing next to {here}; reinstall lm-eval-qa-pack")
 
 
-@functools.lru_cache(maxsize=1)
 def pack_tasks() -> dict[str, str]:
-    """Task and group names declared by the pack's YAML files -> family folder (no YAML parsing)."""
-    names: dict[str, str] = {}
-    pattern = re.compile(r"^(?:task|group):[ \t]*['\"]?([\w.-]+)", re.MULTILINE)
-    for path in sorted(tasks_dir().glob("*/*.yaml")):
-        for name in pattern.findall(path.read_text(encoding="utf-8")):
-            names[name] = path.parent.name
-    return names
+    """Pack task and group names -> family folder, from lm-eval's index of the pack folder."""
+    from qa_tasks.task_index import pack_tasks as indexed
+
+    return indexed()
 
 
 @functools.lru_cache(maxsize=1)
 def rollout_tasks() -> frozenset[str]:
     """Pack tasks whose results go through the rollout layer (their YAML, or the template it includes,
     uses ``process_rollout``), and the pack groups holding any of them."""
-    found: set[str] = set()
-    groups: dict[str, list[str]] = {}
-    for path in sorted(tasks_dir().glob("*/*.yaml")):
-        text = path.read_text(encoding="utf-8")
-        include = re.search(r"^include:[ \t]*['\"]?([\w.-]+)", text, re.MULTILINE)
-        if include and (path.parent / include.group(1)).is_file():
-            text += (path.parent / include.group(1)).read_text(encoding="utf-8")
-        name = re.search(r"^(group|task):[ \t]*['\"]?([\w.-]+)", text, re.MULTILINE)
-        if name and name.group(1) == "group":
-            groups[name.group(2)] = re.findall(r"^[ \t]+-[ \t]*['\"]?([\w.-]+)", text, re.MULTILINE)
-        elif name and "process_rollout" in text:
-            found.add(name.group(2))
-    found |= {g for g, members in groups.items() if found.intersection(members)}
+    from qa_tasks.task_index import pack_entries
+
+    entries = {n: e for n, e in pack_entries().items() if n in pack_tasks()}
+    found = {n for n, e in entries.items()
+             if str((e.cfg or {}).get("process_results", "")).endswith("process_rollout")}
+    groups = {n: (e.cfg or {}).get("task") or [] for n, e in entries.items() if "group" in (e.cfg or {})}
+    found |= {g for g, members in groups.items() if found.intersection(m for m in members if isinstance(m, str))}
     return frozenset(found)
 
 
 def preflight(tasks, metadata: dict | None = None) -> None:
-    """Load and validate the data of every pack task in ``tasks`` (names; other entries ignored) and,
-    given the run's ``--metadata`` (None: not known), the options the tasks read from it."""
-    if isinstance(tasks, str):
-        tasks = tasks.split(",")
+    """Load and validate the data of every pack task in ``tasks`` (names; groups expanded; other entries
+    ignored) and, given the run's ``--metadata`` (None: not known), the options the tasks read from it."""
+    from qa_tasks.family import family_of
+    from qa_tasks.task_index import leaf_tasks
+
     known = pack_tasks()
-    for name in tasks or []:
-        family = known.get(name) if isinstance(name, str) else None
-        if family in FAMILY_MODULES:
-            importlib.import_module(FAMILY_MODULES[family]).preflight(name, metadata=metadata)
+    for name in _task_names(tasks):
+        if isinstance(name, str) and name in known:
+            for leaf in leaf_tasks(name):
+                family = family_of(leaf)
+                if family is not None:
+                    family.preflight(leaf, metadata=metadata)
 
 
 def _task_names(tasks) -> list:
@@ -164,11 +149,14 @@ def _pack_only(tasks, include_path=None) -> bool:
 
 
 def _multi_round(tasks) -> list[str]:
-    names = {t for t in _task_names(tasks) if isinstance(t, str)}
-    hits = [t for t in MULTI_ROUND_TASKS if t in names]
-    if "squad_strategies" in names:
-        hits += [t for t in MULTI_ROUND_TASKS if t not in hits]
-    return hits
+    """The rollout tasks of ``tasks`` (groups expanded) that call the model in more than one round."""
+    from qa_tasks.family import families
+    from qa_tasks.task_index import leaf_tasks
+
+    multi = [t for f in families() for t in f.multi_round_tasks]
+    names = [t for t in _task_names(tasks) if isinstance(t, str) and t in pack_tasks()]
+    leaves = {leaf for name in names for leaf in leaf_tasks(name)}
+    return [t for t in multi if t in leaves]
 
 
 def _looks_local(value: str) -> bool:

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 
 from qa_tasks.data import fetch_pinned, int_option, read_json
 from qa_tasks.errors import QAPackError
+from qa_tasks.family import Family, TrainingSet
 
 __all__ = [
+    "FAMILY",
     "LETTERS",
     "QUERY_TYPES",
     "SHUFFLE_SEED",
@@ -268,8 +270,25 @@ def run_fold(fold: object = None, task_fold: object = None, task: str = "this ta
 def preflight(task_name: str, metadata: dict | None = None) -> None:
     """Load and validate the data (and folds) before any model loads; with the run's ``--metadata``
     (None: not known) also its ``fold``."""
+    from qa_tasks.task_index import task_options
+
     load_records()
-    variant = re.search(r"_fold(\d)$", task_name)
-    fold = run_fold((metadata or {}).get("fold"), variant and int(variant.group(1)), task_name)
+    fold = run_fold((metadata or {}).get("fold"), task_options(task_name).get("task_fold"), task_name)
     if fold is not None:
         load_folds()
+
+
+_TABLES = "leaderboards.family_tables"
+FAMILY = Family(
+    name="recipe_mpr",
+    preflight=preflight,
+    training_sets={"recipe_mpr": TrainingSet(
+        "finetune.data:recipe_mpr_set", "Recipe-MPR train indices of `fold`, recipe_mpr_gen prompt + gold letter",
+        eval_task="recipe_mpr_gen_fold{fold}", folds=N_FOLDS)},
+    main_metric="acc",
+    compared_metrics=("acc", "acc_norm", "invalid_rate"),
+    progress_metrics=("acc", "acc_norm", "invalid_rate"),
+    chance=1 / len(LETTERS),
+    tables=(f"{_TABLES}:recipe_types_table", f"{_TABLES}:position_bias_table"),
+    demo_tasks=("recipe_mpr_fold0", "recipe_mpr_gen_fold0"),  # fold 0's test split: the demo trains on fold 0
+)

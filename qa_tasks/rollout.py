@@ -29,7 +29,6 @@ from __future__ import annotations
 import base64
 import copy
 import functools
-import importlib
 import json
 import os
 import re
@@ -42,22 +41,10 @@ from dataclasses import dataclass, field
 from qa_tasks.errors import QAPackError
 
 __all__ = [
-    "PROGRAMS",
-    "RESULT_KEY",
-    "Call",
-    "RolloutMixin",
-    "count_tokens_fallback",
-    "find_plan",
-    "is_active",
-    "plan_text",
-    "render_plain",
-    "require_active",
-    "with_rollout",
-    "wrap",
+    "RESULT_KEY", "Call", "RolloutMixin", "count_tokens_fallback", "find_plan", "is_active", "plan_text",
+    "programs", "render_plain", "require_active", "with_rollout", "wrap",
 ]
 
-# plan program name -> "module:function"; the function takes (args, gen_kwargs) and returns a generator
-PROGRAMS = {"squad": "qa_tasks.squad:rollout_program"}
 RESULT_KEY = "qa_pack_rollout"
 _MARKER = re.compile(r"\[\[qa-pack-rollout:([A-Za-z0-9_\-=]+)\]\]")  # survives JSON escaping
 _FALLBACK_TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -76,8 +63,8 @@ class Call:
 
 def plan_text(program: str, args: dict) -> str:
     """The request context that carries a plan (compact, ASCII-only, JSON-safe)."""
-    if program not in PROGRAMS:
-        raise QAPackError(f"unknown rollout program {program!r}; known: {', '.join(PROGRAMS)}")
+    if program not in programs():
+        raise QAPackError(f"unknown rollout program {program!r}; known: {', '.join(programs())}")
     raw = json.dumps({"program": program, "args": args}, ensure_ascii=False, separators=(",", ":"))
     return f"[[qa-pack-rollout:{base64.urlsafe_b64encode(zlib.compress(raw.encode())).decode()}]]"
 
@@ -167,11 +154,19 @@ def _instance(request, prompt, kwargs):
                     metadata=(request.task_name, request.doc_id, 1))
 
 
+def programs() -> dict[str, str]:
+    """Plan program name -> "module:function" (taking (args, gen_kwargs), returning a generator), per family."""
+    from qa_tasks.family import families
+
+    return {name: ref for f in families() for name, ref in f.rollout_programs.items()}
+
+
 def _load_program(name: str) -> Callable[[dict, dict], Generator]:
-    if name not in PROGRAMS:
-        raise QAPackError(f"a request names unknown rollout program {name!r}; known: {', '.join(PROGRAMS)}")
-    module, _, attr = PROGRAMS[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    from qa_tasks.family import resolve
+
+    if name not in programs():
+        raise QAPackError(f"a request names unknown rollout program {name!r}; known: {', '.join(programs())}")
+    return resolve(programs()[name])
 
 
 def is_active() -> bool:

@@ -25,26 +25,12 @@ from dataclasses import dataclass
 from qa_tasks import squad_metrics as m
 from qa_tasks.data import int_option, load_hub, local_or_none, read_json
 from qa_tasks.errors import QAPackError
+from qa_tasks.family import Family, TrainingSet
 
 __all__ = [
-    "STRATEGIES",
-    "Passage",
-    "Question",
-    "all_in_one_prompt",
-    "batch_prompt",
-    "collab_turn",
-    "followup_turn",
-    "format_answer",
-    "load_passages",
-    "load_questions",
-    "passage_metrics",
-    "passage_options",
-    "plan_args",
-    "planner_prompt",
-    "preflight",
-    "question_metrics",
-    "rollout_program",
-    "sequential_messages",
+    "FAMILY", "STRATEGIES", "Passage", "Question", "all_in_one_prompt", "batch_prompt", "collab_turn",
+    "followup_turn", "format_answer", "load_passages", "load_questions", "passage_metrics", "passage_options",
+    "plan_args", "planner_prompt", "preflight", "question_metrics", "rollout_program", "sequential_messages",
 ]
 
 STRATEGIES = ("all_in_one", "batch", "sequential", "collab")
@@ -384,3 +370,20 @@ def preflight(task_name: str, metadata: dict | None = None) -> None:
 def plan_args(strategy: str, passage: Passage) -> dict:
     """The rollout plan arguments of one document (see ``rollout_program``)."""
     return {"strategy": strategy, "passage": passage.as_dict()}
+
+
+_TABLES, _SETS = "leaderboards.family_tables", "finetune.data"
+FAMILY = Family(
+    name="squad",
+    preflight=preflight,
+    training_sets={
+        "squad_batch": TrainingSet(f"{_SETS}:squad_batch_set", "SQuAD train split, one example per question "
+                                   "(squad_batch prompt + <answer>)", eval_task="squad_v1"),
+        "squad_sequential": TrainingSet(f"{_SETS}:squad_sequential_set", "SQuAD train split, one multi-turn "
+                                        "conversation per passage (squad_sequential)", eval_task="squad_v1")},
+    main_metric="em", compared_metrics=("em", "f1", "lenient"), progress_metrics=("em", "f1", "lenient"),
+    tables=(f"{_TABLES}:squad_table", f"{_TABLES}:latency_table"),
+    rollout_programs={"squad": "qa_tasks.squad:rollout_program"},
+    multi_round_tasks=("squad_sequential", "squad_collab"),
+    demo_tasks=("squad_v1", "squad_all_in_one", "squad_batch", "squad_sequential", "squad_collab"),
+)

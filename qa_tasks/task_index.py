@@ -1,7 +1,9 @@
 """lm-eval task indexes, built once per process: pack-only when every task is the pack's.
 
 ``TaskManager()`` indexes lm-eval's ~14,700 built-in entries (about 12 s); the pack's own folder alone
-takes a fraction of a second. A task list naming any non-pack task falls back to the full index.
+takes a fraction of a second (0.05 s). A task list naming any non-pack task falls back to the full index.
+The pack-only index is also where the pack's task names, their families (the ``tasks_yaml`` subfolder of
+their YAML) and their YAML options come from.
 """
 
 from __future__ import annotations
@@ -9,9 +11,10 @@ from __future__ import annotations
 import functools
 
 from qa_tasks.errors import QAPackError
-from qa_tasks.plugin import pack_tasks, tasks_dir
+from qa_tasks.plugin import tasks_dir
 
-__all__ = ["is_pack_only", "leaf_tasks", "task_config", "task_documents", "task_manager"]
+__all__ = ["is_pack_only", "leaf_tasks", "pack_entries", "pack_tasks", "task_config", "task_documents",
+           "task_manager", "task_options"]
 
 
 def is_pack_only(tasks: list[str]) -> bool:
@@ -26,6 +29,29 @@ def _manager(pack_only: bool):
     if pack_only:
         return TaskManager(include_defaults=False, include_path=str(tasks_dir()))
     return TaskManager()
+
+
+def pack_entries() -> dict:
+    """lm-eval's index entries of the pack's tasks and groups (YAML parsed, functions unresolved)."""
+    return dict(_manager(True).task_index)
+
+
+@functools.lru_cache(maxsize=1)
+def pack_tasks() -> dict[str, str]:
+    """Pack task and group names -> family folder (the ``tasks_yaml`` subfolder holding the YAML)."""
+    root = tasks_dir()
+    out: dict[str, str] = {}
+    for name, entry in pack_entries().items():
+        path = getattr(entry, "yaml_path", None)
+        if path is not None and root in path.resolve().parents:
+            out[name] = path.resolve().relative_to(root).parts[0]
+    return out
+
+
+def task_options(name: str) -> dict:
+    """A pack task's ``dataset_kwargs`` (what its YAML variant sets: a fold, a data set ...), from the index."""
+    entry = pack_entries().get(name)
+    return dict((getattr(entry, "cfg", None) or {}).get("dataset_kwargs") or {})
 
 
 def task_manager(tasks: list[str]):
@@ -59,7 +85,7 @@ def leaf_tasks(name: str) -> list[str]:
     if entry.kind is not Kind.GROUP:
         return [name]
     out: list[str] = []
-    for child in _config(entry).get("task") or []:
+    for child in (entry.cfg or _config(entry)).get("task") or []:  # the index's parse: no functions run
         child_name = child if isinstance(child, str) else child.get("task") or child.get("group")
         if isinstance(child_name, str):
             out += [t for t in leaf_tasks(child_name) if t not in out]

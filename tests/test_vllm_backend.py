@@ -196,7 +196,7 @@ def test_finetune_warns_exactly_for_adapters_vllm_refuses(tiny_model, tmp_path):
 UNGUARDED_LM_EVAL = """
 import sys
 import qa_tasks.plugin
-qa_tasks.plugin.MULTI_ROUND_TASKS = ()
+qa_tasks.plugin._multi_round = lambda tasks: []
 from lm_eval.__main__ import cli_evaluate
 sys.argv = ["lm_eval", *sys.argv[1:]]
 cli_evaluate()
