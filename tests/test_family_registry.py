@@ -1,7 +1,8 @@
 """Adding a family = one new module + its YAML folder + one line in ``qa_tasks.families`` (README, layout).
 
-A copy of the shipped packages gets a fourth, toy family that way; lm-eval, the data preflight, the
-training guard and the leaderboard then all know it, with nothing else edited.
+A copy of the shipped packages gets a fourth, toy family that way; lm-eval's task list, the data
+preflight, ``finetune`` (training set and guard) and the leaderboard then all know it, with nothing else
+edited. One evaluation run (tiny model, 3 documents); the bad-data run stops before the model loads.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import filecmp
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -104,8 +104,15 @@ TEST_ROWS = [{"question": "What colour is the clear daytime sky?", "answer": "bl
 # the guard must refuse this training set: its second row is a test question
 TRAIN_ROWS = [{"question": "What colour is fresh green grass?", "answer": "green"}, TEST_ROWS[1]]
 
-# the training guard and the training-task list of the copy, in one process
-GUARD_SCRIPT = """
+# in one process of the copy: lm-eval's task listing, the training-task list and the training guard
+SCRIPT = """
+from lm_eval.tasks import TaskManager
+
+# the table `lm_eval ls tasks` prints, from the same (hooked) TaskManager call, without indexing lm-eval's
+# ~14,700 built-in entries (about 100 s on a busy 2-core machine; tests/test_plugin.py runs the CLI itself)
+listing = TaskManager(include_defaults=False).list_all_tasks()
+print("LISTED", "|toy_qa " in listing, "|recipe_mpr " in listing)
+
 from finetune.config import TASKS
 from finetune.data import build_training_data
 from finetune.guard import check_no_overlap
@@ -166,26 +173,26 @@ def test_a_fourth_family_needs_one_module_one_folder_one_line(tmp_path, tiny_mod
 
     data = tmp_path / "data"
     env = lm_eval_env(PYTHONPATH=str(pack), QA_PACK_DATA_DIR=str(data))
-    listed, _ = run_lm_eval(["ls", "tasks"], env=env)
-    assert "|toy_qa " in listed.stdout and "|recipe_mpr " in listed.stdout
-
-    # the data preflight: a bad row stops the run before the model loads, as one line and exit 2
+    # the data preflight: a bad row stops the run before the model is even looked at (this model folder does
+    # not exist, which the check after the preflight would report), as one line and exit 2
     _write_jsonl(data / "toy" / "test.jsonl", [*TEST_ROWS, {"question": "no answer here"}])
-    model = ["--model", "hf", "--model_args", f"pretrained={tiny_model}", "--tasks", "toy_qa"]
-    bad, _ = run_lm_eval(["run", *model], env=env, check=False)
+    bad, _ = run_lm_eval(["run", "--model", "hf", "--model_args", f"pretrained={tmp_path / 'no-model'}",
+                          "--tasks", "toy_qa"], env=env, check=False)
     assert bad.returncode == 2, bad.stderr[-2000:]
     assert "toy/test.jsonl row 4: needs a string question and answer" in bad.stderr
     assert "Traceback" not in bad.stderr
 
     _write_jsonl(data / "toy" / "test.jsonl", TEST_ROWS)
     _write_jsonl(data / "toy" / "train.jsonl", TRAIN_ROWS)
+    model = ["--model", "hf", "--model_args", f"pretrained={tiny_model}", "--tasks", "toy_qa"]
     _, results = run_lm_eval(["run", *model, "--limit", "3"], output=tmp_path / "out", env=env)
     assert set(results["results"]["toy_qa"]) >= {"correct,none", "answered,none"}
 
-    guard = subprocess.run([sys.executable, "-c", GUARD_SCRIPT], capture_output=True, text=True, env=env,
-                           cwd=tmp_path, timeout=300, check=False)
-    assert guard.returncode == 0, guard.stderr[-2000:]
-    assert "REFUSED 1 training row(s) contain evaluation documents of toy_qa" in guard.stdout
+    script = subprocess.run([str(BIN / "python"), "-c", SCRIPT], capture_output=True, text=True, env=env,
+                            cwd=tmp_path, timeout=300, check=False)
+    assert script.returncode == 0, script.stderr[-2000:]
+    assert "LISTED True True" in script.stdout
+    assert "REFUSED 1 training row(s) contain evaluation documents of toy_qa" in script.stdout
 
     board = tmp_path / "board.md"
     built = subprocess.run([str(BIN / "python"), "-m", "leaderboards", "build", str(tmp_path / "out"), "-o",
