@@ -65,39 +65,47 @@ def latency_table(models: list[Model], col: Collection) -> Table | None:
                  decimals={"p50 (s)": 3, "p95 (s)": 3, "mean (s)": 3, "Peak mem (MiB)": 1})
 
 
+def _subset_stat(r: TaskResult, metric: str, legacy_count: str) -> Stat:
+    """An accuracy over a subset of the documents (``acc_<type>``, ``acc_gold_<L>``) with how many there were.
+
+    A document yields such a metric only when it belongs to the subset, so its samples log counts them;
+    results of task version 1.1 carry the count as a metric. Neither: the count is unknown, not guessed.
+    """
+    if r.samples and len(r.samples) == r.n:  # a truncated log would undercount
+        n: float | None = sum(metric in values for _, values in r.samples.values())
+    else:
+        n = r.metrics.get(legacy_count)
+    return Stat(r.metrics.get(metric), None, int(n) if n is not None else None, n_unknown=n is None)
+
+
 def recipe_types_table(models: list[Model], col: Collection | None = None) -> Table | None:
     rows = []
     found = tasks_of(models, "recipe_mpr")
     for m, task, r in found:
-        cells = [stat(r, "acc")]
-        for t in QUERY_TYPES:
-            n = r.metrics.get(f"n_{t}")
-            cells.append(Stat(r.metrics.get(f"acc_{t}"), None, int(n) if n is not None else None))
-        rows.append([m.label, task, *cells])
+        rows.append([m.label, task, stat(r, "acc"), *(_subset_stat(r, f"acc_{t}", f"n_{t}") for t in QUERY_TYPES)])
     if not rows:
         return None
-    note = ("Accuracy (n = queries behind it). Query types are multi-label: a query counts toward every type "
+    note = ("Accuracy (n = queries behind it, counted in the samples log: n=– for a run without "
+            "--log_samples). Query types are multi-label: a query counts toward every type "
             f"it has, so the type columns do not add up to the overall n. Chance (a uniform guess among "
             f"{len(LETTERS)} options) = {chance_level('recipe_mpr', 'acc'):.1f}.")
     return Table("recipe_types", "Recipe-MPR: accuracy by query type", ["Model", "Task", "Overall", *QUERY_TYPES],
-                 rows, note, cautions=_cautions(found))
+                 rows, note, cautions=_cautions(found), families={task: "recipe_mpr" for _, task, _ in found})
 
 
 def position_bias_table(models: list[Model], col: Collection | None = None) -> Table | None:
     rows = []
     found = [(m, task, r) for m, task, r in tasks_of(models, "recipe_mpr")
-             if f"n_gold_{LETTERS[0]}" in r.metrics or "pred_A" in r.metrics]  # the loglikelihood variant has no letters
+             if "pred_A" in r.metrics]  # the loglikelihood variant has no letters
     for m, task, r in found:
-        gold = []
-        for x in LETTERS:
-            n = r.metrics.get(f"n_gold_{x}")
-            gold.append(Stat(r.metrics.get(f"acc_gold_{x}"), None, int(n) if n is not None else None))
+        gold = [_subset_stat(r, f"acc_gold_{x}", f"n_gold_{x}") for x in LETTERS]
         rows.append([m.label, task, *gold, *(r.metrics.get(f"pred_{x}") for x in LETTERS),
                      r.metrics.get("invalid_rate")])
     if not rows:
         return None
-    note = ("Accuracy when the gold option is shown at each letter (n = queries), then how often each letter was "
-            "answered. A model that always answers one letter scores only on that letter's queries.")
+    note = ("Accuracy when the gold option is shown at each letter (n = queries, from the samples log), then how "
+            "often each letter was answered. A model that always answers one letter scores only on that "
+            "letter's queries.")
     return Table("position_bias", "Recipe-MPR: position bias",
                  ["Model", "Task", *(f"Acc gold={x}" for x in LETTERS), *(f"Pred {x}" for x in LETTERS),
                   "Invalid"], rows, note, cautions=_cautions(found))

@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 from leaderboards.checks import chance_level
-from leaderboards.tables import QUERY_TYPES, Stat, Table, family
+from leaderboards.tables import QUERY_TYPES, Stat, Table
 from qa_tasks.files import atomic_write
 
 __all__ = ["MISSING_NOTE", "make_plots", "plots_available", "progress_figure", "type_figure"]
@@ -71,8 +71,8 @@ def _warn(fig, texts: list[str]) -> float:
     return share + 0.01
 
 
-def _chance(ax, task: str, metrics: list[str]) -> None:
-    levels = {chance_level(family(task, ()), m) for m in metrics} - {None}
+def _chance(ax, table: Table, task: str, metrics: list[str]) -> None:
+    levels = {chance_level(table.families.get(task, "other"), m) for m in metrics} - {None}
     for level in sorted(levels):
         ax.axhline(level, color="0.35", linestyle="--", linewidth=1, zorder=0,
                    label=f"chance accuracy ({level:.1f}, uniform guess)")
@@ -113,7 +113,7 @@ def type_figure(table: Table, task: str):
         _bar_labels(ax, xs, values, width, bars.patches[0].get_facecolor(), rotate=len(rows) > 1)
     ticks = [f"{g}\n({_n_label([row[2 + j] for row in rows])})" for j, g in enumerate(groups)]
     ax.set_xticks(range(len(groups)), [t.replace("\n()", "") for t in ticks], fontsize=8)
-    _chance(ax, task, ["acc"])
+    _chance(ax, table, task, ["acc"])
     ax.set_ylim(0, 1.15)
     ax.set_ylabel("accuracy")
     ax.set_xlabel("query type (n = queries" + (", per model in legend order)" if len(rows) > 1 else ")"), fontsize=8)
@@ -147,7 +147,7 @@ def progress_figure(table: Table, key: tuple[str, str]):
     rates = all(0 <= v <= 1 for v in values if not math.isnan(v))
     if rates:  # keep the full scale in view
         ax.set_ylim(-0.02, 1.02)
-        _chance(ax, key[1], [m for m in metrics if m.startswith("acc")])
+        _chance(ax, table, key[1], [m for m in metrics if m.startswith("acc")])
     ax.set_xlabel("training step (0 = base model)" + (f", n = documents: {ns[0]}" if len(set(ns)) == 1 else ""),
                   fontsize=8)
     ax.set_ylabel("score (0-1)" if rates else "value")

@@ -39,6 +39,7 @@ class TaskResult:
     setup: dict[str, str] = field(default_factory=dict)  # n-shot, version, task_hash (docs + prompts)
     # the model's replies per document (several for a multi-question strategy), from the samples log
     replies: Replies | None = None
+    config_source: str | None = None  # the task's YAML path as lm-eval recorded it (which family owns the task)
 
 
 @dataclass
@@ -99,6 +100,13 @@ def parse_model_args(value) -> dict[str, str]:
             if sep:
                 out[key.strip()] = val.strip()
     return out
+
+
+def _config_source(task_config) -> str | None:
+    """``configs.<task>.metadata.config_source``: the YAML lm-eval built the task from (0.4.13 records it)."""
+    metadata = task_config.get("metadata") if isinstance(task_config, dict) else None
+    source = metadata.get("config_source") if isinstance(metadata, dict) else None
+    return source if isinstance(source, str) and source else None
 
 
 def _basename(path: str) -> str:
@@ -230,6 +238,7 @@ class _Reader:
                                                 ("fewshot_as_multiturn", data.get("fewshot_as_multiturn")))}
         groups = data.get("group_subtasks") if isinstance(data.get("group_subtasks"), dict) else {}
         n_samples = data.get("n-samples") if isinstance(data.get("n-samples"), dict) else {}
+        configs = data.get("configs") if isinstance(data.get("configs"), dict) else {}
         for task in sorted(data["results"]):
             entry = data["results"][task]
             if groups.get(task):
@@ -244,6 +253,7 @@ class _Reader:
             result.setup = {name: _canon(data.get(key, {}).get(task)) if isinstance(data.get(key), dict) else ""
                             for name, key in (("n-shot", "n-shot"), ("version", "versions"),
                                               ("docs/prompts", "task_hashes"))}
+            result.config_source = _config_source(configs.get(task))
             run.tasks[task] = result
         if not run.tasks:
             self.warn(path, "no task with numeric metrics; skipped")

@@ -21,14 +21,13 @@ _DASH = "–"
 def fmt(x, column: str = "", decimals: int | None = None) -> str:
     """One cell as text: 3 decimals (1 from 100 up) unless ``decimals``, signed deltas, p < 0.001 as '<0.001'."""
     if isinstance(x, Stat):
+        n = f" (n={x.n})" if x.n is not None else f" (n={_DASH})" if x.n_unknown else ""
         if x.value is None:
-            return _DASH + (f" (n={x.n})" if x.n is not None else "")
+            return _DASH + n
         text = fmt(x.value)
         if x.stderr is not None:
             text += f" ± {fmt(x.stderr)}"
-        if x.n is not None:
-            text += f" (n={x.n})"
-        return text
+        return text + n
     if x is None:
         return _DASH
     if isinstance(x, bool):

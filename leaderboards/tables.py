@@ -22,7 +22,7 @@ from leaderboards.checks import (
 )
 from leaderboards.reader import Collection, Run, TaskResult
 from leaderboards.stats import ALPHA, BOOTSTRAP_ITERS, paired_test
-from qa_tasks.family import Family, family_named, family_of
+from qa_tasks.family import Family, family_named, family_of, family_of_yaml
 from qa_tasks.recipe_mpr import QUERY_TYPES
 
 __all__ = [
@@ -54,6 +54,7 @@ class Stat:
     value: float | None
     stderr: float | None = None
     n: int | None = None
+    n_unknown: bool = False  # a count the run did not record (shown as n=–), unlike one that does not apply
 
 
 @dataclass
@@ -66,6 +67,7 @@ class Table:
     plots: list[str] = field(default_factory=list)  # PNG file names, filled in by ``plots``
     decimals: dict[str, int] = field(default_factory=dict)  # per column, where 3 decimals would mislead
     cautions: list[Caution] = field(default_factory=list)  # shown above the table: do not compare blindly
+    families: dict[str, str] = field(default_factory=dict)  # task -> family, for plots (chance level)
 
 
 @dataclass
@@ -78,21 +80,26 @@ class Model:
     tasks: dict[str, tuple[TaskResult, Run]]
 
 
-def family(task: str, metrics=()) -> str:
-    """The family owning ``task`` (the pack's index, see ``qa_tasks.family``); "other" for tasks not the pack's."""
-    found = family_of(task)
+def family(task: str, result: TaskResult | None = None) -> str:
+    """The family owning ``task``; "other" for tasks not the pack's.
+
+    From the YAML path ``result``'s results file records (no lm-eval import: a build stays fast); only
+    for a file without one (older lm-eval) from lm-eval's index of the pack (``qa_tasks.family``).
+    """
+    source = result.config_source if result is not None else None
+    found = family_of_yaml(source) if source else family_of(task)
     return found.name if found is not None else "other"
 
 
-def _metrics_of(task: str, metrics, pick) -> tuple[str, ...]:
+def _metrics_of(task: str, result: TaskResult, pick) -> tuple[str, ...]:
     """``pick(family)`` (a metric tuple) of ``task``'s family, or its main metric alone."""
-    found: Family | None = family_named(family(task))
-    return (pick(found) if found else ()) or (main_metric(task, metrics),)
+    found: Family | None = family_named(family(task, result))
+    return (pick(found) if found else ()) or (main_metric(task, result.metrics, result),)
 
 
-def main_metric(task: str, metrics) -> str:
-    """The metric the overview shows for ``task``."""
-    found = family_named(family(task))
+def main_metric(task: str, metrics, result: TaskResult | None = None) -> str:
+    """The metric the overview shows for ``task`` (``result``: one of its results, for its family)."""
+    found = family_named(family(task, result))
     preferred = found.main_metric if found else None
     if preferred in metrics:
         return preferred
@@ -135,7 +142,7 @@ def value(result: TaskResult, metric: str):
 
 def tasks_of(models: list[Model], fam: str) -> list[tuple[Model, str, TaskResult]]:
     return [(m, t, m.tasks[t][0]) for m in models for t in sorted(m.tasks)
-            if family(t, m.tasks[t][0].metrics) == fam]
+            if family(t, m.tasks[t][0]) == fam]
 
 
 def overview_table(models: list[Model], notes: list[str]) -> Table | None:
@@ -144,8 +151,8 @@ def overview_table(models: list[Model], notes: list[str]) -> Table | None:
         return None
     metric_of = {}
     for task in tasks:
-        names = sorted({k for m in models if task in m.tasks for k in m.tasks[task][0].metrics})
-        metric_of[task] = main_metric(task, names)
+        results = [m.tasks[task][0] for m in models if task in m.tasks]
+        metric_of[task] = main_metric(task, sorted({k for r in results for k in r.metrics}), results[0])
     rows = [[m.label, *(stat(m.tasks[t][0], metric_of[t]) if t in m.tasks else None for t in tasks)] for m in models]
     note = "Main metric per task, ± lm-eval's standard error, n = documents evaluated."
     if notes:
@@ -202,7 +209,7 @@ def comparison_table(models: list[Model]) -> Table | None:
                     if caution.text not in {c.text for c in cautions}:  # a base shared by several adapters
                         cautions.append(caution)
             flag = "; ".join(constant) or None
-            metrics = [m for m in _metrics_of(task, ra.metrics, lambda f: f.compared_metrics)
+            metrics = [m for m in _metrics_of(task, ra, lambda f: f.compared_metrics)
                        if m in ra.metrics and m in rb.metrics]
             for metric in metrics:
                 vb, va = rb.metrics[metric], ra.metrics[metric]
@@ -251,11 +258,12 @@ def progression_table(col: Collection, models: list[Model]) -> Table | None:
     metric_names: list[str] = []
     for (_, task, _), entry in series.items():
         for result in entry["points"].values():
-            for name in _metrics_of(task, result.metrics, lambda f: f.progress_metrics):
+            for name in _metrics_of(task, result, lambda f: f.progress_metrics):
                 if name in result.metrics and name not in metric_names:
                     metric_names.append(name)
-    rows, cautions = [], []
+    rows, cautions, families = [], [], {}
     for (label, task, base_key), entry in sorted(series.items()):
+        families[task] = family(task, next(iter(entry["points"].values())))
         points: list[tuple[str, TaskResult]] = []
         base = bases.get(base_key)
         if base and task in base.tasks:
@@ -271,4 +279,4 @@ def progression_table(col: Collection, models: list[Model]) -> Table | None:
             cautions.append(Caution((label, task), warning))
     return Table("progression", "Training progression", ["Model", "Task", "Step", *metric_names, "n"], rows,
                  "Evaluations written during fine-tuning (eval/step-N), between the base model and the final adapter.",
-                 cautions=cautions)
+                 cautions=cautions, families=families)

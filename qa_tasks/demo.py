@@ -147,7 +147,7 @@ def _summary(folder: Path) -> str:
     parts = []
     for run in col.runs:
         for task, result in sorted(run.tasks.items()):
-            metric = main_metric(task, result.metrics)
+            metric = main_metric(task, result.metrics, result)
             parts.append(f"{task} {metric}={result.metrics[metric]:.3f}")
     return ", ".join(parts)
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import functools
 import importlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from qa_tasks.errors import QAPackError
 
-__all__ = ["Family", "TrainingSet", "families", "family_named", "family_of", "resolve", "training_sets"]
+__all__ = ["Family", "TrainingSet", "families", "family_named", "family_of", "family_of_yaml", "resolve",
+           "training_sets"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,18 @@ def family_of(task: str) -> Family | None:
     from qa_tasks.task_index import pack_tasks
 
     folder = pack_tasks().get(task)
+    return next((f for f in families() if f.task_folder == folder), None) if folder else None
+
+
+def family_of_yaml(path: str) -> Family | None:
+    """The family owning the task whose YAML is at ``path`` (as a results file records it), without lm-eval's index.
+
+    The family folder is the one right below a ``tasks_yaml`` folder, so runs of this checkout, another one
+    or an installed wheel (on any OS) all resolve; a YAML outside a ``tasks_yaml`` folder is not the pack's.
+    """
+    parts = [p for p in re.split(r"[\\/]", path) if p]
+    below = [i + 1 for i, p in enumerate(parts[:-2]) if p == "tasks_yaml"]
+    folder = parts[below[-1]] if below else None
     return next((f for f in families() if f.task_folder == folder), None) if folder else None
 
 

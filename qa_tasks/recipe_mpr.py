@@ -230,11 +230,9 @@ def parse_letter(text: str) -> str | None:
 # --- scorers: pure functions, results as lm-eval metric dicts ------------------------------------
 
 def _type_metrics(types: tuple[str, ...], correct: float) -> dict[str, float]:
-    """acc_<type> only for the types the query has (so each is averaged over its own queries),
-    n_<type> for every type (summed into the count behind each rate)."""
-    out = {f"acc_{t}": correct for t in types}
-    out.update({f"n_{t}": float(t in types) for t in QUERY_TYPES})
-    return out
+    """acc_<type> only for the types the query has, so each is averaged over its own queries (and the
+    samples log says which queries stand behind it: the leaderboard counts them there)."""
+    return {f"acc_{t}": correct for t in types}
 
 
 def score_choice(doc: RecipeDoc, loglikelihoods: list[float]) -> dict[str, float]:
@@ -252,7 +250,6 @@ def score_generation(doc: RecipeDoc, reply: str) -> dict[str, float]:
     correct = float(letter == doc.gold_letter)
     out = {"acc": correct, "invalid_rate": float(letter is None), "n": 1.0, **_type_metrics(doc.types, correct)}
     out[f"acc_gold_{doc.gold_letter}"] = correct  # accuracy by position of the gold letter
-    out.update({f"n_gold_{x}": float(x == doc.gold_letter) for x in LETTERS})
     out.update({f"pred_{x}": float(letter == x) for x in LETTERS})  # share of each predicted letter
     return out
 
