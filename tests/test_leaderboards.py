@@ -214,16 +214,18 @@ def test_recipe_tables_match_results_json(runs, board):
     for row in types["rows"]:
         results = runs["adapter_json"] if "+" in row[0] else runs["base_json"]
         task = row[1]
+        docs = [rec["doc"] for rec in _samples(runs["adapter" if "+" in row[0] else "base"], task).values()]
         assert row[2]["value"] == _metric(results, task, "acc") and row[2]["n"] == LIMIT
         for t, cell in zip(types["columns"][3:], row[3:]):
-            assert cell["n"] == _metric(results, task, f"n_{t}")
+            assert cell["n"] == sum(t in doc["types"] for doc in docs)  # counted in the samples log
             assert cell["value"] == _metric(results, task, f"acc_{t}")  # None where no query has the type
     bias = _table(board, "position_bias")
     assert {row[1] for row in bias["rows"]} == {"recipe_mpr_gen"}  # the loglikelihood task has no letters
     for row in bias["rows"]:
         results = runs["adapter_json"] if "+" in row[0] else runs["base_json"]
+        docs = [rec["doc"] for rec in _samples(runs["adapter" if "+" in row[0] else "base"], row[1]).values()]
         for x, cell in zip("ABCDE", row[2:7]):
-            assert cell["n"] == _metric(results, "recipe_mpr_gen", f"n_gold_{x}")
+            assert cell["n"] == sum(doc["gold_letter"] == x for doc in docs)
         assert row[7:12] == [_metric(results, "recipe_mpr_gen", f"pred_{x}") for x in "ABCDE"]
         assert row[12] == _metric(results, "recipe_mpr_gen", "invalid_rate")
 
@@ -431,6 +433,57 @@ def test_reader_skips_group_aggregates_and_reads_pairs(tmp_path):
     result = run.tasks["squad_batch"]
     assert result.metrics == {"em": 0.5, "calls": 5.0} and result.stderr == {} and result.n == 2
     assert result.samples[1] == ("h1", {"em": (0.75, 4.0), "calls": (5.0, 1.0)})
+
+
+def _recipe_folder(root: Path, model: str, samples: bool) -> Path:
+    """A recipe_mpr_gen run of 2 documents (types Specific / Specific+Negated, gold A / C) beside a task of
+    the user's own whose YAML lies in a folder named like a family folder, outside any tasks_yaml."""
+    folder = root / model
+    folder.mkdir()
+    stamp = "2026-01-01T00-00-00.000001"
+    gen = {"acc,none": 0.5, "acc_Specific,none": 0.5, "acc_Negated,none": 0.0, "acc_gold_A,none": 1.0,
+           "acc_gold_C,none": 0.0, "invalid_rate,none": 0.0, "n,none": 2.0,
+           **{f"pred_{x},none": 0.5 * (x in "AB") for x in "ABCDE"}}
+    yaml = {"recipe_mpr_gen": r"C:\elsewhere\qa_tasks\tasks_yaml\recipe_mpr\recipe_mpr_gen.yaml",
+            "my_task": "/home/u/tasks/squad/my_task.yaml"}
+    (folder / f"results_{stamp}.json").write_text(json.dumps({
+        "results": {"recipe_mpr_gen": gen, "my_task": {"acc,none": 0.25}},
+        "configs": {task: {"metadata": {"version": 1.2, "config_source": path}} for task, path in yaml.items()},
+        "config": {"model_args": {"pretrained": f"/m/{model}"}},
+        "n-samples": {task: {"effective": 2} for task in yaml}}))
+    if samples:
+        docs = [({"types": ["Specific"], "gold_letter": "A"}, {"acc": 1.0, "acc_Specific": 1.0, "acc_gold_A": 1.0}),
+                ({"types": ["Specific", "Negated"], "gold_letter": "C"},
+                 {"acc": 0.0, "acc_Specific": 0.0, "acc_Negated": 0.0, "acc_gold_C": 0.0})]
+        (folder / f"samples_recipe_mpr_gen_{stamp}.jsonl").write_text("\n".join(json.dumps(
+            {"doc_id": i, "doc": doc, "doc_hash": f"h{i}", "filter": "none", "metrics": list(m), **m})
+            for i, (doc, m) in enumerate(docs)))
+    return folder
+
+
+def test_family_from_recorded_yaml_and_counts_from_samples(tmp_path):
+    """No lm-eval import for a build; per-type and per-gold counts from the samples log, n=– without one."""
+    from leaderboards.render import fmt
+    from leaderboards.tables import Stat
+
+    folders = [_recipe_folder(tmp_path, "logged", True), _recipe_folder(tmp_path, "unlogged", False)]
+    out = tmp_path / "LB.json"
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "leaderboards", "build", *map(str, folders),
+                           "-o", str(out)], capture_output=True, text=True, check=False,
+                          env=lm_eval_env(PYTHONPATH=str(ROOT)))  # without the scripted model's registration
+    assert proc.returncode == 0, proc.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time")}
+    assert "leaderboards.build" in imported and not {m for m in imported if m.split(".")[0] == "lm_eval"}
+    board = json.loads(out.read_text())
+    assert {t["key"] for t in board["tables"]} == {"overview", "recipe_types", "position_bias"}  # my_task: other
+    types = {row[0]: dict(zip(_table(board, "recipe_types")["columns"], row))
+             for row in _table(board, "recipe_types")["rows"]}
+    assert [types["logged"][t]["n"] for t in ("Specific", "Negated", "Commonsense")] == [2, 1, 0]
+    assert types["unlogged"]["Specific"] == {"value": 0.5, "stderr": None, "n": None}
+    bias = {row[0]: row[2:7] for row in _table(board, "position_bias")["rows"]}
+    assert [cell["n"] for cell in bias["logged"]] == [1, 0, 1, 0, 0]
+    assert [cell["n"] for cell in bias["unlogged"]] == [None] * 5
+    assert fmt(Stat(0.5, None, None, n_unknown=True)) == "0.500 (n=–)" and fmt(Stat(0.5)) == "0.500"
 
 
 # --- numbers that must not be compared as they stand ----------------------------------------------

@@ -21,9 +21,21 @@ def _metrics(results: dict, task: str) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def gold_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gold")
-    _, results = run_lm_eval(["run", "--model", "scripted", "--model_args", f"responder={SCRIPTED}:gold",
-                              "--tasks", "recipe_mpr,recipe_mpr_gen,recipe_mpr_gen_fold0", "--log_samples"], out)
-    return results
+    proc, results = run_lm_eval(["run", "--model", "scripted", "--model_args", f"responder={SCRIPTED}:gold",
+                                 "--tasks", "recipe_mpr,recipe_mpr_gen,recipe_mpr_gen_fold0", "--log_samples"], out)
+    return out, proc.stdout, results
+
+
+def _printed_tables(stdout: str) -> dict[str, list[str]]:
+    """Each task's part of lm-eval's printed table, with the two header lines: a task's first row names it,
+    its other metric rows leave the Tasks cell empty."""
+    lines = [line for line in stdout.splitlines() if line.startswith("|")]
+    tables: dict[str, list[str]] = {}
+    task = None
+    for line in lines[2:]:
+        task = line.split("|")[1].strip() or task
+        tables.setdefault(task, lines[:2]).append(line)
+    return tables
 
 
 @pytest.fixture(scope="module")
@@ -35,20 +47,32 @@ def always_a_run(tmp_path_factory):
 
 
 def test_gold_model_scores_one_on_every_type(gold_run):
+    out, _, results = gold_run
     counts = {t: sum(t in d.types for d in r.build_docs()) for t in r.QUERY_TYPES}
     for task in ("recipe_mpr", "recipe_mpr_gen"):
-        m = _metrics(gold_run, task)
+        m = _metrics(results, task)
         assert m["acc"] == 1.0 and m["n"] == 500
+        assert not any(k.startswith("n_") for k in m)  # counts per type/position live in the samples log
+        samples = read_samples(out, task)
         for t in r.QUERY_TYPES:
             assert m[f"acc_{t}"] == 1.0
-            assert m[f"n_{t}"] == counts[t]
-    gen = _metrics(gold_run, "recipe_mpr_gen")
+            assert sum(f"acc_{t}" in s for s in samples) == counts[t]
+    gen = _metrics(results, "recipe_mpr_gen")
     assert gen["invalid_rate"] == 0.0
-    assert sum(gen[f"n_gold_{x}"] for x in r.LETTERS) == 500
+    assert all(gen[f"acc_gold_{x}"] == 1.0 for x in r.LETTERS)
+
+
+def test_printed_table_of_each_task_fits_a_screen(gold_run):
+    """Every metric row shows (the gold model covers all types and letters), yet one task is <= 20 lines."""
+    tables = _printed_tables(gold_run[1])
+    assert set(tables) == {"recipe_mpr", "recipe_mpr_gen", "recipe_mpr_gen_fold0"}
+    gen = tables["recipe_mpr_gen"]
+    assert sum(f"|acc_gold_{x} " in "".join(gen) for x in r.LETTERS) == len(r.LETTERS)  # nothing left out
+    assert {task: len(lines) for task, lines in tables.items() if len(lines) > 20} == {}
 
 
 def test_fold_variant_is_the_fold_test_split(gold_run):
-    m = _metrics(gold_run, "recipe_mpr_gen_fold0")
+    m = _metrics(gold_run[2], "recipe_mpr_gen_fold0")
     assert m["n"] == 100 and m["acc"] == 1.0
 
 
@@ -94,7 +118,7 @@ def test_tiny_hf_model_runs_and_per_type_metrics_match_its_samples(tiny_run):
         m = _metrics(results, task)
         for t in r.QUERY_TYPES:
             members = [s for s in samples if t in s["doc"]["types"]]
-            assert m[f"n_{t}"] == len(members)
+            assert sum(f"acc_{t}" in s for s in samples) == len(members)
             if members:
                 assert m[f"acc_{t}"] == pytest.approx(sum(s["acc"] for s in members) / len(members))
             else:
