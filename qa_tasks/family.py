@@ -4,7 +4,8 @@ Each family module exports one ``FAMILY = Family(...)``; everything else reads i
 checking task names: the startup hook (data preflight, rollout programs), ``finetune`` (training sets and
 the documents the guard keeps out of them), ``leaderboards`` (main metric, detail tables) and the demo.
 Which family owns a task is the ``tasks_yaml`` subfolder its YAML lives in, from lm-eval's own index of the
-pack folder (``qa_tasks.task_index.pack_tasks``).
+pack folder (``qa_tasks.task_index.pack_tasks``), or, for a finished run, from the YAML path its results file
+records (``family_of_yaml``: no lm-eval import).
 
 Functions of the layers above ``qa_tasks`` (training-set builders, leaderboard tables) are named by
 ``"module:function"`` strings and imported only by the layer that calls them, so the arrows stay one way.
