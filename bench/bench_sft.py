@@ -1,6 +1,7 @@
 """Benchmarks of python -m finetune.sft (results: bench/RESULTS.md, section "finetune").
 
-    QA_PACK_DATA_DIR=../shared/data python -m bench.bench_sft --part speed --repeats 5
+    QA_PACK_DATA_DIR=../shared/data python -m bench.bench_sft --part speed --steps 20 --repeats 5
+    QA_PACK_DATA_DIR=../shared/data python -m bench.sft_phases ours|plain MODEL OUT 20 8   # CPU per phase
     QA_PACK_DATA_DIR=../shared/data python -m bench.bench_sft --part memory
     QA_PACK_DATA_DIR=../shared/data python -m bench.bench_sft --part gsm8k
 
@@ -47,15 +48,26 @@ def _run(cmd: list[str], timeout: int = 3600) -> tuple[subprocess.CompletedProce
     return proc, peak / 1024
 
 
+def sft_argv(model: Path | str, out: Path | str, *extra: str) -> list[str]:
+    """The arguments of ``python -m finetune.sft`` in this bench: plain_trl_sft.py's settings."""
+    return ["--config", "finetune/configs/recipe_mpr_lora.yaml", "--model_name_or_path", str(model),
+            "--output_dir", str(out), "--eval_tasks", "", "--gradient_accumulation_steps", "1",
+            "--learning_rate", "2e-4", "--warmup_steps", "0", "--logging_steps", "1", "--save_steps", "100000",
+            "--disable_tqdm", "true", *extra]
+
+
 def _sft(model: Path, out: Path, *extra: str):
-    return _run([PY, "-m", "finetune.sft", "--config", "finetune/configs/recipe_mpr_lora.yaml",
-                 "--model_name_or_path", str(model), "--output_dir", str(out), "--eval_tasks", "",
-                 "--gradient_accumulation_steps", "1", "--learning_rate", "2e-4", "--warmup_steps", "0",
-                 "--logging_steps", "1", "--save_steps", "100000", "--disable_tqdm", "true", *extra])
+    return _run([PY, "-m", "finetune.sft", *sft_argv(model, out, *extra)])
 
 
-def speed(model: Path, work: Path, steps: int, batch: int, repeats: int) -> str:
-    """finetune.sft vs plain TRL, interleaved by bench.harness; each arm is a whole training process."""
+def speed(model: Path, work: Path, steps: int, batch: int, repeats: int, threads: int = 1) -> str:
+    """finetune.sft vs plain TRL, interleaved by bench.harness; each arm is a whole training process.
+
+    ``threads`` (> 0) sets both arms' torch CPU threads: on a shared 2-core machine two intra-op threads
+    make a tiny model's step 3-5x slower whenever the cores are busy, in either arm alike, and that swamps
+    what is compared (bench/RESULTS.md); 0 leaves torch's default (one per core)."""
+    if threads > 0:
+        ENV.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     runs = {"finetune.sft": 0, "plain TRL": 0}
 
     def ours() -> dict:
@@ -76,7 +88,7 @@ def speed(model: Path, work: Path, steps: int, batch: int, repeats: int) -> str:
     ratio = [a / b for a, b in zip(tok_s["finetune.sft"], tok_s["plain TRL"])]
     tokens = {arm: sorted({v["num_tokens"] for v in report.values(arm)}) for arm in report.arms}
     lines = [report.markdown(ratio=("plain TRL", "finetune.sft")), "",
-             f"trained tokens per run: {tokens}; {steps} steps of batch {batch}",
+             f"trained tokens per run: {tokens}; {steps} steps of batch {batch}; torch threads: {threads or 'default'}",
              *(f"- {arm} tokens/s (trainer's train_runtime): {spread(v, '{:.1f}')}" for arm, v in tok_s.items()),
              f"- **finetune.sft / plain TRL tokens/s, per repeat: {spread(ratio, '{:.3f}')}**"]
     return "\n".join(lines)
@@ -154,6 +166,8 @@ def main() -> None:
     ap.add_argument("--part", choices=["speed", "memory", "gsm8k", "all"], default="all")
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="speed: torch CPU threads of each training process (OMP_NUM_THREADS); 0 = torch's default")
     add_arguments(ap, repeats=5)
     ap.add_argument("--limit", type=int, default=100, help="gsm8k: test problems evaluated")
     ap.add_argument("--gsm8k_steps", type=int, default=600)
@@ -174,7 +188,7 @@ def main() -> None:
     tiny = build_tiny_model(work / "tiny", data_dir=os.environ.get("QA_PACK_DATA_DIR"))
     report = {}
     if args.part in ("speed", "all"):
-        print(speed(tiny, work, args.steps, args.batch, args.repeats), flush=True)
+        print(speed(tiny, work, args.steps, args.batch, args.repeats, args.threads), flush=True)
     if args.part in ("memory", "all"):
         report["memory"] = memory(work, 1 if args.smoke else 3, smoke=args.smoke)
         print(json.dumps(report["memory"]), flush=True)
