@@ -1,12 +1,15 @@
 """Benchmarks of python -m finetune.sft (results: bench/RESULTS.md, section "finetune").
 
-    QA_PACK_DATA_DIR=../shared/data python -m bench.bench_sft --part speed --repeats 5
+    QA_PACK_DATA_DIR=../shared/data python -m bench.bench_sft --part speed --steps 20 --repeats 5
+    QA_PACK_DATA_DIR=../shared/data python -m bench.bench_sft --part phases --steps 20 --repeats 3
     QA_PACK_DATA_DIR=../shared/data python -m bench.bench_sft --part memory
     QA_PACK_DATA_DIR=../shared/data python -m bench.bench_sft --part gsm8k
 
 speed:  finetune.sft vs bench/plain_trl_sft.py (plain TRL SFTTrainer), same tiny model, data (Recipe-MPR
         fold 0 train), LoRA and trainer settings, interleaved by bench.harness: wall and CPU time of each
         whole training process, and tokens/s = trained tokens / the trainer's train_runtime; ratios per repeat.
+phases: CPU seconds of each arm per phase (imports, config, guard, model load, trainer setup, train, save,
+        manifest), from bench/sft_phases.py, the arms alternated.
 memory: peak memory of LoRA vs QLoRA training on the same (larger, random) model: peak RSS of the
         training process on CPU, torch.cuda.max_memory_allocated on CUDA.
 gsm8k:  format_accuracy on gsm8k_think of the tiny base model vs the same model after a few minutes of
@@ -24,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.harness import add_arguments, compare, spread
+from bench.harness import add_arguments, compare, load_average, spread
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -47,15 +50,53 @@ def _run(cmd: list[str], timeout: int = 3600) -> tuple[subprocess.CompletedProce
     return proc, peak / 1024
 
 
+def sft_argv(model: Path | str, out: Path | str, *extra: str) -> list[str]:
+    """The arguments of ``python -m finetune.sft`` in this bench: plain_trl_sft.py's settings."""
+    return ["--config", "finetune/configs/recipe_mpr_lora.yaml", "--model_name_or_path", str(model),
+            "--output_dir", str(out), "--eval_tasks", "", "--gradient_accumulation_steps", "1",
+            "--learning_rate", "2e-4", "--warmup_steps", "0", "--logging_steps", "1", "--save_steps", "100000",
+            "--disable_tqdm", "true", *extra]
+
+
 def _sft(model: Path, out: Path, *extra: str):
-    return _run([PY, "-m", "finetune.sft", "--config", "finetune/configs/recipe_mpr_lora.yaml",
-                 "--model_name_or_path", str(model), "--output_dir", str(out), "--eval_tasks", "",
-                 "--gradient_accumulation_steps", "1", "--learning_rate", "2e-4", "--warmup_steps", "0",
-                 "--logging_steps", "1", "--save_steps", "100000", "--disable_tqdm", "true", *extra])
+    return _run([PY, "-m", "finetune.sft", *sft_argv(model, out, *extra)])
 
 
-def speed(model: Path, work: Path, steps: int, batch: int, repeats: int) -> str:
-    """finetune.sft vs plain TRL, interleaved by bench.harness; each arm is a whole training process."""
+def _pin_threads(threads: int) -> None:
+    if threads > 0:
+        ENV.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+
+
+def phases(model: Path, work: Path, steps: int, batch: int, repeats: int, threads: int = 1) -> str:
+    """CPU seconds per phase of each arm (bench/sft_phases.py), interleaved; median (range) per phase."""
+    _pin_threads(threads)
+    runs: dict[str, list[dict]] = {"ours": [], "plain": []}
+    for rep in range(repeats):
+        for arm in ("ours", "plain") if rep % 2 == 0 else ("plain", "ours"):
+            proc, _ = _run([PY, "-m", "bench.sft_phases", arm, str(model), str(work / f"phases_{arm}{rep}"),
+                            str(steps), str(batch)])
+            runs[arm].append(json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith("PHASES "))[7:]))
+    names = list(dict.fromkeys(k for arm in ("ours", "plain") for r in runs[arm] for k in r["phases"]))
+    lines = ["| phase | finetune.sft CPU s | plain TRL CPU s |", "|---|---:|---:|"]
+    for name in [*names, "total"]:
+        cells = []
+        for arm in ("ours", "plain"):
+            xs = [(r["total"] if name == "total" else r["phases"].get(name, {})).get("cpu_s") for r in runs[arm]]
+            cells.append(spread([x for x in xs if x is not None], "{:.2f}") if any(x is not None for x in xs) else "—")
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    load = load_average()
+    lines.append(f"\n{repeats} interleaved runs per arm, median (min–max); {steps} steps of batch {batch}; "
+                 f"torch threads: {threads or 'default'}; load average after {load[0] if load else 'n/a':.4}.")
+    return "\n".join(lines)
+
+
+def speed(model: Path, work: Path, steps: int, batch: int, repeats: int, threads: int = 1) -> str:
+    """finetune.sft vs plain TRL, interleaved by bench.harness; each arm is a whole training process.
+
+    ``threads`` (> 0) sets both arms' torch CPU threads: on a shared 2-core machine two intra-op threads
+    make a tiny model's step 3-5x slower whenever the cores are busy, in either arm alike, and that swamps
+    what is compared (bench/RESULTS.md); 0 leaves torch's default (one per core)."""
+    _pin_threads(threads)
     runs = {"finetune.sft": 0, "plain TRL": 0}
 
     def ours() -> dict:
@@ -76,7 +117,7 @@ def speed(model: Path, work: Path, steps: int, batch: int, repeats: int) -> str:
     ratio = [a / b for a, b in zip(tok_s["finetune.sft"], tok_s["plain TRL"])]
     tokens = {arm: sorted({v["num_tokens"] for v in report.values(arm)}) for arm in report.arms}
     lines = [report.markdown(ratio=("plain TRL", "finetune.sft")), "",
-             f"trained tokens per run: {tokens}; {steps} steps of batch {batch}",
+             f"trained tokens per run: {tokens}; {steps} steps of batch {batch}; torch threads: {threads or 'default'}",
              *(f"- {arm} tokens/s (trainer's train_runtime): {spread(v, '{:.1f}')}" for arm, v in tok_s.items()),
              f"- **finetune.sft / plain TRL tokens/s, per repeat: {spread(ratio, '{:.3f}')}**"]
     return "\n".join(lines)
@@ -151,9 +192,11 @@ def gsm8k(work: Path, args: argparse.Namespace) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=["speed", "memory", "gsm8k", "all"], default="all")
+    ap.add_argument("--part", choices=["speed", "phases", "memory", "gsm8k", "all"], default="all")
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="speed, phases: torch CPU threads of each training process (OMP_NUM_THREADS); 0 = torch's default")
     add_arguments(ap, repeats=5)
     ap.add_argument("--limit", type=int, default=100, help="gsm8k: test problems evaluated")
     ap.add_argument("--gsm8k_steps", type=int, default=600)
@@ -174,7 +217,9 @@ def main() -> None:
     tiny = build_tiny_model(work / "tiny", data_dir=os.environ.get("QA_PACK_DATA_DIR"))
     report = {}
     if args.part in ("speed", "all"):
-        print(speed(tiny, work, args.steps, args.batch, args.repeats), flush=True)
+        print(speed(tiny, work, args.steps, args.batch, args.repeats, args.threads), flush=True)
+    if args.part == "phases":
+        print(phases(tiny, work, args.steps, args.batch, args.repeats, args.threads), flush=True)
     if args.part in ("memory", "all"):
         report["memory"] = memory(work, 1 if args.smoke else 3, smoke=args.smoke)
         print(json.dumps(report["memory"]), flush=True)

@@ -2,7 +2,7 @@
 
     python bench/plain_trl_sft.py MODEL OUT_DIR MAX_STEPS BATCH   (Recipe-MPR fold 0 train rows, LoRA r=16)
 
-Prints one JSON line with the trainer's metrics and the tokens it trained on.
+Saves the adapter into OUT_DIR and prints one JSON line with the trainer's metrics and the tokens it trained on.
 """
 
 import json
@@ -28,5 +28,6 @@ trainer = SFTTrainer(model=model, args=args, train_dataset=datasets.Dataset.from
                      peft_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
                                             task_type="CAUSAL_LM"))
 result = trainer.train()
+trainer.save_model(out)  # the adapter, as every training script ends (finetune.sft saves it too)
 tokens = [e["num_tokens"] for e in trainer.state.log_history if "num_tokens" in e][-1]
 print("BENCH " + json.dumps({**result.metrics, "num_tokens": tokens}))
