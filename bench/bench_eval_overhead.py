@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.harness import add_arguments, compare, spread
+from bench.harness import SMOKE_REPEATS, add_arguments, compare, spread
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK = "recipe_mpr_gen_fold0"
@@ -97,7 +97,7 @@ def main() -> None:
         return child(args.child, args.model, args.out)
     from qa_tasks.testing import build_tiny_model
 
-    repeats = 2 if args.smoke else args.repeats
+    repeats = SMOKE_REPEATS if args.smoke else args.repeats
     data = Path(os.environ.get("QA_PACK_DATA_DIR") or ROOT.parent / "shared" / "data")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -33,7 +33,7 @@ from collections import Counter
 from decimal import Decimal
 from fractions import Fraction
 
-from bench.harness import add_arguments, compare
+from bench.harness import SMOKE_REPEATS, add_arguments, compare
 from qa_tasks import math_grader as mg
 from qa_tasks import math_think as mt
 from qa_tasks.math_normalize import exact_value, normalize_answer
@@ -298,7 +298,7 @@ def main(argv=None) -> int:
     add_arguments(parser, repeats=5)
     args = parser.parse_args(argv)
     if args.smoke:
-        args.n, args.repeats = 40, 2
+        args.n, args.repeats = 40, SMOKE_REPEATS
     if args.part in ("all", "throughput"):
         throughput(args.n, args.repeats)
     if args.part in ("all", "adversarial"):

@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 from bench.answer_model import build_answer_model
-from bench.harness import compare
+from bench.harness import SMOKE_REPEATS, compare
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -189,7 +189,7 @@ def api_main(args) -> None:
     from tests.toolkit.serve import serve
 
     if args.smoke:
-        args.passages, args.repeats = 2, 2
+        args.passages, args.repeats = 2, SMOKE_REPEATS
     passages = squad.load_passages("validation", min_questions=3, max_questions=8)[: args.passages]
     caps = [random.Random(i).choice([int(c) for c in args.caps.split(",")]) for i in range(len(passages))]
     if args.simulated:
@@ -210,7 +210,7 @@ def main() -> None:
     parser.add_argument("--api", action="store_true", help="barrier-free vs round-batched on a real server")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats")
     parser.add_argument("--smoke", action="store_true",
-                        help="tiny sizes and 2 repeats: checks the command still runs, measures nothing")
+                        help="tiny sizes and one repeat: checks the command still runs, measures nothing")
     parser.add_argument("--train_steps", type=int, default=150, help="training steps of the answer model")
     parser.add_argument("--num_concurrent", type=int, default=8, help="--api: requests in flight")
     parser.add_argument("--arms", default="stream,rounds", help="--api: stream,rounds[,serial]")
@@ -238,7 +238,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     if args.smoke:
-        args.passages, args.repeats, args.max_gen_toks, args.train_steps = 2, 2, 8, 2
+        args.passages, args.repeats, args.max_gen_toks, args.train_steps = 2, SMOKE_REPEATS, 8, 2
     path = args.model or build_answer_model(Path(tempfile.mkdtemp()) / "answer", steps=args.train_steps)
     lm, counter = _model(path, args.batch_size)
     # dev passages with 3..5 questions: the first --passages of the 132 that have at least 3

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.harness import add_arguments, compare, load_average, spread
+from bench.harness import SMOKE_REPEATS, add_arguments, compare, load_average, spread
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -209,7 +209,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None)
     args = ap.parse_args()
     if args.smoke:
-        args.steps, args.batch, args.repeats, args.limit, args.gsm8k_steps = 2, 2, 2, 2, 2
+        args.steps, args.batch, args.repeats, args.limit, args.gsm8k_steps = 2, 2, SMOKE_REPEATS, 2, 2
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_sft_"))
     work.mkdir(parents=True, exist_ok=True)
     from qa_tasks.testing import build_tiny_model

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.harness import add_arguments, compare
+from bench.harness import SMOKE_REPEATS, add_arguments, compare
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=20, help="python -c pass runs per arm and repeat")
     add_arguments(parser, repeats=7)
     args = parser.parse_args(argv)
-    runs, repeats = (2, 2) if args.smoke else (args.runs, args.repeats)
+    runs, repeats = (2, SMOKE_REPEATS) if args.smoke else (args.runs, args.repeats)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         bare = _venv(tmp / "bare")

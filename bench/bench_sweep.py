@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.harness import add_arguments, compare
+from bench.harness import SMOKE_REPEATS, add_arguments, compare
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = {"learning_rate": {"log_uniform": [1.0e-4, 5.0e-2]}, "lora_r": [4, 8, 16], "lora_dropout": [0.0, 0.1]}
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=10)
     args = p.parse_args(argv)
     if args.smoke:
-        args.trials, args.steps, args.repeats = 2, 2, min(args.repeats, 2)
+        args.trials, args.steps, args.repeats = 2, 2, SMOKE_REPEATS
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

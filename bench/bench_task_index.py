@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.harness import add_arguments, compare
+from bench.harness import SMOKE_REPEATS, add_arguments, compare
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("QA_PACK_DATA_DIR") or ROOT.parent / "shared" / "data")
@@ -37,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as empty:
         report = compare({"full index": lambda: _run(["--include_path", empty]), "pack-only index": lambda: _run([])},
-                         repeats=2 if args.smoke else args.repeats)
+                         repeats=SMOKE_REPEATS if args.smoke else args.repeats)
     print(report.markdown(ratio=("full index", "pack-only index")))
 
 

@@ -23,7 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Report", "Sample", "add_arguments", "compare", "load_average", "spread"]
+__all__ = ["SMOKE_REPEATS", "Report", "Sample", "add_arguments", "compare", "load_average", "spread"]
+
+# --smoke checks that a recorded command still runs; one repeat is enough for that
+SMOKE_REPEATS = 1
 
 
 def load_average() -> tuple[float, float, float] | None:
@@ -160,4 +163,4 @@ def add_arguments(parser: argparse.ArgumentParser, repeats: int = 5) -> None:
     """The options every bench script shares."""
     parser.add_argument("--repeats", type=int, default=repeats, help="interleaved repeats per arm (≥ 5 to record)")
     parser.add_argument("--smoke", action="store_true",
-                        help="tiny sizes and 2 repeats: checks the command still runs, measures nothing")
+                        help="tiny sizes and one repeat: checks the command still runs, measures nothing")

@@ -1,5 +1,5 @@
 """Every command recorded in bench/RESULTS.md still runs: each is rerun with ``--smoke`` (tiny sizes,
-2 repeats), from the repository root, without PYTHONPATH, so no recorded figure points at a command that
+one repeat), from the repository root, without PYTHONPATH, so no recorded figure points at a command that
 no longer exists or no longer parses."""
 
 from __future__ import annotations

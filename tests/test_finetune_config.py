@@ -114,6 +114,7 @@ def test_bad_config_one_line_exit_2(override, words, tiny_model, tmp_path, capsy
     assert not (tmp_path / "out").exists()  # nothing claimed: the corrected command starts at once
 
 
+@pytest.mark.slow
 def test_help_fits_a_screen():
     proc = subprocess.run([sys.executable, "-m", "finetune.sft", "--help"], check=False, capture_output=True,
                           text=True, cwd=ROOT, timeout=120)
@@ -154,6 +155,7 @@ def test_unknown_yaml_key(tmp_path, capsys):
     assert "unknown field(s) lora_rank" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_cli_exit_code_and_single_line(tiny_model, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "finetune.sft", *_bad(tiny_model, tmp_path, lora_r=0)],
                           check=False, capture_output=True, text=True, cwd=ROOT, timeout=300)

@@ -86,6 +86,7 @@ def test_install_lists_validates_and_runs(installed, tiny_model):
     assert list(out.rglob("results_*.json"))
 
 
+@pytest.mark.slow
 def test_hook_switch_off(tmp_path):
     """QA_PACK_DISABLE_HOOK=1 leaves lm-eval untouched; by default the hook arms on lm_eval import."""
     code = ("import sys, lm_eval.tasks as t; "

@@ -83,6 +83,7 @@ def grid(tiny_model, tmp_path_factory):
             "resumed": resumed, "model": tiny_model}
 
 
+@pytest.mark.slow
 def test_two_workers_fill_one_study_without_duplicates(tpe):
     doc = _sweep(tpe["out"])
     trials = doc["trials"]
@@ -97,6 +98,7 @@ def test_two_workers_fill_one_study_without_duplicates(tpe):
     assert not any("Trial 0 finished" in log or "[I 20" in log for log in tpe["logs"])  # Optuna kept quiet
 
 
+@pytest.mark.slow
 def test_every_evaluation_is_reported_and_the_best_is_picked(tpe):
     doc = _sweep(tpe["out"])
     done = [t for t in doc["trials"] if t["state"] == "COMPLETE"]
@@ -106,6 +108,7 @@ def test_every_evaluation_is_reported_and_the_best_is_picked(tpe):
     assert doc["direction"] == "maximize" and doc["objective"] == "recipe_mpr/acc"
 
 
+@pytest.mark.slow
 def test_best_yaml_is_a_ready_finetune_config(tpe):
     from finetune.config import SftParser
 
@@ -122,6 +125,7 @@ def test_best_yaml_is_a_ready_finetune_config(tpe):
     assert f"python -m finetune.sft --config {tpe['out'] / 'best.yaml'}" in final
 
 
+@pytest.mark.slow
 def test_only_the_carved_validation_split_is_scored(tpe, grid):
     from qa_tasks.recipe_mpr import load_folds
 
@@ -139,6 +143,7 @@ def test_only_the_carved_validation_split_is_scored(tpe, grid):
     assert _sweep(tpe["out"])["validation"]["n_items"] == round(0.2 * len(train))
 
 
+@pytest.mark.slow
 def test_sigterm_keeps_finished_trials_and_resume_completes_the_grid(grid):
     assert grid["code"] == 143, grid["first"][-2000:]
     stopped = {t["number"]: t for t in grid["stopped"]["trials"]}
@@ -154,6 +159,7 @@ def test_sigterm_keeps_finished_trials_and_resume_completes_the_grid(grid):
     assert "trial 0 " not in grid["resumed"].stdout  # not run again
 
 
+@pytest.mark.slow
 def test_leaderboard_of_a_sweep_folder(tpe, tmp_path):
     from leaderboards.__main__ import main
 
