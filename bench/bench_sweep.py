@@ -4,8 +4,9 @@ workers on one SQLite study, and the median pruner vs none (trials pruned, time 
     HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 QA_PACK_DATA_DIR=../shared/data python -m bench.bench_sweep --repeats 5
 
 Tiny model, Recipe-MPR fold 0 (validation split: 20% of the train queries), 12 TPE trials (seed 0) of 10
-steps each, recipe_mpr/acc evaluated every 2 steps on 8 validation queries. Each arm runs a fresh sweep
-folder; arms interleaved ABAB by bench.harness; median and range.
+steps each, recipe_mpr/acc evaluated every 2 steps on 24 validation queries (with 8, accuracies tied and the
+median pruner, which prunes only a trial strictly below the median, pruned nothing in 12 trials). Each arm
+runs a fresh sweep folder; arms interleaved ABAB by bench.harness; median and range.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def _config(steps: int, pruner: str) -> dict:
     return {"objective": "recipe_mpr/acc", "pruner": pruner, "search_space": SPACE, "task": "recipe_mpr",
             "fold": 0, "validation_size": 0.2, "per_device_train_batch_size": 2, "warmup_steps": 0,
             "logging_steps": 1, "disable_tqdm": True, "max_length": 256, "gradient_checkpointing": False,
-            "max_steps": steps, "save_steps": 2, "eval_steps": 2, "save_total_limit": 1, "eval_limit": 8,
+            "max_steps": steps, "save_steps": 2, "eval_steps": 2, "save_total_limit": 1, "eval_limit": 24,
             "report_to": "none"}
 
 

@@ -31,7 +31,7 @@ from finetune.config import RUN_FILE, parse_config, validate
 from finetune.data import build_training_data
 from finetune.manifest import build_manifest
 from finetune.vllm_compat import warn_unservable
-from qa_tasks.errors import QAPackError
+from qa_tasks.errors import QAPackError, exit_code_of
 from qa_tasks.files import checkpoint_step, write_json
 from qa_tasks.hardware import peak_memory, torch_dtype
 
@@ -362,10 +362,7 @@ def _train(task, lora, sft, data, eval_tasks, out: Path, interrupt: _Interrupt, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return run(argv)
-    except QAPackError as e:
-        return e.report()
+    return exit_code_of(run, argv)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import yaml
 
 from finetune import sweep_report as report
 from finetune.sweep_space import SweepSpec, load_spec
-from qa_tasks.errors import QAPackError
+from qa_tasks.errors import QAPackError, exit_code_of
 
 __all__ = ["EXIT_INTERRUPTED", "main", "run"]
 
@@ -363,10 +363,7 @@ def _product(grid: dict):
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return run(argv)
-    except QAPackError as e:
-        return e.report()
+    return exit_code_of(run, argv)
 
 
 if __name__ == "__main__":

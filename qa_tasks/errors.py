@@ -1,8 +1,9 @@
 """The one exception type users see as a single line (the CLI hook prints it and exits 2)."""
 
 import sys
+from collections.abc import Callable
 
-__all__ = ["QAPackError"]
+__all__ = ["QAPackError", "exit_code_of"]
 
 
 class QAPackError(Exception):
@@ -17,3 +18,11 @@ class QAPackError(Exception):
         """Print the one-line message the way every command of the pack does; returns the exit code."""
         print(f"error: {self}", file=sys.stderr)
         return self.exit_code
+
+
+def exit_code_of(run: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """A command's exit code: ``run(argv)``'s, or the one-line report of a usage error."""
+    try:
+        return run(argv)
+    except QAPackError as e:
+        return e.report()

@@ -113,6 +113,15 @@ def test_demo_names_a_missing_family(monkeypatch):
         demo._check_tasks()
 
 
+def test_demo_names_missing_extras_before_any_step(monkeypatch):
+    """A plain `pip install .` lacks the math and train extras: one line naming them, before the first step."""
+    real = demo.importlib.util.find_spec
+    monkeypatch.setattr(demo.importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("math_verify", "trl") else real(name, *a))
+    with pytest.raises(QAPackError, match=r"needs math_verify \(math\), trl \(train\).*lm-eval-qa-pack\[train,math\]"):
+        demo._check_tasks()
+
+
 @pytest.mark.parametrize(("quick", "groups"), [
     (True, [(ALL_TASKS, 2)]),
     (False, [(["recipe_mpr_fold0", "recipe_mpr_gen_fold0", "squad_v1", "gsm8k_think", "math500_think"], 20),
