@@ -4,9 +4,10 @@ workers on one SQLite study, and the median pruner vs none (trials pruned, time 
     HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 QA_PACK_DATA_DIR=../shared/data python -m bench.bench_sweep --repeats 5
 
 Tiny model, Recipe-MPR fold 0 (validation split: 20% of the train queries), 12 TPE trials (seed 0) of 10
-steps each, recipe_mpr/acc evaluated every 2 steps on 24 validation queries (with 8, accuracies tied and the
-median pruner, which prunes only a trial strictly below the median, pruned nothing in 12 trials). Each arm
-runs a fresh sweep folder; arms interleaved ABAB by bench.harness; median and range.
+steps each, recipe_mpr/acc evaluated every 2 steps on 24 validation queries. Each arm runs a fresh sweep
+folder; arms interleaved ABAB by bench.harness; median and range. On this tiny model (init scale 0.02) LoRA
+does not move the scores, so every trial ties and the median pruner (which prunes only a trial strictly
+below the median) has nothing to prune: measuring its savings needs a model the trials change.
 """
 
 from __future__ import annotations
