@@ -202,3 +202,32 @@ def test_a_fourth_family_needs_one_module_one_folder_one_line(tmp_path, tiny_mod
     md = board.read_text()
     assert "toy_qa (correct)" in md  # the overview shows the family's main metric, not the first by name
     assert "Toy: correct answers" in md
+
+
+@pytest.mark.parametrize(("ref", "message"), [
+    ("qa_tasks.no_such_module:thing", r"qa_tasks.no_such_module:thing is not available in this install"),
+    ("qa_tasks.squad:no_such_function", r"qa_tasks.squad:no_such_function is not available in this install"),
+])
+def test_a_bad_reference_is_one_line(ref, message):
+    from qa_tasks.errors import QAPackError
+    from qa_tasks.family import resolve
+
+    with pytest.raises(QAPackError, match=message) as info:
+        resolve(ref)
+    assert "\n" not in str(info.value)
+
+
+def test_a_listed_module_without_family_is_one_line(monkeypatch):
+    from qa_tasks import families as registry
+    from qa_tasks.errors import QAPackError
+    from qa_tasks.family import families
+
+    monkeypatch.setattr(registry, "FAMILIES", (*registry.FAMILIES, "qa_tasks.errors"))
+    families.cache_clear()
+    try:
+        with pytest.raises(QAPackError, match=r"qa_tasks.errors is listed in qa_tasks.families but exports no FAMILY"):
+            families()
+    finally:
+        monkeypatch.undo()
+        families.cache_clear()
+    assert [f.name for f in families()] == ["recipe_mpr", "squad", "math"]
