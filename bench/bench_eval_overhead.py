@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TASK = "recipe_mpr_gen_fold0"
 
 
-def child(mode: str, model: str, out: str) -> None:
+def child(mode: str, model: str, out: str, smoke: bool = False) -> None:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -41,7 +41,11 @@ def child(mode: str, model: str, out: str) -> None:
     if mode == "before":
         from lm_eval.tasks import TaskManager
 
-        task_index.task_manager = lambda tasks: TaskManager()
+        from qa_tasks.plugin import tasks_dir
+
+        # --smoke: the same per-evaluation rebuild, of the pack's 25 entries instead of lm-eval's ~14,700
+        full = {} if not smoke else {"include_defaults": False, "include_path": str(tasks_dir())}
+        task_index.task_manager = lambda tasks: TaskManager(**full)
         eval_callback._env_info_once = contextlib.nullcontext
     base = AutoModelForCausalLM.from_pretrained(model)
     peft = get_peft_model(base, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear")).eval()
@@ -69,7 +73,7 @@ def child(mode: str, model: str, out: str) -> None:
     print("RESULT", json.dumps(result))
 
 
-def _measure(mode: str, model: Path, work: Path):
+def _measure(mode: str, model: Path, work: Path, smoke: bool):
     """One arm: a fresh process running two evaluations; returns its RESULT figures."""
     runs = [0]
 
@@ -78,7 +82,8 @@ def _measure(mode: str, model: Path, work: Path):
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
                "PYTHONPATH": str(ROOT)}
         proc = subprocess.run([sys.executable, "-m", "bench.bench_eval_overhead", "--child", mode, "--model",
-                               str(model), "--out", str(work / f"{mode}{runs[0]}" / "step-1")], capture_output=True,
+                               str(model), "--out", str(work / f"{mode}{runs[0]}" / "step-1"), *(["--smoke"] if smoke else [])],
+                              capture_output=True,
                               text=True, env=env, cwd=ROOT, timeout=900, check=False)
         if proc.returncode != 0:
             raise SystemExit(proc.stderr[-3000:])
@@ -94,7 +99,7 @@ def main() -> None:
     ap.add_argument("--out")
     args = ap.parse_args()
     if args.child:
-        return child(args.child, args.model, args.out)
+        return child(args.child, args.model, args.out, args.smoke)
     from qa_tasks.testing import build_tiny_model
 
     repeats = SMOKE_REPEATS if args.smoke else args.repeats
@@ -102,7 +107,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model = build_tiny_model(work / "model", data_dir=data)
-        report = compare({"before": _measure("before", model, work), "after": _measure("after", model, work)},
+        report = compare({"before": _measure("before", model, work, args.smoke),
+                          "after": _measure("after", model, work, args.smoke)},
                          repeats=repeats)
     print(report.markdown(ratio=("before", "after")))
     print("\nPer evaluation, seconds, median (min–max) over the repeats:\n")

@@ -4,10 +4,12 @@ workers on one SQLite study, and the median pruner vs none (trials pruned, time 
     HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 QA_PACK_DATA_DIR=../shared/data python -m bench.bench_sweep --repeats 5
 
 Tiny model, Recipe-MPR fold 0 (validation split: 20% of the train queries), 12 TPE trials (seed 0) of 10
-steps each, recipe_mpr/acc evaluated every 2 steps on 24 validation queries. Each arm runs a fresh sweep
-folder; arms interleaved ABAB by bench.harness; median and range. On this tiny model (init scale 0.02) LoRA
-does not move the scores, so every trial ties and the median pruner (which prunes only a trial strictly
-below the median) has nothing to prune: measuring its savings needs a model the trials change.
+steps each, recipe_mpr_gen/acc evaluated every 2 steps on 24 validation queries. Each arm runs a fresh
+sweep folder; arms interleaved ABAB by bench.harness; median and range. The tiny model is built with init
+scale 0.1 (``--init_std``), as the GSM8K demonstration's, so trials score differently and the median
+pruner (Optuna's defaults: it prunes from the sixth trial on, a trial below the median of the earlier ones
+at the same step) has something to prune. At 0.02, or with the multiple-choice recipe_mpr/acc (the
+shortest option wins whatever the adapter), every trial ties and nothing is pruned.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ import yaml
 from bench.harness import SMOKE_REPEATS, add_arguments, compare
 
 ROOT = Path(__file__).resolve().parent.parent
+OBJECTIVE = "recipe_mpr_gen/acc"
 SPACE = {"learning_rate": {"log_uniform": [1.0e-4, 5.0e-2]}, "lora_r": [4, 8, 16], "lora_dropout": [0.0, 0.1]}
 
 
 def _config(steps: int, pruner: str) -> dict:
-    return {"objective": "recipe_mpr/acc", "pruner": pruner, "search_space": SPACE, "task": "recipe_mpr",
+    return {"objective": OBJECTIVE, "pruner": pruner, "search_space": SPACE, "task": "recipe_mpr",
             "fold": 0, "validation_size": 0.2, "per_device_train_batch_size": 2, "warmup_steps": 0,
             "logging_steps": 1, "disable_tqdm": True, "max_length": 256, "gradient_checkpointing": False,
             "max_steps": steps, "save_steps": 2, "eval_steps": 2, "save_total_limit": 1, "eval_limit": 24,
@@ -50,8 +53,12 @@ def _arm(work: Path, model: Path, name: str, workers: int, pruner: str, trials: 
             _, err = p.communicate()
             if p.returncode != 0:
                 raise SystemExit(f"{name}: sweep failed ({p.returncode}): {err[-2000:]}")
-        states = [t["state"] for t in json.loads((out / "D" / "sweep.json").read_text())["trials"]]
-        return {"complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"), "trials": len(states)}
+        done = json.loads((out / "D" / "sweep.json").read_text())["trials"]
+        states = [t["state"] for t in done]
+        # steps trained: a pruned trial stops at the last evaluation it reported
+        steps_run = sum(max(map(int, t["intermediate"]), default=0) for t in done)
+        return {"complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"), "trials": len(states),
+                "steps": steps_run}
 
     return run
 
@@ -61,9 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(p)
     p.add_argument("--trials", type=int, default=12)
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--init_std", type=float, default=0.1, help="the tiny model's init scale (0.02: trials tie)")
     args = p.parse_args(argv)
     if args.smoke:
-        args.trials, args.steps, args.repeats = 2, 2, SMOKE_REPEATS
+        args.trials, args.steps, args.repeats = 1, 2, SMOKE_REPEATS
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -71,17 +79,20 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        model = build_tiny_model(work / "tiny", data_dir=os.environ.get("QA_PACK_DATA_DIR"))
+        model = build_tiny_model(work / "tiny", data_dir=os.environ.get("QA_PACK_DATA_DIR"),
+                                 init_std=args.init_std)
         arms = {"1 worker, median pruner": _arm(work, model, "w1", 1, "median", args.trials, args.steps),
                 "2 workers, median pruner": _arm(work, model, "w2", 2, "median", args.trials, args.steps),
                 "1 worker, no pruner": _arm(work, model, "np", 1, "none", args.trials, args.steps)}
         report = compare(arms, repeats=args.repeats)
     for arm, samples in report.arms.items():
-        pruned = [s.value["pruned"] for s in samples]
+        pruned, steps_run = [s.value["pruned"] for s in samples], [s.value["steps"] for s in samples]
         assert all(s.value["trials"] == args.trials for s in samples), (arm, [s.value for s in samples])
         report.notes.append(f"{arm}: {args.trials} trials each repeat, pruned median {statistics.median(pruned)} "
-                            f"(range {min(pruned)}–{max(pruned)})")
-    print(f"{args.trials} trials x {args.steps} steps, tiny model, recipe_mpr fold 0\n")
+                            f"(range {min(pruned)}–{max(pruned)}), steps trained median "
+                            f"{statistics.median(steps_run)} of {args.trials * args.steps} "
+                            f"(range {min(steps_run)}–{max(steps_run)})")
+    print(f"{args.trials} trials x {args.steps} steps, tiny model (init scale {args.init_std}), recipe_mpr fold 0\n")
     print(report.markdown(ratio=("1 worker, median pruner", "2 workers, median pruner")))
     ratios = report.ratios("1 worker, no pruner", "1 worker, median pruner")
     print(f"\nno pruner / median pruner (wall, per repeat): median {statistics.median(ratios):.2f}x, "

@@ -347,6 +347,13 @@ def run(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     best = report.best_trial(study)
     if best is None:
+        from optuna.trial import TrialState
+
+        running = sum(1 for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING)
+        if running:  # every trial is taken, by other workers that are still running them
+            print(f"[sweep] no trial left for this worker; {running} still running in other workers, whose "
+                  f"last one writes {out / report.SWEEP_FILE} and the best config", flush=True)
+            return 0
         print("[sweep] no trial completed; see the train.log of each trial folder", file=sys.stderr, flush=True)
         return 1
     path = report.write_best(out, spec, best)

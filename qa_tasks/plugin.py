@@ -352,6 +352,8 @@ def patch_cli(module) -> None:
         return
 
     def execute(self, args):
+        # `lm_eval validate --tasks <pack tasks>` needs only the pack's index, as a run of them does
+        token = _PACK_ONLY.set(_pack_only(getattr(args, "tasks", None), getattr(args, "include_path", None)))
         try:
             return original_execute(self, args)
         except QAPackError as e:
@@ -361,5 +363,7 @@ def patch_cli(module) -> None:
             if hint is None:
                 raise
             raise SystemExit(hint.report()) from None
+        finally:
+            _PACK_ONLY.reset(token)
 
     cls.execute = execute

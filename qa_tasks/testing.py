@@ -9,15 +9,22 @@ and a ChatML chat template with ``{% generation %}`` markers so TRL's assistant-
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from qa_tasks.errors import QAPackError
 from qa_tasks.files import atomic_dir
 
-__all__ = ["CHAT_TEMPLATE", "build_tiny_model"]
+__all__ = ["CACHE_VARIABLE", "CHAT_TEMPLATE", "build_tiny_model"]
+
+# a folder where each tiny model is built once and copied from (the test suite shares one across its
+# processes); unset: every call builds
+CACHE_VARIABLE = "QA_PACK_TINY_MODEL_CACHE"
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -57,10 +64,6 @@ def build_tiny_model(out_dir: str | os.PathLike, data_dir: str | os.PathLike | N
     ``hidden_size`` (a multiple of 16: one attention head per 16 dims) and ``num_layers`` size the model;
     ``tie_embeddings=False`` gives the output layer its own weights (so ``modules_to_save`` can train it).
     """
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
-
     out = Path(out_dir)
     if (out / "config.json").is_file() and (out / "tokenizer.json").is_file():
         return out
@@ -68,6 +71,41 @@ def build_tiny_model(out_dir: str | os.PathLike, data_dir: str | os.PathLike | N
         raise QAPackError(f"{out} holds other files but no model; give a new or empty folder for the tiny model")
     if data_dir is None and os.environ.get("QA_PACK_DATA_DIR"):
         data_dir = os.environ["QA_PACK_DATA_DIR"]
+    params = {"vocab_size": vocab_size, "seed": seed, "init_std": init_std, "hidden_size": hidden_size,
+              "num_layers": num_layers, "tie_embeddings": tie_embeddings}
+    cache = os.environ.get(CACHE_VARIABLE)
+    if cache:
+        built = _cached(Path(cache), data_dir, params)
+        with atomic_dir(out) as tmp:
+            shutil.copytree(built, tmp, dirs_exist_ok=True)
+        return out
+    return _build(out, data_dir, **params)
+
+
+def _cached(cache: Path, data_dir, params: dict) -> Path:
+    """The model built with ``params`` in ``cache``, built there once: the key covers the parameters, the
+    data folder and this file, and a build lands by rename, so concurrent builders never see half a model."""
+    source = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    key = json.dumps([params, str(Path(data_dir).resolve()) if data_dir else None, source], sort_keys=True)
+    built = cache / hashlib.sha256(key.encode()).hexdigest()[:16]
+    if not (built / "config.json").is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".build-"))
+        _build(tmp / "model", data_dir, **params)
+        try:
+            os.rename(tmp / "model", built)
+        except OSError:  # another process renamed its build there first
+            pass
+        shutil.rmtree(tmp, ignore_errors=True)
+    return built
+
+
+def _build(out: Path, data_dir, vocab_size: int, seed: int, init_std: float, hidden_size: int, num_layers: int,
+           tie_embeddings: bool) -> Path:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
 
     bpe = Tokenizer(models.BPE(unk_token=None))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -62,6 +62,17 @@ def data_dir() -> Path:
     return DATA_DIR
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_tiny_models(tmp_path_factory):
+    """Each tiny model variant is built once per test run, in a folder every xdist worker and every
+    subprocess (benches, the demo, lm_eval) copies from."""
+    from qa_tasks.testing import CACHE_VARIABLE
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    os.environ.setdefault(CACHE_VARIABLE, str(root / "tiny-models"))
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A 2-layer Qwen2 model with a freshly trained BPE tokenizer, built once per test run."""

@@ -42,17 +42,30 @@ def _env() -> dict[str, str]:
     return env
 
 
+OWN_TASK = ("task: my_own_task\ndataset_path: json\ndataset_kwargs:\n  data_files: x.json\n"
+            "output_type: generate_until\ndoc_to_text: q\ndoc_to_target: a\n"
+            "metric_list:\n  - metric: exact_match\n")
+
+
 @pytest.fixture(scope="module", params=["wheel", "editable"])
 def installed(request, tmp_path_factory):
+    """The pack installed into a fresh venv, and that venv's full `lm_eval ls tasks` (lm-eval's ~14,700
+    entries, the slow part): under the wheel with a user's own --include_path, under the editable without."""
     tmp = tmp_path_factory.mktemp(request.param)
     python = _fresh_venv(tmp / "venv")
     if request.param == "wheel":
         subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                         "-w", str(tmp / "dist"), str(ROOT)], check=True)
         _install(python, str(next((tmp / "dist").glob("*.whl"))))
+        own = tmp / "own_tasks"
+        own.mkdir()
+        (own / "my_task.yaml").write_text(OWN_TASK)
+        listing = _python_lm_eval(python, "ls", "tasks", "--include_path", str(own), cwd=tmp)
     else:
         _install(python, "-e", str(ROOT))
-    return request.param, python, tmp
+        listing = _python_lm_eval(python, "ls", "tasks", cwd=tmp)
+    assert listing.returncode == 0, listing.stderr[-2000:]
+    return request.param, python, tmp, listing.stdout
 
 
 def _python_lm_eval(python: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -63,7 +76,7 @@ def _python_lm_eval(python: Path, *args: str, cwd: Path) -> subprocess.Completed
 
 @pytest.mark.slow
 def test_install_lists_validates_and_runs(installed, tiny_model):
-    kind, python, tmp = installed
+    kind, python, tmp, listing = installed
     where = subprocess.run([str(python), "-c", "import qa_tasks.plugin as p; print(p.tasks_dir())"],
                            capture_output=True, text=True, env=_env(), cwd=tmp, check=True).stdout.strip()
     if kind == "wheel":
@@ -71,19 +84,28 @@ def test_install_lists_validates_and_runs(installed, tiny_model):
     else:
         assert where == str(ROOT / "tasks_yaml")
 
-    listing = _python_lm_eval(python, "ls", "tasks", cwd=tmp)
-    assert listing.returncode == 0, listing.stderr[-2000:]
     for task in PACK_TASKS:
-        assert f"|{task} " in listing.stdout
+        assert f"|{task} " in listing
+    assert "|hellaswag " in listing  # lm-eval's own tasks stay listed beside the pack's
 
     validate = _python_lm_eval(python, "validate", "--tasks", "recipe_mpr,recipe_mpr_gen", cwd=tmp)
     assert validate.returncode == 0, validate.stderr[-2000:]
+    assert "All tasks found and valid" in validate.stdout
 
     out = tmp / "out"
     run = _python_lm_eval(python, "run", "--model", "hf", "--model_args", f"pretrained={tiny_model}",
                           "--tasks", "recipe_mpr", "--limit", "5", "--output_path", str(out), cwd=tmp)
     assert run.returncode == 0, run.stderr[-3000:]
     assert list(out.rglob("results_*.json"))
+
+
+@pytest.mark.slow
+def test_user_include_path_still_works(installed):
+    """`lm_eval ls tasks --include_path own` lists both the user's tasks and the pack's (the wheel's
+    listing); without the option the user's task is not listed (the editable's)."""
+    kind, _, _, listing = installed
+    assert "|recipe_mpr " in listing
+    assert ("|my_own_task " in listing) == (kind == "wheel")
 
 
 @pytest.mark.slow
@@ -103,20 +125,6 @@ def test_hook_imports_nothing_heavy(tmp_path):
     code = "import sys; print(sorted(m for m in sys.modules if m.split('.')[0] in ('lm_eval', 'torch', 'qa_tasks') or m == 'importlib.abc'))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=_env(), cwd=tmp_path)
     assert out.stdout.strip() == "['qa_tasks', 'qa_tasks._startup']", out.stdout + out.stderr
-
-
-@pytest.mark.slow
-def test_user_include_path_still_works(tmp_path):
-    """The `lm_eval` console script with a user's own --include_path lists both their tasks and the pack's."""
-    own = tmp_path / "own_tasks"
-    own.mkdir()
-    (own / "my_task.yaml").write_text(
-        "task: my_own_task\ndataset_path: json\ndataset_kwargs:\n  data_files: x.json\n"
-        "output_type: generate_until\ndoc_to_text: q\ndoc_to_target: a\n"
-        "metric_list:\n  - metric: exact_match\n")
-    proc, _ = run_lm_eval(["ls", "tasks", "--include_path", str(own)], env=_env())
-    assert "|my_own_task " in proc.stdout
-    assert "|recipe_mpr " in proc.stdout
 
 
 def test_pack_task_index_holds_the_contract_names_only():
@@ -159,6 +167,34 @@ def test_lm_eval_run_indexes_only_the_pack_for_pack_tasks():
     assert set(manager.task_index) == set(pack_tasks()) | {"squad_strategies"}
     assert cfg.tasks == ["recipe_mpr", "squad_strategies"] and manager.metadata == {"seed": 1}
     assert _PACK_ONLY.get() is False  # reset after the call: later TaskManagers index everything
+
+
+@pytest.mark.parametrize(("tasks", "pack_only"), [("recipe_mpr,recipe_mpr_gen", True), ("recipe_mpr,arc_easy", False)])
+def test_lm_eval_validate_indexes_only_the_pack_for_pack_tasks(tasks, pack_only, monkeypatch, capsys):
+    """`lm_eval validate --tasks <pack tasks>` builds the pack-only index (seconds, not lm-eval's ~14,700
+    entries); one built-in task among them keeps the full index."""
+    import lm_eval.tasks
+    from lm_eval._cli.harness import HarnessCLI
+
+    from qa_tasks.plugin import _PACK_ONLY, pack_tasks
+
+    pack_tasks()  # the pack's own index (cached) is built before the CLI's manager is replaced
+    seen = []
+
+    class Indexed(Exception):
+        pass
+
+    def manager(include_path=None):
+        seen.append(_PACK_ONLY.get())
+        raise Indexed
+
+    monkeypatch.setattr(lm_eval.tasks, "TaskManager", manager)
+    monkeypatch.setattr(sys, "argv", ["lm_eval", "validate", "--tasks", tasks])
+    cli = HarnessCLI()
+    with pytest.raises(Indexed):
+        cli.execute(cli.parse_args())
+    assert seen == [pack_only]
+    assert _PACK_ONLY.get() is False  # reset after the command
 
 
 # --- a hook that never breaks lm_eval -------------------------------------------------------------
