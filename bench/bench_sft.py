@@ -153,10 +153,10 @@ def memory(work: Path, steps: int, smoke: bool = False) -> dict:
             "qlora": _peak(big, work / "mem_qlora", "qlora", steps)}
 
 
-def _format_accuracy(model: Path, out: Path, limit: int, peft: Path | None = None) -> dict:
+def _format_accuracy(model: Path, out: Path, limit: int, peft: Path | None = None, gen_toks: int = 256) -> dict:
     args = f"pretrained={model}" + (f",peft={peft}" if peft else "")
     _run([str(Path(PY).parent / "lm_eval"), "--model", "hf", "--model_args", args, "--tasks", "gsm8k_think",
-          "--limit", str(limit), "--batch_size", "16", "--gen_kwargs", "max_gen_toks=256", "--output_path",
+          "--limit", str(limit), "--batch_size", "16", "--gen_kwargs", f"max_gen_toks={gen_toks}", "--output_path",
           str(out)])
     res = json.loads(max(out.rglob("results_*.json")).read_text())["results"]["gsm8k_think"]
     return {k.split(",")[0]: v for k, v in res.items() if k.endswith(",none") and "stderr" not in k}
@@ -172,7 +172,8 @@ def gsm8k(work: Path, args: argparse.Namespace) -> dict:
     name = f"gsm_model_{args.hidden_size}x{args.num_layers}_{args.init_std}{'_untied' * args.train_head}"
     model = build_tiny_model(work / name, data_dir=os.environ.get("QA_PACK_DATA_DIR"), hidden_size=args.hidden_size,
                              num_layers=args.num_layers, init_std=args.init_std, tie_embeddings=not args.train_head)
-    base = _format_accuracy(model, work / "gsm_base", args.limit)
+    gen_toks = 16 if args.smoke else 256  # --smoke checks the pipeline runs; 256 lets a reply reach </answer>
+    base = _format_accuracy(model, work / "gsm_base", args.limit, gen_toks=gen_toks)
     out = work / "gsm_adapter"
     started = time.time()
     _run([PY, "-m", "finetune.sft", "--config", "finetune/configs/gsm8k_r1_zero_lora.yaml", "--model_name_or_path",
@@ -183,7 +184,7 @@ def gsm8k(work: Path, args: argparse.Namespace) -> dict:
           "--lora_alpha", str(2 * args.lora_r), "--lora_dropout", "0", "--gradient_checkpointing", "false",
           "--disable_tqdm", "true", *(["--lora_modules_to_save", "lm_head"] if args.train_head else [])])
     seconds = time.time() - started
-    trained = _format_accuracy(model, work / "gsm_trained", args.limit, out)
+    trained = _format_accuracy(model, work / "gsm_trained", args.limit, out, gen_toks=gen_toks)
     metrics = json.loads((out / "manifest.json").read_text())["metrics"]
     return {"model": name, "train_head": args.train_head, "steps": args.gsm8k_steps,
             "lr": args.gsm8k_lr, "lora_r": args.lora_r, "train_wall_s": round(seconds, 1), "limit": args.limit,

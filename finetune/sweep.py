@@ -66,7 +66,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--pruner", choices=("median", "none"), default=None, help="default: the file's, else median")
     p.add_argument("--storage", default=None, help="Optuna RDB URL (default: sqlite:///D/study.db)")
     p.add_argument("--study_name", default="sweep")
-    p.add_argument("--seed", type=int, default=None, help="sampler seed (default: random)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="sampler seed (default: random); trial n draws with seed + n, so workers sharing it differ")
     return p
 
 
@@ -131,13 +132,18 @@ def _preflight(spec: SweepSpec, model: str, out: Path) -> None:
     validation_samples(held_out, train, [spec.objective.task])
 
 
+def _sampler(kind: str, spec: SweepSpec, seed: int | None):
+    import optuna
+
+    return {"tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+            "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+            "grid": lambda: optuna.samplers.GridSampler(spec.grid, seed=seed)}[kind]()
+
+
 def _study(args, spec: SweepSpec, storage, n_trials: int = 0):
     import optuna
 
-    seed = args.seed
-    sampler = {"tpe": lambda: optuna.samplers.TPESampler(seed=seed),
-               "random": lambda: optuna.samplers.RandomSampler(seed=seed),
-               "grid": lambda: optuna.samplers.GridSampler(spec.grid, seed=seed)}[args.sampler]()
+    sampler = _sampler(args.sampler, spec, args.seed)
     pruner = optuna.pruners.MedianPruner() if spec.pruner == "median" else optuna.pruners.NopPruner()
     study = optuna.create_study(study_name=args.study_name, storage=storage, sampler=sampler, pruner=pruner,
                                 direction=spec.objective.direction, load_if_exists=True)
@@ -208,6 +214,11 @@ class _Worker:
         if self._counted() >= self.n_trials:
             self._unlock()
             return False
+        if self.args.seed is not None:
+            # one seed per trial number, not one random stream per worker process: two workers (or a
+            # resumed worker) given the same --seed would otherwise propose the same values again
+            number = len(self.study.get_trials(deepcopy=False))  # the trial Optuna creates next, under the lock
+            self.study.sampler = _sampler(self.args.sampler, self.spec, self.args.seed + number)
         return True  # still locked: the objective unlocks once Optuna has created (asked) the trial
 
     # --- one trial

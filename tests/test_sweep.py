@@ -51,10 +51,10 @@ def _sweep(out: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def tpe(tiny_model, tmp_path_factory):
-    """Two workers started together on one study of 4 trials."""
+    """Two workers started together on one study of 4 trials, both with --seed 0."""
     root = tmp_path_factory.mktemp("tpe")
     config, out = _write(root / "sweep.yaml", TPE), root / "D"
-    cmd = _cmd(config, tiny_model, out, "--n_trials", "4", "--sampler", "tpe")
+    cmd = _cmd(config, tiny_model, out, "--n_trials", "4", "--sampler", "tpe", "--seed", "0")
     procs = [_popen(cmd, root / f"worker{i}.log") for i in range(2)]
     codes = [p.wait(timeout=900) for p in procs]
     logs = [(root / f"worker{i}.log").read_text() for i in range(2)]
@@ -90,6 +90,8 @@ def test_two_workers_fill_one_study_without_duplicates(tpe):
     assert sorted(t["number"] for t in trials) == [0, 1, 2, 3]
     assert all(t["state"] in ("COMPLETE", "PRUNED") for t in trials), trials
     assert len({t["output_dir"] for t in trials}) == 4
+    # the same --seed in both workers: still four different draws (one seed per trial number)
+    assert len({json.dumps(t["params"], sort_keys=True) for t in trials}) == 4, [t["params"] for t in trials]
     assert all((Path(t["output_dir"]) / "run" / "run_config.json").is_file() for t in trials)
     # each worker ran at least one trial and printed one line per trial it ran
     lines = [[ln for ln in log.splitlines() if ln.startswith("[sweep] trial ")] for log in tpe["logs"]]
