@@ -8,8 +8,8 @@ steps each, recipe_mpr_gen/acc evaluated every 2 steps on 24 validation queries.
 sweep folder; arms interleaved ABAB by bench.harness; median and range. The tiny model is built with init
 scale 0.1 (``--init_std``), as the GSM8K demonstration's, so trials score differently and the median
 pruner (Optuna's defaults: it prunes from the sixth trial on, a trial below the median of the earlier ones
-at the same step) has something to prune. At 0.02, or with the multiple-choice recipe_mpr/acc (the
-shortest option wins whatever the adapter), every trial ties and nothing is pruned.
+at the same step) has something to prune. At 0.02, or with the multiple-choice recipe_mpr/acc (its
+choices did not change with any adapter tried), every trial ties and nothing is pruned.
 """
 
 from __future__ import annotations
