@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.toolkit.forkserver import ForkServer
+
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "tests" / "toolkit" / "site"
 DATA_DIR = Path(os.environ.get("QA_PACK_DATA_DIR") or ROOT.parent / "shared" / "data").resolve()
@@ -31,14 +33,26 @@ def lm_eval_env(**extra: str) -> dict[str, str]:
     return env
 
 
+FORK_SERVER = ForkServer(lm_eval_env, ROOT)
+
+
+def run_command(cmd: list, env: dict | None = None, cwd: Path | str | None = None,
+                timeout: float | None = 900) -> subprocess.CompletedProcess:
+    """``subprocess.run(cmd, capture_output=True, text=True)`` for a command the tests do not signal: forked
+    from the pre-imported server when its environment allows (tests/toolkit/forkserver.py), else fresh."""
+    env, cwd = env or lm_eval_env(), cwd or os.getcwd()
+    done = FORK_SERVER.run([str(c) for c in cmd], env, cwd, timeout)
+    return done if done is not None else subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd,
+                                                       timeout=timeout, check=False)
+
+
 def run_lm_eval(args: list[str], output: Path | None = None, env: dict | None = None,
                 check: bool = True, timeout: int = 900) -> tuple[subprocess.CompletedProcess, dict | None]:
     """Run the real ``lm_eval`` CLI; returns the process and the parsed results JSON (if written)."""
     cmd = [str(BIN / "lm_eval"), *args]
     if output is not None:
         cmd += ["--output_path", str(output)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env or lm_eval_env(), timeout=timeout,
-                          check=False)
+    proc = run_command(cmd, env, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"lm_eval failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     results = None
@@ -79,3 +93,15 @@ def tiny_model(tmp_path_factory) -> Path:
     from qa_tasks.testing import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", data_dir=DATA_DIR)
+
+
+
+# Files whose module-scoped fixtures train or evaluate for minutes go first (pytest-xdist hands out files
+# in collection order), so the two workers finish together rather than one waiting on the last long file.
+HEAVY_FIRST = ("test_sweep.py", "test_bench_commands.py", "test_bench_sft_commands.py", "test_finetune_e2e.py",
+               "test_bench_rollout_commands.py", "test_plugin.py", "test_finetune_interrupt.py", "test_demo.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: HEAVY_FIRST.index(item.path.name) if item.path.name in HEAVY_FIRST
+               else len(HEAVY_FIRST))

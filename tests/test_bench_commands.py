@@ -41,9 +41,18 @@ def test_results_record_a_command_for_every_bench():
             "bench.bench_eval_overhead"} <= modules, modules
 
 
-@pytest.mark.parametrize(("module", "args"), COMMANDS, ids=[" ".join([m, *a]) for m, a in COMMANDS])
-@pytest.mark.slow
-def test_recorded_command_runs_at_smoke_size(module, args, tmp_path):
+# the training and rollout benches are run from their own test files, so that pytest-xdist (one file per
+# worker) spreads these minutes of subprocess runs over both workers
+ELSEWHERE = {"bench.bench_sft": "test_bench_sft_commands.py", "bench.bench_rollout": "test_bench_rollout_commands.py"}
+
+
+def commands(*modules: str) -> list:
+    """pytest params of the recorded commands of ``modules`` (all the others when none is named)."""
+    picked = [(m, a) for m, a in COMMANDS if (m in modules if modules else m not in ELSEWHERE)]
+    return [pytest.param(m, a, id=" ".join([m, *a])) for m, a in picked]
+
+
+def run_recorded(module: str, args: list[str], tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update({"QA_PACK_DATA_DIR": str(DATA_DIR), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                 "TOKENIZERS_PARALLELISM": "false"})
@@ -52,3 +61,9 @@ def test_recorded_command_runs_at_smoke_size(module, args, tmp_path):
                           text=True, timeout=600, check=False)
     assert proc.returncode == 0, f"{module} {args}: {proc.stderr[-2000:]}"
     assert proc.stdout.strip(), "the command printed no result"
+
+
+@pytest.mark.parametrize(("module", "args"), commands())
+@pytest.mark.slow
+def test_recorded_command_runs_at_smoke_size(module, args, tmp_path):
+    run_recorded(module, args, tmp_path)

@@ -13,8 +13,8 @@ import yaml
 from finetune import sft
 from finetune.config import TASKS, parse_config
 from qa_tasks.errors import QAPackError
+from tests.conftest import ROOT, lm_eval_env, run_command
 
-ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "finetune" / "configs").glob("*.yaml"))
 
 
@@ -157,13 +157,12 @@ def test_unknown_yaml_key(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_cli_exit_code_and_single_line(tiny_model, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "finetune.sft", *_bad(tiny_model, tmp_path, lora_r=0)],
-                          check=False, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    proc = run_command([sys.executable, "-m", "finetune.sft", *_bad(tiny_model, tmp_path, lora_r=0)],
+                       lm_eval_env(), ROOT, 300)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == "error: lora_r=0 must be > 0 (published studies use 8-64, e.g. 16)"
     assert "Traceback" not in proc.stderr and "Loading weights" not in proc.stderr + proc.stdout
-    bad_flag = subprocess.run([sys.executable, "-m", "finetune.sft", "--no_such_flag", "1"], check=False, capture_output=True,
-                              text=True, cwd=ROOT, timeout=300)
+    bad_flag = run_command([sys.executable, "-m", "finetune.sft", "--no_such_flag", "1"], lm_eval_env(), ROOT, 300)
     assert bad_flag.returncode == 2 and "Traceback" not in bad_flag.stderr
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, DATA_DIR, ROOT, lm_eval_env, read_samples, run_lm_eval
+from tests.conftest import BIN, DATA_DIR, ROOT, lm_eval_env, read_samples, run_command, run_lm_eval
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,7 @@ TASKS = "recipe_mpr_fold0,recipe_mpr_gen_fold0"
 def train(model: Path, out: Path, *extra: str, check: bool = True, **popen) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "finetune.sft", "--config", str(CONFIG), "--model_name_or_path", str(model),
            "--output_dir", str(out), *FAST, *extra]
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=lm_eval_env(), cwd=ROOT, timeout=900)
+    proc = run_command(cmd, lm_eval_env(), ROOT)
     if check and proc.returncode != 0:
         raise AssertionError(f"finetune.sft failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc
@@ -114,9 +114,8 @@ def test_watch_evaluates_new_checkpoints(runs, tmp_path):
 
     run = tmp_path / "run"
     shutil.copytree(runs["lora"], run, ignore=shutil.ignore_patterns("eval"))
-    proc = subprocess.run([sys.executable, "-m", "finetune.watch", str(run), "--tasks", "recipe_mpr_gen_fold0",
-                           "--limit", "2", "--once", "--gen_kwargs", "max_gen_toks=4"], check=False, capture_output=True,
-                          text=True, env=lm_eval_env(), cwd=ROOT, timeout=600)
+    proc = run_command([sys.executable, "-m", "finetune.watch", str(run), "--tasks", "recipe_mpr_gen_fold0",
+                        "--limit", "2", "--once", "--gen_kwargs", "max_gen_toks=4"], lm_eval_env(), ROOT, 600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for step in (3, 6):
         results = json.loads(next((run / "eval" / f"step-{step}").glob("results_*.json")).read_text())

@@ -19,7 +19,7 @@ from leaderboards.checks import constant_answer, doc_set_warning
 from leaderboards.reader import Run, TaskResult, model_label, parse_model_args, read_paths
 from leaderboards.stats import BOOTSTRAP_ITERS, mcnemar_exact, paired_bootstrap, paired_test
 from leaderboards.tables import setup_differences
-from tests.conftest import ROOT, lm_eval_env, run_lm_eval
+from tests.conftest import ROOT, lm_eval_env, run_command, run_lm_eval
 
 TASKS = ["recipe_mpr", "recipe_mpr_gen", "squad_v1", "squad_batch", "gsm8k_think"]
 LIMIT = 4
@@ -135,8 +135,8 @@ def runs(tiny_model, tmp_path_factory):
     """One lm_eval run of the tiny model and one of the tiny model + a LoRA adapter, same settings."""
     root = tmp_path_factory.mktemp("lb")
     adapter = root / "recipe-lora"
-    subprocess.run([sys.executable, "-c", ADAPTER_SCRIPT, str(tiny_model), str(adapter)], check=True,
-                   env=lm_eval_env(), capture_output=True)
+    made = run_command([sys.executable, "-c", ADAPTER_SCRIPT, str(tiny_model), str(adapter)])
+    assert made.returncode == 0, made.stderr[-3000:]
     (adapter / "manifest.json").write_text(json.dumps({
         "base_model": str(tiny_model), "task": "recipe_mpr", "method": "lora",
         "data": {"source": "recipe_mpr/500QA.json", "split": "train", "fold": 0, "n_examples": 0, "sha256": ""},
@@ -284,8 +284,7 @@ def test_csv_long_format(runs):
 
 
 def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "leaderboards", *args], capture_output=True, text=True, check=False,
-                          cwd=cwd, env=lm_eval_env())
+    return run_command([sys.executable, "-m", "leaderboards", *args], lm_eval_env(), cwd)
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ import pytest
 from qa_tasks import rollout, squad
 from qa_tasks import squad_metrics as m
 from qa_tasks.errors import QAPackError
-from tests.conftest import DATA_DIR, ROOT, lm_eval_env, read_samples, run_lm_eval
+from tests.conftest import DATA_DIR, ROOT, lm_eval_env, read_samples, run_command, run_lm_eval
 from tests.toolkit.scripted_lm import ScriptedLM, one_line_error
 
 STRATEGY_TASKS = ["squad_all_in_one", "squad_batch", "squad_sequential", "squad_collab"]
@@ -180,11 +180,9 @@ def test_tiny_hf_model_runs_all_tasks(tiny_run, tiny_model):
 
 
 def test_latency_mode_writes_the_leaderboard_record(tiny_model, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "qa_tasks.squad_latency", "--model", "hf", "--model_args",
-                           f"pretrained={tiny_model}", "--limit", "2", "--output_path", str(tmp_path)],
-                          check=False, capture_output=True, text=True, env=lm_eval_env(OMP_NUM_THREADS="1"),
-                          cwd=ROOT,
-                          timeout=600)
+    proc = run_command([sys.executable, "-m", "qa_tasks.squad_latency", "--model", "hf", "--model_args",
+                        f"pretrained={tiny_model}", "--limit", "2", "--output_path", str(tmp_path)],
+                       lm_eval_env(OMP_NUM_THREADS="1"), ROOT, 600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     [path] = tmp_path.rglob("latency_*.json")
     record = json.loads(path.read_text())

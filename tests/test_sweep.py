@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, lm_eval_env
+from tests.conftest import ROOT, lm_eval_env, run_command
 
 optuna = pytest.importorskip("optuna")
 
@@ -76,8 +76,7 @@ def grid(tiny_model, tmp_path_factory):
     proc.send_signal(signal.SIGTERM)
     code = proc.wait(timeout=120)
     stopped = _sweep(out)
-    resumed = subprocess.run(cmd, check=False, capture_output=True, text=True, env=lm_eval_env(), cwd=ROOT,
-                             timeout=900)
+    resumed = run_command(cmd, lm_eval_env(), ROOT)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
     return {"out": out, "code": code, "stopped": stopped, "first": (root / "first.log").read_text(),
             "resumed": resumed, "model": tiny_model}
