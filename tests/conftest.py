@@ -95,7 +95,6 @@ def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", data_dir=DATA_DIR)
 
 
-
 # Files whose module-scoped fixtures train or evaluate for minutes go first (pytest-xdist hands out files
 # in collection order), so the two workers finish together rather than one waiting on the last long file.
 HEAVY_FIRST = ("test_sweep.py", "test_bench_commands.py", "test_bench_sft_commands.py", "test_finetune_e2e.py",

@@ -43,7 +43,8 @@ def test_results_record_a_command_for_every_bench():
 
 # the training and rollout benches are run from their own test files, so that pytest-xdist (one file per
 # worker) spreads these minutes of subprocess runs over both workers
-ELSEWHERE = {"bench.bench_sft": "test_bench_sft_commands.py", "bench.bench_rollout": "test_bench_rollout_commands.py"}
+# (test_bench_sft_commands.py, test_bench_rollout_commands.py)
+ELSEWHERE = {"bench.bench_sft", "bench.bench_rollout"}
 
 
 def commands(*modules: str) -> list:
