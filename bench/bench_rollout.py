@@ -10,14 +10,16 @@ model (lm-eval's HFLM) and the same plans, interleaved by ``bench.harness`` (ABB
 
 It reports per strategy the harness table (wall and CPU median and range, per-repeat ratio), calls and
 rounds (calls / rounds: the ceiling on a GPU, where a batch row costs about nothing), backend
-``generate_until`` calls, the padding share of the batched decode, the time inside the model, and
-whether every run of both arms produced the same replies.
+``generate_until`` calls, the padding share of the batched decode, the time inside the model (split into
+prefill, the forward passes over the prompts, and decode, one token at a time), and whether every run of
+both arms produced the same replies.
 
     python -m bench.bench_rollout [--passages 40] [--repeats 5] [--max_gen_toks 48] [--batch_size 128]
 
 ``--api``: the same plans through lm-eval's ``local-chat-completions`` against a real ``transformers serve``
-of a tiny model whose replies always run to their token cap, each passage with its own cap (so reply
-lengths vary), arms interleaved (ABAB...) for ``--repeats`` rounds:
+of a tiny model whose replies run to their token cap, each passage with its own cap (so reply lengths
+vary), unless a stop string ends them (``--stop``; ``--eos`` makes the server itself end a reply there,
+for continuous batching, which ignores stop strings), arms interleaved (ABAB...) for ``--repeats`` rounds:
 
 - stream: the API path (barrier-free: a conversation sends its next turn when its reply arrives);
 - rounds: round-batched (``QA_PACK_ROLLOUT=rounds``), both with ``--num_concurrent`` requests in flight;
@@ -57,17 +59,18 @@ def _model(path: Path, batch_size: int):
     from qa_tasks import rollout
 
     class CountingHFLM(HFLM):
-        """HFLM that counts the generate_until batches it receives (the backend calls) and their time."""
+        """HFLM that counts the generate_until batches it receives (the backend calls) and their time, and
+        splits the model's forward passes into prefill (the prompt, more than one position) and decode."""
 
-        calls, model_s = 0, 0.0
+        calls, model_s, prefill_s, decode_s = 0, 0.0, 0.0, 0.0
 
         @classmethod
         def reset(cls) -> None:
-            cls.calls, cls.model_s = 0, 0.0
+            cls.calls, cls.model_s, cls.prefill_s, cls.decode_s = 0, 0.0, 0.0, 0.0
 
         @classmethod
         def snapshot(cls) -> dict:
-            return {"calls": cls.calls, "model_s": cls.model_s}
+            return {"calls": cls.calls, "model_s": cls.model_s, "prefill_s": cls.prefill_s, "decode_s": cls.decode_s}
 
         def generate_until(self, requests, disable_tqdm: bool = False):
             CountingHFLM.calls += 1
@@ -78,7 +81,20 @@ def _model(path: Path, batch_size: int):
                 CountingHFLM.model_s += time.perf_counter() - started
 
     assert get_model("hf") is not None  # the registry is loaded (and wrapped) like the CLI does
-    return rollout.wrap(CountingHFLM(pretrained=str(path), device="cpu", batch_size=batch_size)), CountingHFLM
+    lm = CountingHFLM(pretrained=str(path), device="cpu", batch_size=batch_size)
+    forward = lm.model.forward
+
+    def timed_forward(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return forward(*args, **kwargs)
+        finally:
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            phase = "prefill_s" if ids is not None and ids.shape[-1] > 1 else "decode_s"
+            setattr(CountingHFLM, phase, getattr(CountingHFLM, phase) + time.perf_counter() - started)
+
+    lm.model.forward = timed_forward  # nn.Module calls self.forward: generate's passes go through it
+    return rollout.wrap(lm), CountingHFLM
 
 
 def _requests(strategy: str, passages, max_gen_toks: int):
@@ -198,11 +214,29 @@ def api_main(args) -> None:
     tmp = Path(tempfile.mkdtemp())
     # init scale 0.3: greedy replies are prompt-dependent text that never stops on "\n\n"
     path = args.model or build_tiny_model(tmp / "tiny", data_dir=os.environ["QA_PACK_DATA_DIR"], init_std=0.3)
+    if args.eos:
+        path = _ending_at(path, args.eos, tmp / "eos")
     with serve(path, tmp / "server.log", extra_args=tuple(args.server_args.split())) as base_url:
         lm = rollout.wrap(LocalChatCompletion(
             model=str(path), base_url=f"{base_url}/chat/completions", tokenizer_backend="huggingface",
             tokenizer=str(path), num_concurrent=args.num_concurrent, max_retries=3))
         _arms(args, lm, _sequential_requests(lm, passages, caps, args.stop))
+
+
+def _ending_at(path: Path, texts: list[str], out: Path) -> Path:
+    """A copy of the model whose generation config ends a reply at every vocabulary token holding one of
+    ``texts``, so that a server which ignores stop strings (continuous batching) stops there by itself."""
+    import shutil
+
+    from transformers import AutoTokenizer, GenerationConfig
+
+    shutil.copytree(path, out)
+    config = GenerationConfig.from_pretrained(out)
+    eos = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
+    vocab = AutoTokenizer.from_pretrained(out).get_vocab()
+    config.eos_token_id = eos + sorted(i for t, i in vocab.items() if any(x in t for x in texts))
+    config.save_pretrained(out)
+    return out
 
 
 def main() -> None:
@@ -221,6 +255,10 @@ def main() -> None:
     parser.add_argument("--stop", action="append", default=[],
                         help="--api: extra stop string (repeatable); one the replies hit at varied points "
                              "makes reply lengths vary within a conversation too")
+    parser.add_argument("--eos", action="append", default=[],
+                        help="--api: text whose vocabulary tokens end a reply at the server itself (repeatable); "
+                             "with continuous batching, which ignores stop strings, it varies reply lengths "
+                             "within a conversation")
     parser.add_argument("--passages", type=int, default=40)
     parser.add_argument("--max_gen_toks", type=int, default=48, help="per answer (the tasks' default)")
     parser.add_argument("--batch_size", type=int, default=128)
@@ -277,8 +315,10 @@ def main() -> None:
         for arm, acc in (("round-batched", acc_b), ("per-passage loop", acc_l)):
             walls = report.wall(arm)
             print(f"- {arm}: inside the model's generate_until {acc['model_s']:.2f} s of "
-                  f"{walls[0]:.2f} s (first repeat); the rest is the rollout layer (plans, rendering, "
-                  f"token counting)")
+                  f"{walls[0]:.2f} s (first repeat): forward passes over the prompts (prefill) "
+                  f"{acc['prefill_s']:.2f} s, one token at a time (decode) {acc['decode_s']:.2f} s, the rest "
+                  f"HF generate's own steps (sampling, stop criteria); outside it the rollout layer (plans, "
+                  f"rendering, token counting)")
 
 
 def _padding_share(results: list[dict]) -> float:

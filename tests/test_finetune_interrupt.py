@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, lm_eval_env
+from tests.conftest import ROOT, lm_eval_env, run_command
 from tests.test_finetune_e2e import CONFIG, FAST
 
 pytestmark = pytest.mark.slow
@@ -61,8 +61,7 @@ def interrupted(tiny_model, tmp_path_factory):
              "manifest": json.loads((out / "manifest.json").read_text()),
              "eval_dirs": sorted(p.name for p in (out / "eval").iterdir()) if (out / "eval").is_dir() else [],
              "checkpoints": sorted(p.name for p in out.glob("checkpoint-*"))}
-    resumed = subprocess.run(_cmd(tiny_model, out, "--resume", "true"), capture_output=True, text=True,
-                             env=_env(root), cwd=ROOT, timeout=900, check=False)
+    resumed = run_command(_cmd(tiny_model, out, "--resume", "true"), _env(root), ROOT)
     state.update(out=out, resumed=resumed)
     return state
 
@@ -139,9 +138,8 @@ def test_watch_logs_through_the_runs_loggers(reference, tmp_path):
     shutil.copytree(reference["out"], run, ignore=shutil.ignore_patterns("eval", "runs"))
     (run / "loggers.json").write_text(json.dumps({"report_to": ["tensorboard", "wandb"], "wandb_run_id": "watch01",
                                                   "tensorboard_logging_dir": str(run / "runs" / "tb")}))
-    proc = subprocess.run([sys.executable, "-m", "finetune.watch", str(run), "--tasks", TASK, "--limit", "3",
-                           "--once", "--gen_kwargs", "max_gen_toks=4"], check=False, capture_output=True, text=True,
-                          env=_env(tmp_path), cwd=ROOT, timeout=600)
+    proc = run_command([sys.executable, "-m", "finetune.watch", str(run), "--tasks", TASK, "--limit", "3",
+                        "--once", "--gen_kwargs", "max_gen_toks=4"], _env(tmp_path), ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "logged to TensorBoardCallback, WandbCallback" in proc.stdout
     scalars = _scalars(run)
