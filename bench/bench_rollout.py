@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -230,10 +231,15 @@ def _ending_at(path: Path, texts: list[str], out: Path) -> Path:
 
     from transformers import AutoTokenizer, GenerationConfig
 
+    vocab = AutoTokenizer.from_pretrained(path).get_vocab()
+    for text in texts:
+        if not any(text in t for t in vocab):  # a usage error: one line, exit 2
+            print(f"error: --eos {text!r}: no token of the model's vocabulary holds it; give text the replies "
+                  "contain, e.g. a digit", file=sys.stderr)
+            raise SystemExit(2)
     shutil.copytree(path, out)
     config = GenerationConfig.from_pretrained(out)
     eos = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
-    vocab = AutoTokenizer.from_pretrained(out).get_vocab()
     config.eos_token_id = eos + sorted(i for t, i in vocab.items() if any(x in t for x in texts))
     config.save_pretrained(out)
     return out

@@ -30,7 +30,8 @@ from pathlib import Path
 
 # variables a command may change without a fresh interpreter: they are read when used, not at import
 LAZY = {"QA_PACK_DATA_DIR", "QA_PACK_HENDRYCKS_MATH_DIR", "QA_PACK_ROLLOUT", "QA_PACK_TINY_MODEL_CACHE",
-        "QA_PACK_MATH_TIMEOUT_S", "PYTEST_CURRENT_TEST", "WANDB_MODE", "WANDB_DIR", "WANDB_SILENT", "TENSORBOARD_LOGGING_DIR", "PWD", "OLDPWD",
+        "QA_PACK_MATH_TIMEOUT_S", "PYTEST_CURRENT_TEST", "WANDB_MODE", "WANDB_DIR", "WANDB_SILENT",
+        "TENSORBOARD_LOGGING_DIR", "PWD", "OLDPWD",
         "TORCHINDUCTOR_CACHE_DIR"}  # torch sets this one in the test process once inductor is imported
 PRELOAD = ("torch", "transformers", "datasets", "accelerate", "peft", "trl", "lm_eval", "lm_eval.evaluator",
            "lm_eval.__main__", "lm_eval.models.huggingface", "finetune.sft", "finetune.watch")
