@@ -8,6 +8,10 @@ __all__: list[str] = []
 
 import logging as _logging
 
-# bitsandbytes' CPU backend logs a warning at import when the optional `kernels` package is absent; its own
-# fallback is what runs, so the line only alarms (sft, watch and merge all start here)
+# On a CPU with AVX512-BF16, importing bitsandbytes asks the `kernels` package (a dependency of
+# transformers >= 5.25) for a Hub kernel; offline or untrusted, that logs two warnings, and bitsandbytes'
+# own CPU kernel runs instead. Nothing for a user to do, so the lines only alarm (sft, watch and merge all
+# start here). Only those records are dropped: other kernels warnings still show.
 _logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(_logging.ERROR)
+_logging.getLogger("kernels._internals.hf_hub").addFilter(
+    lambda record: "kernels-community/quantization-bitsandbytes" not in record.getMessage())

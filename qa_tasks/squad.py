@@ -47,6 +47,12 @@ PLANNER_INSTRUCTION = (
     "question the earlier questions whose answers help with it. Reply with JSON only, for example "
     "{\"order\": [\"Q2\", \"Q1\", \"Q3\"], \"links\": {\"Q3\": [\"Q2\"]}}.")
 
+# The planner replies with JSON, which may span lines but holds no blank line, so its task's "\n\n"
+# would cut a reply that opens with a sentence; three newlines end a runaway reply instead. Never an
+# empty list: with no stop string of lm-eval's own (API models without eos_string), a server receives
+# "stop": [] and some reject it (transformers serve: HTTP 400).
+PLANNER_STOP = ("\n\n\n",)
+
 
 @dataclass(frozen=True)
 class Question:
@@ -298,7 +304,7 @@ def rollout_program(args: dict, gen_kwargs: dict) -> Generator:
         out["replies"] = dict(zip(qids, replies))
     elif strategy == "collab":
         [plan_reply] = yield [_call(_user(planner_prompt(passage)), kind="planner",
-                                    max_gen_toks=16 + 16 * n, until=[])]
+                                    max_gen_toks=16 + 16 * n, until=list(PLANNER_STOP))]
         plan = m.parse_planner(plan_reply, qids)
         out.update(planner_reply=plan_reply, order=list(plan.order), links={k: list(v) for k, v in plan.links.items()},
                    planner_failure=plan.failure)

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 import zlib
+from pathlib import Path
 
 import pytest
 from lm_eval.api.instance import Instance
@@ -295,3 +296,22 @@ def test_barrier_free_api_rollout_matches_round_batching(monkeypatch):
     assert [len(b) for b in batched.batches] == [1 + 1 + 4 + 1 + 1, 3, 2, 2, 1]  # one batch per round
     assert all(len(b) == 1 for b in streamed.batches) and len(streamed.batches) == 5 + 1 + 4 + 4 + 2
     assert 1 < streamed.most <= ApiLikeLM._concurrent
+
+
+@pytest.mark.parametrize("strategy", squad.STRATEGIES)
+def test_every_call_carries_stop_strings(strategy, lm):
+    """A call with no stop string reaches an API server as "stop": [] when lm-eval knows no end-of-turn
+    string (tokenizer_backend=None, no eos_string); transformers serve rejects that with HTTP 400."""
+    lm.generate_until([_req(_plan(strategy, _passage(3)))])
+    assert lm.batches and all(kwargs["until"] for batch in lm.batches for _, kwargs in batch)
+
+
+def test_every_generating_task_has_stop_strings():
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    from qa_tasks.plugin import tasks_dir
+
+    configs = [load_yaml(p, resolve_func=False) for p in sorted(Path(tasks_dir()).rglob("*.yaml"))]
+    generating = {c["task"]: c for c in configs if c.get("output_type") == "generate_until"}
+    assert {"squad_collab", "gsm8k_think_chat", "math500_think_chat", "recipe_mpr_gen"} <= set(generating)
+    assert {t for t, c in generating.items() if not c["generation_kwargs"]["until"]} == set()
