@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from finetune.loggers import require_loggers
 from qa_tasks.errors import QAPackError
+from qa_tasks.extras import require
 from qa_tasks.family import training_sets
 
 __all__ = [
@@ -125,6 +127,7 @@ class SftParser:
     as it does for ``trl sft``, ``--field value`` flags win over the file; mistakes are one line."""
 
     def __init__(self):
+        require("train", what="python -m finetune.sft")
         from trl import SFTConfig, TrlParser
 
         class _Parser(TrlParser):
@@ -289,6 +292,9 @@ def validate(task: TaskArguments, lora: LoraArguments, sft) -> object:
         if not task.eval_tasks:
             raise QAPackError("validation_size holds examples out for eval_tasks to score; set eval_tasks too "
                               "(e.g. recipe_mpr_gen)")
+    if lora.method == "qlora":  # transformers finds out only once the base model loads
+        require("train", "bitsandbytes", what="method=qlora")
+    require_loggers(sft.report_to, "report_to")
     if task.eval_tasks:
         from finetune.eval_callback import check_tasks
 

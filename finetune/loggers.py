@@ -12,11 +12,30 @@ import json
 import os
 from pathlib import Path
 
+from qa_tasks.extras import missing, require
 from qa_tasks.files import write_json
 
-__all__ = ["LOGGERS_FILE", "log_to_run", "record_callback", "record_loggers"]
+__all__ = ["LOGGERS_FILE", "log_to_run", "record_callback", "record_loggers", "require_loggers", "run_loggers"]
 
 LOGGERS_FILE = "loggers.json"
+
+
+def require_loggers(report_to, where: str) -> None:
+    """The loggers ``report_to`` names are installed: transformers finds out only when the trainer starts,
+    after the model has loaded ("all" names the installed ones only)."""
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    if "wandb" in names:
+        require("logging", "wandb", what=f"{where} wandb")
+    if "tensorboard" in names and missing("tensorboardX"):  # transformers writes through either package
+        require("logging", "tensorboard", what=f"{where} tensorboard")
+
+
+def run_loggers(run: Path) -> list[str]:
+    """The loggers a training run writes to (its report_to, as recorded in RUN/loggers.json)."""
+    path = run / LOGGERS_FILE
+    if not path.is_file():
+        return []
+    return json.loads(path.read_text(encoding="utf-8")).get("report_to") or []
 
 
 def record_loggers(trainer, out: Path) -> None:

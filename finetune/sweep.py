@@ -34,6 +34,7 @@ import yaml
 from finetune import sweep_report as report
 from finetune.sweep_space import SweepSpec, load_spec
 from qa_tasks.errors import QAPackError, exit_code_of
+from qa_tasks.extras import require
 
 __all__ = ["EXIT_INTERRUPTED", "main", "run"]
 
@@ -306,9 +307,10 @@ def _last_line(path: Path) -> str:
 
 
 def run(argv: list[str] | None = None) -> int:
+    args = _parse(argv)  # --help and usage errors first: they need no optuna
+    require("sweep,train", what="python -m finetune.sweep")  # optuna, and TRL for the trials' finetune.sft
     import optuna
 
-    args = _parse(argv)
     out = Path(args.output_dir)
     if out.exists() and not out.is_dir():
         raise QAPackError(f"--output_dir {out} is a file; choose a folder")

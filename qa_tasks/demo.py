@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa_tasks.errors import QAPackError
+from qa_tasks.extras import require
 from qa_tasks.family import families
 from qa_tasks.testing import build_tiny_model
 
@@ -37,8 +38,6 @@ MARKER = ".leaderboards-demo"  # marks an output folder as the demo's own, so a 
 # the tasks the demo evaluates, by family (each family's ``demo_tasks``); recipe uses fold 0's held-out
 # test split, the fold the adapter is trained on
 FAMILY_TASKS = {f.name: f.demo_tasks for f in families() if f.demo_tasks}
-# packages the demo's steps import (math tasks, training), with the extra that installs each
-_NEEDED = (("math_verify", "math"), ("trl", "train"), ("accelerate", "train"))
 
 
 @dataclass(frozen=True)
@@ -100,10 +99,7 @@ def _check_tasks() -> list[str]:
         raise QAPackError("the demo needs the finetune module (python -m finetune.sft), which is not installed; "
                           "install lm-eval-qa-pack[train] from a complete checkout")
     # checked before the first step, so a plain `pip install .` fails at once instead of after the base evaluation
-    absent = [f"{pkg} ({extra})" for pkg, extra in _NEEDED if importlib.util.find_spec(pkg) is None]
-    if absent:
-        raise QAPackError(f"the demo needs {', '.join(absent)}, which this environment lacks; install them with "
-                          "pip install 'lm-eval-qa-pack[train,math]' (or pip install -e '.[train,math]' in a checkout)")
+    require("train,math", what="python -m qa_tasks.demo")
     return [t for tasks in FAMILY_TASKS.values() for t in tasks]
 
 

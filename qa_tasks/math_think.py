@@ -257,11 +257,9 @@ def preflight(task_name: str, metadata: dict | None = None) -> None:
 
     source = task_options(task_name).get("source")  # the data set the task variant names
     if source is not None:
-        import importlib.util
+        from qa_tasks.extras import require
 
-        if importlib.util.find_spec("math_verify") is None:  # needed by the grading worker
-            raise QAPackError("math-verify is not installed; install the math extra: "
-                              "pip install 'lm-eval-qa-pack[math]'")
+        require("math", what=task_name)  # the grading worker imports math_verify
         timeout_from_env()
         build_docs(source)
 

@@ -25,8 +25,6 @@ from __future__ import annotations
 import contextvars
 import difflib
 import functools
-import importlib
-import importlib.util
 import inspect
 import logging
 import os
@@ -34,6 +32,7 @@ import re
 from pathlib import Path
 
 from qa_tasks.errors import QAPackError
+from qa_tasks.extras import require
 
 __all__ = [
     "SUPPORTED_LM_EVAL",
@@ -51,11 +50,11 @@ __all__ = [
 ]
 
 SUPPORTED_LM_EVAL = ">=0.4.13,<0.4.14"  # keep in step with pyproject.toml's lm-eval requirement
-# lm-eval model name -> (pack extra, packages lm-eval imports for it)
-BACKEND_PACKAGES = {
-    "vllm": ("vllm", ("vllm",)),
-    "vllm-vlm": ("vllm", ("vllm",)),
-    **{name: ("api", ("aiohttp", "tenacity", "requests", "tqdm")) for name in (
+# lm-eval model name -> the pack extra that installs what lm-eval imports for it (qa_tasks.extras.EXTRAS)
+BACKEND_EXTRAS = {
+    "vllm": "vllm",
+    "vllm-vlm": "vllm",
+    **{name: "api" for name in (
         "local-completions", "local-chat-completions", "openai-completions", "openai-chat-completions")},
 }
 # vLLM's accepted max_lora_rank values (vllm/config/lora.py MaxLoRARanks); lm-eval passes 16 by default
@@ -63,7 +62,7 @@ VLLM_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 # model_args keys that name local folders or files when they look like paths, checked for lm-eval's own
 # backends only (another model class may read the same keys differently)
 PATH_ARGS = ("pretrained", "tokenizer", "peft", "lora_local_path", "delta")
-PATH_CHECKED_MODELS = {"hf", "huggingface", "hf-auto", "hf-multimodal", *BACKEND_PACKAGES}
+PATH_CHECKED_MODELS = {"hf", "huggingface", "hf-auto", "hf-multimodal", *BACKEND_EXTRAS}
 _PATCHED = "__qa_pack_patched__"
 _HOOK = {"off": False}  # set at the first target that does not fit: the hook then patches nothing more
 # True/False inside simple_evaluate (whether its tasks need the rollout layer); None elsewhere
@@ -168,11 +167,8 @@ def check_model_args(model, model_args, tasks=()) -> None:
     """One-line errors for the mistakes users hit first, before lm-eval loads anything."""
     if not isinstance(model, str):
         return
-    extra, packages = BACKEND_PACKAGES.get(model, (None, ()))
-    missing = [p for p in packages if importlib.util.find_spec(p) is None]
-    if missing:
-        raise QAPackError(f"--model {model} needs {', '.join(missing)}, which is not installed: "
-                          f"pip install 'lm-eval-qa-pack[{extra}]'")
+    if model in BACKEND_EXTRAS:
+        require(BACKEND_EXTRAS[model], what=f"--model {model}")
     if isinstance(model_args, str):
         from lm_eval.utils import simple_parse_args_string
 
