@@ -26,3 +26,22 @@ def exit_code_of(run: Callable[[list[str] | None], int], argv: list[str] | None 
         return run(argv)
     except QAPackError as e:
         return e.report()
+
+
+def _one_line_excepthook(kind, value, tb, previous=sys.excepthook) -> None:
+    """An uncaught ``QAPackError`` (code run by a command that does not catch it, e.g. ``lm_eval`` with the
+    startup hook switched off loading the pack's tasks through --include_path) is its one line and exit code.
+    ``os._exit``: the exit code of an uncaught exception is always 1 once the hook returns."""
+    if not isinstance(value, QAPackError):
+        previous(kind, value, tb)
+        return
+    import os
+
+    code = value.report()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if sys.excepthook is sys.__excepthook__:  # leave a hook someone else installed alone
+    sys.excepthook = _one_line_excepthook

@@ -31,6 +31,7 @@ import os
 import re
 from pathlib import Path
 
+from qa_tasks.api_endpoint import API_MODELS, CHAT_API_MODELS, check_endpoint, describe_failure
 from qa_tasks.errors import QAPackError
 from qa_tasks.extras import require
 
@@ -38,6 +39,7 @@ __all__ = [
     "SUPPORTED_LM_EVAL",
     "VLLM_MAX_LORA_RANKS",
     "check_model_args",
+    "check_run_options",
     "pack_tasks",
     "patch_cli",
     "patch_evaluate_config",
@@ -163,6 +165,16 @@ def _looks_local(value: str) -> bool:
     return os.path.isabs(value) or value.startswith((".", "~")) or value.count("/") > 1
 
 
+def check_run_options(model, limit=None, apply_chat_template=False) -> None:
+    """One-line errors for run options lm-eval would only trip over after loading the model."""
+    if limit is not None and float(limit) <= 0:
+        raise QAPackError(f"--limit {float(limit):g}: give a number of documents per task (1 or more) or a fraction "
+                          "in (0, 1), or leave it out for every document")
+    if model in CHAT_API_MODELS and not apply_chat_template:
+        raise QAPackError(f"--model {model} sends chat messages, which lm-eval builds only with "
+                          "--apply_chat_template: add it, or use --model local-completions for plain prompts")
+
+
 def check_model_args(model, model_args, tasks=()) -> None:
     """One-line errors for the mistakes users hit first, before lm-eval loads anything."""
     if not isinstance(model, str):
@@ -180,6 +192,8 @@ def check_model_args(model, model_args, tasks=()) -> None:
             raise QAPackError(f"{key}={value}: no such file or directory; give the folder that holds the "
                               f"{'adapter' if key in ('peft', 'lora_local_path') else 'model'} "
                               "(config.json) or a Hugging Face Hub id such as org/name")
+    if model in API_MODELS and isinstance(args.get("base_url"), str):
+        check_endpoint(args["base_url"])
     rank = args.get("max_lora_rank")
     if model in ("vllm", "vllm-vlm") and rank is not None and rank not in VLLM_MAX_LORA_RANKS:
         raise QAPackError(f"max_lora_rank={rank} is not a value vLLM accepts; use the smallest of "
@@ -291,6 +305,7 @@ def patch_evaluator(module) -> None:
         # data and task options first: what these tasks read is wrong whatever the model
         # (on the CLI the task manager holds model_args | --metadata, what the tasks will read)
         preflight(tasks, getattr(given.get("task_manager"), "metadata", None) or given.get("metadata") or {})
+        check_run_options(given.get("model"), given.get("limit"), given.get("apply_chat_template"))
         check_model_args(given.get("model"), given.get("model_args"), tasks)
         token = _ROLLOUT_WANTED.set(_needs_rollout(tasks, given.get("task_manager")))
         # the TaskManager simple_evaluate builds when none is given
@@ -341,25 +356,56 @@ def _suggest_pack_task(error: ValueError) -> QAPackError | None:
     return QAPackError(f"unknown task {', '.join(hints)}; `lm_eval ls tasks` lists every task")
 
 
+def _debug(args) -> bool:
+    return str(getattr(args, "verbosity", "")).upper() == "DEBUG"
+
+
+def _api_failure(args, error: Exception) -> QAPackError | None:
+    """The one line for a run of an API model that a failed request ended; None for other runs and
+    errors, and with --verbosity DEBUG (the whole traceback then stands)."""
+    if getattr(args, "model", None) not in API_MODELS or _debug(args):
+        return None
+    model_args = getattr(args, "model_args", None)
+    if isinstance(model_args, str):
+        from lm_eval.utils import simple_parse_args_string
+
+        model_args = simple_parse_args_string(model_args)
+    url = (model_args or {}).get("base_url") or "the API endpoint"
+    return describe_failure(error, url)
+
+
 def patch_cli(module) -> None:
     cls = getattr(module, "HarnessCLI", None)
     original_execute = _fits(cls, "execute", ("self", "args"), "lm_eval._cli.harness.HarnessCLI.execute")
-    if original_execute is None or not _mark(cls):
+    original_parse = _fits(cls, "parse_args", ("self",), "lm_eval._cli.harness.HarnessCLI.parse_args")
+    if original_execute is None or original_parse is None or not _mark(cls):
         return
 
+    def parse_args(self):
+        try:
+            return original_parse(self)
+        except ValueError as e:  # raised by lm-eval's own argparse actions (e.g. --metadata '{bad'): a usage error
+            raise SystemExit(QAPackError(str(e)).report()) from None
+
     def execute(self, args):
+        if getattr(args, "model", None) in API_MODELS and not _debug(args):
+            # one failed concurrent request leaves its sibling tasks' errors unretrieved: asyncio would log
+            # each as a traceback, while the run's one line (below) already says what failed
+            logging.getLogger("asyncio").addFilter(
+                lambda record: not record.getMessage().startswith("Task exception was never retrieved"))
         # `lm_eval validate --tasks <pack tasks>` needs only the pack's index, as a run of them does
         token = _PACK_ONLY.set(_pack_only(getattr(args, "tasks", None), getattr(args, "include_path", None)))
         try:
             return original_execute(self, args)
         except QAPackError as e:
             raise SystemExit(e.report()) from None
-        except ValueError as e:
-            hint = _suggest_pack_task(e)
+        except Exception as e:
+            hint = (_suggest_pack_task(e) if isinstance(e, ValueError) else None) or _api_failure(args, e)
             if hint is None:
                 raise
             raise SystemExit(hint.report()) from None
         finally:
             _PACK_ONLY.reset(token)
 
+    cls.parse_args = parse_args
     cls.execute = execute
