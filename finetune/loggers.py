@@ -40,7 +40,10 @@ def run_loggers(run: Path) -> list[str]:
 
 def record_loggers(trainer, out: Path) -> None:
     """Write OUT/loggers.json once the trainer's loggers are set up (at train begin)."""
-    info: dict = {"report_to": list(trainer.args.report_to or [])}
+    # the trainer's arguments as JSON, for log_to_run: never its pickled training_args.bin, which would run
+    # whatever code a run folder from elsewhere put there
+    info: dict = {"report_to": list(trainer.args.report_to or []),
+                  "training_args": json.loads(trainer.args.to_json_string())}
     for cb in trainer.callback_handler.callbacks:
         name = type(cb).__name__
         if name == "TensorBoardCallback" and getattr(cb, "logging_dir", None):
@@ -66,6 +69,25 @@ def record_callback(out: Path):
     return RecordLoggers()
 
 
+def _training_args(run: Path, info: dict):
+    """The run's ``TrainingArguments`` rebuilt from the JSON it recorded (the loggers read its run name and,
+    for W&B, its hyper-parameters); runs that recorded none, or values this machine rejects, get defaults."""
+    import dataclasses
+    import warnings
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+    base = {"output_dir": str(run), "report_to": info["report_to"]}
+    saved = {k: v for k, v in (info.get("training_args") or {}).items() if k in names}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecated fields round-trip with their default values
+        try:
+            return TrainingArguments(**{**saved, **base})
+        except (TypeError, ValueError):
+            return TrainingArguments(**base, run_name=saved.get("run_name"))
+
+
 def log_to_run(run: Path, checkpoint: Path, step: int, metrics: dict[str, float]) -> list[str]:
     """Log ``metrics`` (``eval_<task>/<metric>``) at ``step`` through the loggers the run recorded;
     returns their names (none when the run used no logger)."""
@@ -75,7 +97,6 @@ def log_to_run(run: Path, checkpoint: Path, step: int, metrics: dict[str, float]
     info = json.loads(path.read_text(encoding="utf-8"))
     if not info.get("report_to"):
         return []
-    import torch
     from transformers import TrainerControl, TrainerState
     from transformers.integrations import get_reporting_integration_callbacks
 
@@ -84,7 +105,7 @@ def log_to_run(run: Path, checkpoint: Path, step: int, metrics: dict[str, float]
     if info.get("wandb_run_id"):  # the same W&B run, resumed
         os.environ.update(WANDB_RUN_ID=info["wandb_run_id"], WANDB_RESUME="allow",
                           WANDB_PROJECT=info.get("wandb_project") or "huggingface")
-    args = torch.load(checkpoint / "training_args.bin", weights_only=False)  # written by this run's trainer
+    args = _training_args(run, info)
     state = TrainerState(global_step=step)
     names = []
     for cls in get_reporting_integration_callbacks(info["report_to"]):
