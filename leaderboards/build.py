@@ -7,10 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from leaderboards import plots as plots_mod
-from leaderboards.family_tables import adapters_table
+from leaderboards.comparisons import comparison_table, progression_table, strategy_table
+from leaderboards.family_tables import adapter_settings_table, adapters_table
+from leaderboards.overview import overview_table
 from leaderboards.reader import Collection, read_paths
 from leaderboards.render import render_csv, render_json, render_markdown
-from leaderboards.tables import Table, comparison_table, group_models, overview_table, progression_table
+from leaderboards.stats import CORRECTIONS
+from leaderboards.tables import Table, group_models
 from qa_tasks.errors import QAPackError
 from qa_tasks.family import families, resolve
 from qa_tasks.files import atomic_write
@@ -25,6 +28,7 @@ class BuildReport:
     output: Path
     tables: list[Table]
     plots: list[Path] = field(default_factory=list)
+    statistics: Path | None = None  # the JSON of every statistic written beside a markdown leaderboard
     warnings: list[str] = field(default_factory=list)  # files skipped in whole or in part
     cautions: list[str] = field(default_factory=list)  # numbers the tables set side by side but must not compare
 
@@ -41,16 +45,20 @@ def _write(path: Path, text: str) -> None:
     atomic_write(path, text)
 
 
-def build(paths, output, fmt: str | None = None, plots: bool = True) -> BuildReport:
+def build(paths, output, fmt: str | None = None, plots: bool = True, correction: str | None = None) -> BuildReport:
     """Read ``paths`` (lm-eval output folders or files) and write the leaderboard to ``output``.
 
-    ``fmt`` defaults to the output's suffix (.md/.csv/.json). Bad files become warnings; only bad
-    arguments or having nothing readable at all raise ``QAPackError``.
+    ``fmt`` defaults to the output's suffix (.md/.csv/.json); a markdown leaderboard gets the JSON of every
+    statistic beside it (same stem, .json). ``correction`` (holm | bh | none) overrides each table's own
+    multiple-comparison correction. Bad files become warnings; only bad arguments or having nothing
+    readable at all raise ``QAPackError``.
     """
     output = Path(output)
     fmt = fmt or (output.suffix.lstrip(".").lower() if output.suffix.lstrip(".").lower() in FORMATS else "md")
     if fmt not in FORMATS:
         raise QAPackError(f"--format {fmt!r} is not supported; use one of {', '.join(FORMATS)}")
+    if correction is not None and correction not in CORRECTIONS:
+        raise QAPackError(f"--correction {correction!r} is not supported; use one of {', '.join(CORRECTIONS)}")
     if not paths:
         raise QAPackError("no results folder given; pass the --output_path folders of your lm_eval runs")
     out_dir = output.parent
@@ -66,7 +74,7 @@ def build(paths, output, fmt: str | None = None, plots: bool = True) -> BuildRep
         raise QAPackError("no readable lm-eval results in " + ", ".join(str(p) for p in paths)
                           + (f" ({len(warnings)} file(s) skipped: {warnings[0]})" if warnings else "")
                           + "; pass folders written by lm_eval --output_path")
-    tables = build_tables(col)
+    tables = build_tables(col, correction)
     swept = [sweep_mod.sweep_tables(doc) for doc in sweeps]
     tables += [t for group in swept for t in group]
     sources = [_display(p, out_dir) for p in col.files] + [_display(Path(d["_path"]), out_dir) for d in sweeps]
@@ -81,6 +89,9 @@ def build(paths, output, fmt: str | None = None, plots: bool = True) -> BuildRep
         elif plots:
             note = plots_mod.MISSING_NOTE
         _write(output, render_markdown(tables, warnings, sources, note))
+        if output.suffix.lower() != ".json":
+            report.statistics = output.with_suffix(".json")
+            _write(report.statistics, render_json(tables, warnings, sources))
     elif fmt == "csv":
         _write(output, render_csv(tables))
     else:
@@ -88,16 +99,22 @@ def build(paths, output, fmt: str | None = None, plots: bool = True) -> BuildRep
     return report
 
 
-def build_tables(col: Collection) -> list[Table]:
-    """Every table the runs in ``col`` fill, in reading order (empty ones left out)."""
+def build_tables(col: Collection, correction: str | None = None) -> list[Table]:
+    """Every table the runs in ``col`` fill, in reading order (empty ones left out).
+
+    Confirmatory tables (the overview's ranks, base vs adapter, strategy vs strategy) adjust their p-values
+    by Holm, the screening one (training progression) by Benjamini-Hochberg, unless ``correction`` is given."""
     models, notes = group_models(col)
-    detail = []
+    detail: list[Table | None] = []
     for family in families():  # each family's own tables, in the registry's order
         for ref in family.tables:
             made = resolve(ref)(models, col)
             detail += made if isinstance(made, list) else [made]
-    tables = [overview_table(models, notes), comparison_table(models), *detail, progression_table(col, models),
-              adapters_table(col)]
+            if family.name == "squad" and ref.endswith(":squad_table"):  # its paired comparisons right below
+                detail.append(strategy_table(models, correction or "holm"))
+    tables = [overview_table(models, notes, correction or "holm"), comparison_table(models, correction or "holm"),
+              *detail, progression_table(col, models, correction or "bh"), adapters_table(col),
+              adapter_settings_table(col)]
     return [t for t in tables if t is not None]
 
 

@@ -11,17 +11,21 @@ documents (``checks.doc_set_cautions``).
 from __future__ import annotations
 
 from leaderboards.checks import chance_level, doc_set_cautions, doc_set_warning
+from leaderboards.kinds import BINARY
 from leaderboards.reader import Collection, TaskResult
-from leaderboards.tables import LETTERS, QUERY_TYPES, Caution, Model, Stat, Table, stat, tasks_of, value
+from leaderboards.stats import estimate
+from leaderboards.tables import LETTERS, QUERY_TYPES, Caution, Model, Stat, Table, score, tasks_of, value
 
-__all__ = ["MATH_FAILURES", "MATH_LENGTHS", "MATH_SCORES", "SQUAD_COLUMNS", "adapters_table", "latency_table",
-           "math_tables", "position_bias_table", "recipe_types_table", "squad_table"]
+__all__ = ["MATH_FAILURES", "MATH_LENGTHS", "MATH_SCORES", "SQUAD_COLUMNS", "SQUAD_COSTS", "SQUAD_SCORES",
+           "adapter_settings_table", "adapters_table", "latency_table", "math_tables", "position_bias_table", "recipe_types_table",
+           "squad_table"]
 
-# (metric key, column header) as ad-hoc SQuAD strategy studies report them
-SQUAD_COLUMNS = (("em", "EM"), ("f1", "F1"), ("lenient", "Lenient"), ("prompt_tokens", "PromptTok"),
-                 ("gen_tokens", "GenTok"), ("prompt_tokens_api", "PromptTok_API"),
-                 ("gen_tokens_api", "GenTok_API"), ("dep_tokens", "DepTok"), ("calls", "Calls"),
-                 ("rounds", "Rounds"), ("latency_s", "Latency (s)"), ("n_questions", "Questions"))
+# (metric key, column header) as ad-hoc SQuAD strategy studies report them: scores, then costs
+SQUAD_SCORES = (("em", "EM"), ("f1", "F1"), ("lenient", "Lenient"))
+SQUAD_COSTS = (("prompt_tokens", "PromptTok"), ("gen_tokens", "GenTok"), ("prompt_tokens_api", "PromptTok_API"),
+               ("gen_tokens_api", "GenTok_API"), ("dep_tokens", "DepTok"), ("calls", "Calls"), ("rounds", "Rounds"),
+               ("latency_s", "Latency (s)"))
+SQUAD_COLUMNS = (*SQUAD_SCORES, *SQUAD_COSTS, ("n_questions", "Questions"))
 MATH_SCORES = (("accuracy", "Accuracy"), ("format_accuracy", "Format acc."), ("wrong_answer_rate", "Wrong answer"),
                ("format_failure_rate", "Format failure"), ("grader_timeouts", "Grader timeouts"))
 MATH_FAILURES = (("missing_think_close", "Missing </think>"), ("missing_answer_open", "Missing <answer>"),
@@ -34,24 +38,31 @@ def _cautions(found: list[tuple[Model, str, TaskResult]]) -> list[Caution]:
     return doc_set_cautions((m.label, task, r) for m, task, r in found)
 
 
-def squad_table(models: list[Model], col: Collection | None = None) -> Table | None:
-    rows = []
+def squad_table(models: list[Model], col: Collection | None = None) -> list[Table]:
+    """Scores with their intervals, then costs, one heading per model (SQuAD strategy studies' columns)."""
     found = tasks_of(models, "squad")
-    for m, task, r in found:
-        rows.append([m.label, task.removeprefix("squad_"), *(value(r, k) for k, _ in SQUAD_COLUMNS)])
-    if not rows:
-        return None
-    note = ("EM/F1/Lenient average over questions; token, call, round and latency columns are means per passage: "
-            "PromptTok counts shared text once, *_API sums every call (planner included), DepTok = planner "
-            "prompt + generated tokens.")
-    decimals = {h: 1 for k, h in SQUAD_COLUMNS if "tokens" in k or k in ("calls", "rounds")}
+    if not found:
+        return []
     cautions = _cautions(found)
     for m in models:  # the strategies of one model compete on the same passages (squad_v1 has questions)
         passages = [(task, r) for model, task, r in found if model is m and "n_passages" in r.metrics]
         if warning := doc_set_warning(f"{m.label}: strategies", passages):
             cautions.append(Caution((m.label,), warning))
-    return Table("squad", "SQuAD strategies", ["Model", "Strategy", *(h for _, h in SQUAD_COLUMNS)], rows, note,
-                 decimals={**decimals, "Latency (s)": 2}, cautions=cautions)
+    scores = [[m.label, task.removeprefix("squad_"), *(score(r, k, False) for k, _ in SQUAD_SCORES), r.n,
+               value(r, "n_questions")] for m, task, r in found]
+    costs = [[m.label, task.removeprefix("squad_"), *(value(r, k) for k, _ in SQUAD_COSTS)] for m, task, r in found]
+    decimals = {h: 1 for k, h in SQUAD_COSTS if "tokens" in k or k in ("calls", "rounds")}
+    return [
+        Table("squad", "SQuAD strategies", ["Model", "Strategy", *(h for _, h in SQUAD_SCORES), "n", "Questions"],
+              scores, "EM/F1/Lenient average over questions, with their 95% interval: v1's documents are single "
+              "questions, clustered by passage (cluster bootstrap); the strategies' documents are passages, "
+              "each weighted by its questions. n = documents (questions for v1, passages for the strategies).",
+              decimals={"Questions": 0}, cautions=cautions, group=1),
+        Table("squad_costs", "SQuAD strategies: cost", ["Model", "Strategy", *(h for _, h in SQUAD_COSTS)], costs,
+              "Means per passage: PromptTok counts shared text once, *_API sums every call (planner included), "
+              "DepTok = planner prompt + generated tokens.", decimals={**decimals, "Latency (s)": 2},
+              cautions=cautions, group=1),
+    ]
 
 
 def latency_table(models: list[Model], col: Collection) -> Table | None:
@@ -72,7 +83,11 @@ def _subset_stat(r: TaskResult, metric: str, legacy_count: str) -> Stat:
     results of task version 1.1 carry the count as a metric. Neither: the count is unknown, not guessed.
     """
     if r.samples and len(r.samples) == r.n:  # a truncated log would undercount
-        n: float | None = sum(metric in values for _, values in r.samples.values())
+        values = [v[metric][0] for _, v in r.samples.values() if metric in v]
+        n: float | None = len(values)
+        if values and r.metrics.get(metric) is not None:  # the Wilson interval of the subset's accuracy
+            found = estimate(values, BINARY)
+            return Stat(r.metrics[metric], found.se, len(values), ci=found.ci, ci_method=found.ci_method)
     else:
         n = r.metrics.get(legacy_count)
     return Stat(r.metrics.get(metric), None, int(n) if n is not None else None, n_unknown=n is None)
@@ -82,15 +97,16 @@ def recipe_types_table(models: list[Model], col: Collection | None = None) -> Ta
     rows = []
     found = tasks_of(models, "recipe_mpr")
     for m, task, r in found:
-        rows.append([m.label, task, stat(r, "acc"), *(_subset_stat(r, f"acc_{t}", f"n_{t}") for t in QUERY_TYPES)])
+        rows.append([m.label, task, score(r, "acc"), *(_subset_stat(r, f"acc_{t}", f"n_{t}") for t in QUERY_TYPES)])
     if not rows:
         return None
-    note = ("Accuracy (n = queries behind it, counted in the samples log: n=– for a run without "
-            "--log_samples). Query types are multi-label: a query counts toward every type "
+    note = ("Accuracy with its 95% Wilson interval (n = queries behind it, counted in the samples log: n=– for a "
+            "run without --log_samples). Query types are multi-label: a query counts toward every type "
             f"it has, so the type columns do not add up to the overall n. Chance (a uniform guess among "
             f"{len(LETTERS)} options) = {chance_level('recipe_mpr', 'acc'):.1f}.")
     return Table("recipe_types", "Recipe-MPR: accuracy by query type", ["Model", "Task", "Overall", *QUERY_TYPES],
-                 rows, note, cautions=_cautions(found), families={task: "recipe_mpr" for _, task, _ in found})
+                 rows, note, cautions=_cautions(found), families={task: "recipe_mpr" for _, task, _ in found},
+                 group=1)
 
 
 def position_bias_table(models: list[Model], col: Collection | None = None) -> Table | None:
@@ -108,7 +124,7 @@ def position_bias_table(models: list[Model], col: Collection | None = None) -> T
             "letter's queries.")
     return Table("position_bias", "Recipe-MPR: position bias",
                  ["Model", "Task", *(f"Acc gold={x}" for x in LETTERS), *(f"Pred {x}" for x in LETTERS),
-                  "Invalid"], rows, note, cautions=_cautions(found))
+                  "Invalid"], rows, note, cautions=_cautions(found), group=2)
 
 
 def math_tables(models: list[Model], col: Collection | None = None) -> list[Table]:
@@ -150,8 +166,9 @@ def _short(v) -> str:
     return str(v)
 
 
-def adapters_table(col: Collection) -> Table | None:
-    rows, cautions = [], []
+def _manifests(col: Collection) -> tuple[list[tuple[str, dict]], list[Caution]]:
+    """(display name, manifest) per adapter, and a caution per run stopped before it finished."""
+    found, cautions = [], []
     for key in sorted(col.manifests):
         man = col.manifests[key]
         name = key.rstrip("/").rsplit("/", 1)[-1]
@@ -160,15 +177,32 @@ def adapters_table(col: Collection) -> Table | None:
             cautions.append(Caution((name,), f"{name}: the run was stopped before it finished; its metrics cover "
                                     "the steps done so far and the folder holds no final adapter "
                                     "(finish it with finetune.sft --resume)"))
+        found.append((name, man))
+    return found, cautions
+
+
+def adapters_table(col: Collection) -> Table | None:
+    rows = []
+    found, cautions = _manifests(col)
+    for name, man in found:
         data = man.get("data") if isinstance(man.get("data"), dict) else {}
         where = "/".join(str(data[k]) for k in ("source", "split") if data.get(k) is not None)
         if data.get("fold") is not None:
             where += f" fold {data['fold']}"
-        rows.append([name, man.get("base_model"), man.get("task"), man.get("method"),
-                     where, data.get("n_examples"), _compact(man.get("hyperparameters"), _HYPER_KEYS),
-                     _compact(man.get("metrics"), _TRAIN_KEYS)])
+        base = man.get("base_model")
+        rows.append([name, base.rstrip("/").rsplit("/", 1)[-1] if isinstance(base, str) else base, man.get("task"),
+                     man.get("method"), where, data.get("n_examples")])
     if not rows:
         return None
-    return Table("adapters", "Adapters", ["Adapter", "Base model", "Task", "Method", "Data", "Examples",
-                                          "Hyperparameters", "Final training metrics"], rows,
-                 "From each adapter's manifest.json.", cautions=cautions)
+    return Table("adapters", "Adapters", ["Adapter", "Base model", "Task", "Method", "Data", "Examples"], rows,
+                 "From each adapter's manifest.json (base model: the last part of its path or Hub id).",
+                 cautions=cautions)
+
+
+def adapter_settings_table(col: Collection) -> Table | None:
+    rows = [[name, _compact(man.get("hyperparameters"), _HYPER_KEYS), _compact(man.get("metrics"), _TRAIN_KEYS)]
+            for name, man in _manifests(col)[0]]
+    if not rows:
+        return None
+    return Table("adapter_settings", "Adapters: training", ["Adapter", "Hyperparameters", "Final training metrics"],
+                 rows, "From each adapter's manifest.json.")

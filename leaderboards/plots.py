@@ -1,8 +1,9 @@
-"""PNG plots written next to the markdown: Recipe-MPR accuracy per query type (bars) and training
-progression (curves). Every bar carries its value (a 0 is a hatched stub, a missing value says
-"no data"), a dashed line marks chance where there is one, and the table's cautions (points on
-different documents) are printed in red on the figure. Uses matplotlib's Agg canvas directly (no pyplot state, no GUI backend) and
-writes no timestamp or version into the PNG, so the same tables give the same bytes.
+"""PNG plots written next to the markdown: Recipe-MPR accuracy per query type (bars with their 95%
+intervals) and training progression (curves with a 95% band). Every bar carries its value (a 0 is a
+hatched stub, a missing value says "no data"), a dashed line marks chance where there is one, and the
+table's cautions (points on different documents) are printed in red on the figure. Uses matplotlib's Agg
+canvas directly (no pyplot state, no GUI backend) and writes no timestamp or version into the PNG, so the
+same tables give the same bytes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from leaderboards.checks import chance_level
 from leaderboards.tables import QUERY_TYPES, Stat, Table
+from qa_tasks.extras import EXTRAS, missing
 from qa_tasks.files import atomic_write
 
 __all__ = ["MISSING_NOTE", "make_plots", "plots_available", "progress_figure", "type_figure"]
@@ -24,11 +26,7 @@ MISSING_NOTE = "Plots skipped: matplotlib is not installed (pip install 'lm-eval
 
 
 def plots_available() -> bool:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return not missing(*EXTRAS["plots"])
 
 
 def _slug(text: str) -> str:
@@ -53,6 +51,13 @@ def _save(fig, path: Path) -> None:
 def _value(cell) -> float:
     v = cell.value if isinstance(cell, Stat) else cell
     return float(v) if isinstance(v, (int, float)) else float("nan")
+
+
+def _interval(cell) -> tuple[float, float]:
+    """A Stat's 95% interval, or (nan, nan) where it has none."""
+    if isinstance(cell, Stat) and cell.ci is not None:
+        return cell.ci
+    return float("nan"), float("nan")
 
 
 def _cautions(table: Table, scope: tuple[str, ...]) -> list[str]:
@@ -110,13 +115,20 @@ def type_figure(table: Table, task: str):
         xs = [g + (i - (len(rows) - 1) / 2) * width for g in range(len(groups))]
         values = [_value(c) for c in row[2:2 + len(groups)]]
         bars = ax.bar(xs, [0 if math.isnan(v) else v for v in values], width=width, label=row[0])
+        lows, highs = zip(*(_interval(c) for c in row[2:2 + len(groups)]))
+        shown = [i for i, (v, lo) in enumerate(zip(values, lows)) if not (math.isnan(v) or math.isnan(lo))]
+        if shown:  # the 95% interval of each bar (Wilson: independent queries)
+            ax.errorbar([xs[i] for i in shown], [values[i] for i in shown],
+                        yerr=[[values[i] - lows[i] for i in shown], [highs[i] - values[i] for i in shown]],
+                        fmt="none", ecolor="0.2", elinewidth=0.8, capsize=0)
         _bar_labels(ax, xs, values, width, bars.patches[0].get_facecolor(), rotate=len(rows) > 1)
     ticks = [f"{g}\n({_n_label([row[2 + j] for row in rows])})" for j, g in enumerate(groups)]
     ax.set_xticks(range(len(groups)), [t.replace("\n()", "") for t in ticks], fontsize=8)
     _chance(ax, table, task, ["acc"])
     ax.set_ylim(0, 1.15)
     ax.set_ylabel("accuracy")
-    ax.set_xlabel("query type (n = queries" + (", per model in legend order)" if len(rows) > 1 else ")"), fontsize=8)
+    ax.set_xlabel("query type (n = queries" + (", per model in legend order" if len(rows) > 1 else "")
+                  + "; whiskers: 95% interval)", fontsize=8)
     ax.set_title(f"{task}: accuracy by query type", fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: never over a bar
     fig.tight_layout(rect=(0, bottom, 1, 1))
@@ -127,29 +139,34 @@ def progress_figure(table: Table, key: tuple[str, str]):
     """Curves of a ``progression`` table's metrics over training steps for one (model, task) series."""
     from matplotlib.ticker import MaxNLocator
 
-    metrics = [c for c in table.columns[3:] if c != "n"]
     rows = [row for row in table.rows if (row[0], row[1]) == key and row[2] != "final"]
-    xs = [0 if row[2] == "base" else int(row[2]) for row in rows]
+    metrics = list(dict.fromkeys(row[3] for row in rows))
+    steps = list(dict.fromkeys(row[2] for row in rows))
+    cells = {(row[2], row[3]): row[4] for row in rows}
+    xs = [0 if step == "base" else int(step) for step in steps]
     fig = _figure(width=8.5)
     cautions = _cautions(table, key)
     bottom = _warn(fig, cautions)
     ax = fig.add_subplot(1, 1, 1)
-    for j, metric in enumerate(metrics):
-        ys = [_value(row[3 + j]) for row in rows]
+    for metric in metrics:
+        ys = [_value(cells.get((step, metric))) for step in steps]
         if not all(math.isnan(y) for y in ys):  # skip all-NaN series
-            ax.plot(xs, ys, marker="o", label=metric)
-    ns = [row[-1] for row in rows]
+            line = ax.plot(xs, ys, marker="o", label=metric)[0]
+            lows, highs = zip(*(_interval(cells.get((step, metric))) for step in steps))
+            if not all(math.isnan(lo) for lo in lows):  # the 95% interval of each point, as a band
+                ax.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.15, linewidth=0)
+    ns = [next((c.n for m in metrics if isinstance(c := cells.get((step, m)), Stat)), None) for step in steps]
     if cautions or len(set(ns)) > 1:  # points on different documents: say which n each one has
         ax.set_xticks(xs, [f"{x}\nn={n if n is not None else '?'}" for x, n in zip(xs, ns)], fontsize=7)
     else:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    values = [_value(row[3 + j]) for row in rows for j in range(len(metrics))]
+    values = [_value(row[4]) for row in rows]
     rates = all(0 <= v <= 1 for v in values if not math.isnan(v))
     if rates:  # keep the full scale in view
         ax.set_ylim(-0.02, 1.02)
         _chance(ax, table, key[1], [m for m in metrics if m.startswith("acc")])
-    ax.set_xlabel("training step (0 = base model)" + (f", n = documents: {ns[0]}" if len(set(ns)) == 1 else ""),
-                  fontsize=8)
+    ax.set_xlabel("training step (0 = base model)" + (f", n = documents: {ns[0]}" if len(set(ns)) == 1 else "")
+                  + "; band: 95% interval", fontsize=8)
     ax.set_ylabel("score (0-1)" if rates else "value")
     ax.set_title(f"{key[0]} on {key[1]}", fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from leaderboards.samples import Replies, Samples, number, read_samples
+from leaderboards.samples import Clusters, Replies, Samples, number, read_samples
 from qa_tasks.errors import QAPackError
 from qa_tasks.files import checkpoint_step
 
@@ -40,6 +40,7 @@ class TaskResult:
     # the model's replies per document (several for a multi-question strategy), from the samples log
     replies: Replies | None = None
     config_source: str | None = None  # the task's YAML path as lm-eval recorded it (which family owns the task)
+    clusters: Clusters | None = None  # doc_id -> passage, for passage-based documents (from the samples log)
 
 
 @dataclass
@@ -292,7 +293,7 @@ class _Reader:
                 continue
             self.out.files.append(path)
             result = run.tasks[task]
-            result.samples, result.replies, problem = read_samples(path)
+            result.samples, result.replies, result.clusters, problem = read_samples(path)
             if problem:
                 self.warn(path, problem)
 

@@ -1,6 +1,6 @@
 """Read one lm-eval samples log (``samples_<task>_<stamp>.jsonl``): per-document metric values with
-their ``doc_hash`` (for paired tests and document-set checks) and the model's replies (for the
-constant-answer check)."""
+their ``doc_hash`` (for paired tests and document-set checks), the passage each document belongs to (for
+clustered errors) and the model's replies (for the constant-answer check)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from pathlib import Path
 
 from qa_tasks.rollout import RESULT_KEY
 
-__all__ = ["Replies", "Samples", "number", "read_samples"]
+__all__ = ["Clusters", "Replies", "Samples", "cluster_of", "number", "read_samples"]
 
 # doc_id -> (doc_hash or None, {metric: (value, weight)}); weight is 1, or the count of a (sum, count)
 # pair that a task micro-averages (SQuAD passages)
 Samples = dict[int, tuple[str | None, dict[str, tuple[float, float]]]]
 Replies = dict[int, list[str]]  # doc_id -> the model's answer(s)
+Clusters = dict[int, str]  # doc_id -> the passage it was asked on
 
 
 def number(value) -> float | None:
@@ -31,6 +32,18 @@ def _sample_value(value) -> tuple[float, float] | None:
     if isinstance(value, (list, tuple)) and len(value) == 2 and all(number(v) is not None for v in value):
         total, count = value
         return (float(total) / count, float(count)) if count > 0 else None
+    return None
+
+
+def cluster_of(doc) -> str | None:
+    """The passage a logged document belongs to: the pack's SQuAD documents name it (``pid``: title and
+    paragraph, for squad_v1's one-question documents and the strategies' passages alike); other
+    passage-based documents (lm-eval's own SQuAD) carry its text as ``context``. None: not passage-based."""
+    if not isinstance(doc, dict):
+        return None
+    for key in ("pid", "context"):
+        if isinstance(doc.get(key), str) and doc[key]:
+            return doc[key]
     return None
 
 
@@ -58,17 +71,19 @@ def _replies(filtered) -> list[str] | None:
     return [f"option {max(range(len(scores)), key=scores.__getitem__) + 1}"]
 
 
-def read_samples(path: Path) -> tuple[Samples | None, Replies | None, str | None]:
-    """Per-document metric values and replies of one samples log, and a problem to report (or None).
+def read_samples(path: Path) -> tuple[Samples | None, Replies | None, Clusters | None, str | None]:
+    """Per-document metric values, replies and passages of one samples log, and a problem to report (or None).
 
-    Truncated or foreign lines are skipped and counted; nothing readable gives (None, None, why).
+    Truncated or foreign lines are skipped and counted; nothing readable gives (None, None, None, why).
+    Passages come back only when every document names one.
     """
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as e:
-        return None, None, f"cannot be read ({e.strerror or e}); no paired test for this task"
+        return None, None, None, f"cannot be read ({e.strerror or e}); no paired test for this task"
     samples: Samples = {}
     replies: Replies = {}
+    clusters: Clusters = {}
     bad = []
     problem = None
     for lineno, line in enumerate(lines, 1):
@@ -94,9 +109,11 @@ def read_samples(path: Path) -> tuple[Samples | None, Replies | None, str | None
             reply = _replies(rec.get("filtered_resps"))
             if reply is not None:
                 replies.setdefault(doc_id, reply)
+            if (passage := cluster_of(rec.get("doc"))) is not None:
+                clusters[doc_id] = passage
     if bad:
         where = f"line {bad[0]}" if len(bad) == 1 else f"{len(bad)} lines (first: {bad[0]})"
         problem = f"{where} not a valid sample record (truncated?); kept the other {len(samples)} samples"
     if not samples:
-        return None, None, "no readable samples; no paired test for this task"
-    return samples, replies or None, problem
+        return None, None, None, "no readable samples; no paired test for this task"
+    return samples, replies or None, clusters if len(clusters) == len(samples) else None, problem

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from leaderboards.tables import Table
 from qa_tasks.errors import QAPackError
+from qa_tasks.extras import require
 
 __all__ = ["SWEEP_FILE", "importances", "is_sweep", "read_sweep", "sweep_plots", "sweep_tables"]
 
@@ -66,6 +67,8 @@ def _label(doc: dict) -> str:
 
 
 def sweep_tables(doc: dict) -> list[Table]:
+    # checked up front, so a sweep folder needs optuna whether or not its trials vary enough yet for importances
+    require("sweep", what=f"the sweep folder {Path(doc['_path']).parent} (its parameter importances)")
     trials = doc["trials"]
     params = sorted({k for t in trials for k in t.get("params", {})})
     sign = -1 if doc.get("direction") == "maximize" else 1

@@ -1,27 +1,20 @@
 """Leaderboard tables from read lm-eval runs (see ``reader``); every table is sorted, so the same
 inputs give the same tables.
 
-Here: the cell and table types, model grouping, the overview (models x tasks), base vs adapter (deltas
-with a paired test from the per-sample logs, constant-answer models marked) and the training
-progression. ``family_tables`` holds the per-family detail tables. A table whose side-by-side numbers
-come from different documents carries a ``Caution`` (``checks``).
+Here: the cell and table types, model grouping, and the per-document values behind a score or a paired
+comparison. ``overview`` holds the overview (scores with intervals and ranks), ``comparisons`` the paired
+tables (base vs adapter, training progression), ``family_tables`` the per-family detail tables. A table
+whose side-by-side numbers come from different documents carries a ``Caution`` (``checks``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from leaderboards.checks import (
-    CONSTANT_MIN_DOCS,
-    CONSTANT_SHARE,
-    LETTERS,
-    Caution,
-    constant_answer,
-    doc_set_cautions,
-    doc_set_warning,
-)
+from leaderboards.checks import LETTERS, Caution
+from leaderboards.kinds import metric_kind
 from leaderboards.reader import Collection, Run, TaskResult
-from leaderboards.stats import ALPHA, BOOTSTRAP_ITERS, paired_test
+from leaderboards.stats import Estimate, PairedTest, estimate
 from qa_tasks.family import Family, family_named, family_of, family_of_yaml
 from qa_tasks.recipe_mpr import QUERY_TYPES
 
@@ -30,17 +23,20 @@ __all__ = [
     "QUERY_TYPES",
     "Caution",
     "Model",
+    "Paired",
     "Stat",
     "Table",
-    "comparison_table",
+    "TestCell",
     "family",
     "group_models",
     "main_metric",
-    "overview_table",
-    "progression_table",
+    "metrics_of",
+    "paired_values",
+    "score",
     "setup_differences",
     "stat",
     "tasks_of",
+    "unit_of",
     "value",
 ]
 
@@ -49,12 +45,31 @@ _FALLBACK_MAIN = ("acc", "exact_match", "em", "accuracy", "f1", "acc_norm")
 
 @dataclass(frozen=True)
 class Stat:
-    """A number with what stands behind it: ``0.250 ± 0.131 (n=12)``."""
+    """A number with what stands behind it: ``0.250 [0.103, 0.455] (n=12)`` or ``0.250 ± 0.131 (n=12)``."""
 
     value: float | None
     stderr: float | None = None
     n: int | None = None
     n_unknown: bool = False  # a count the run did not record (shown as n=–), unlike one that does not apply
+    ci: tuple[float, float] | None = None  # 95% interval
+    ci_method: str = ""  # "wilson" | "bootstrap" | "cluster bootstrap"
+    clusters: int | None = None  # passages behind a clustered score (None: independent documents)
+    unit: str = ""  # what a cluster is ("passages")
+    design_effect: float | None = None
+    problem: str | None = None  # why there is no interval
+
+
+@dataclass
+class TestCell:
+    """A paired comparison in a table: the test, what its clusters are, and its p-value adjusted across the
+    table (filled in by ``comparisons.apply_correction``)."""
+
+    test: PairedTest
+    unit: str = "documents"
+    kind: str = "continuous"  # the metric's declared kind (``kinds``)
+    excluded: int = 0  # documents left out: same doc_id, different doc_hash
+    adjusted: float | None = None
+    correction: str = "none"
 
 
 @dataclass
@@ -62,12 +77,30 @@ class Table:
     key: str
     title: str
     columns: list[str]
-    rows: list[list]  # cells: str | int | float | Stat | None
+    rows: list[list]  # cells: str | int | float | Stat | TestCell | None
     note: str = ""
     plots: list[str] = field(default_factory=list)  # PNG file names, filled in by ``plots``
     decimals: dict[str, int] = field(default_factory=dict)  # per column, where 3 decimals would mislead
     cautions: list[Caution] = field(default_factory=list)  # shown above the table: do not compare blindly
     families: dict[str, str] = field(default_factory=dict)  # task -> family, for plots (chance level)
+    group: int = 0  # leading columns shown as a heading over their rows in markdown (a model pair, named once)
+    correction: str | None = None  # how the p-values of its tests are adjusted (holm | bh | none)
+    hidden: tuple[str, ...] = ()  # columns kept in JSON and CSV but left out of the markdown
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Per-document values of one metric of two runs on the documents both scored (same doc_hash)."""
+
+    a: list[float]
+    b: list[float]
+    weights: list[float]
+    clusters: list[str] | None  # passage per document, where the documents are passage-based
+    mismatched: int  # same doc_id, different doc_hash: left out
+
+    @property
+    def unit(self) -> str:
+        return "passages" if self.clusters is not None else "documents"
 
 
 @dataclass
@@ -91,7 +124,7 @@ def family(task: str, result: TaskResult | None = None) -> str:
     return found.name if found is not None else "other"
 
 
-def _metrics_of(task: str, result: TaskResult, pick) -> tuple[str, ...]:
+def metrics_of(task: str, result: TaskResult, pick) -> tuple[str, ...]:
     """``pick(family)`` (a metric tuple) of ``task``'s family, or its main metric alone."""
     found: Family | None = family_named(family(task, result))
     return (pick(found) if found else ()) or (main_metric(task, result.metrics, result),)
@@ -136,6 +169,39 @@ def stat(result: TaskResult, metric: str, n: int | None = None) -> Stat | None:
     return Stat(result.metrics[metric], result.stderr.get(metric), result.n if n is None else n)
 
 
+def unit_of(result: TaskResult) -> str:
+    return "passages" if result.clusters is not None else "documents"
+
+
+def _values(result: TaskResult, metric: str) -> tuple[list[float], list[float], list[str] | None] | None:
+    """``metric``'s per-document values, weights and passages, where the samples log holds every document."""
+    if not result.samples or len(result.samples) != result.n:  # a truncated log would misstate the interval
+        return None
+    ids = [i for i in sorted(result.samples) if metric in result.samples[i][1]]
+    if len(ids) != len(result.samples):
+        return None
+    pairs = [result.samples[i][1][metric] for i in ids]
+    clusters = [result.clusters[i] for i in ids] if result.clusters is not None else None
+    return [v for v, _ in pairs], [w for _, w in pairs], clusters
+
+
+def score(result: TaskResult, metric: str, with_n: bool = True) -> Stat | None:
+    """The results JSON's value of ``metric`` with a 95% interval and standard error from the samples log
+    (clustered by passage where the documents share passages); lm-eval's stderr alone without a full log.
+    ``with_n=False``: n left to a column of its own."""
+    if metric not in result.metrics:
+        return None
+    found = _values(result, metric)
+    if found is None:
+        plain = stat(result, metric)
+        return plain if with_n else replace(plain, n=None)
+    values, weights, clusters = found
+    est: Estimate = estimate(values, metric_kind(metric), weights, clusters, unit_of(result))
+    return Stat(result.metrics[metric], est.se, result.n if with_n else None, ci=est.ci, ci_method=est.ci_method,
+                clusters=est.clusters, unit=unit_of(result) if est.clusters else "",
+                design_effect=est.design_effect, problem=est.problem)
+
+
 def value(result: TaskResult, metric: str):
     return result.metrics.get(metric)
 
@@ -145,29 +211,18 @@ def tasks_of(models: list[Model], fam: str) -> list[tuple[Model, str, TaskResult
             if family(t, m.tasks[t][0]) == fam]
 
 
-def overview_table(models: list[Model], notes: list[str]) -> Table | None:
-    tasks = sorted({t for m in models for t in m.tasks})
-    if not tasks:
-        return None
-    metric_of = {}
-    for task in tasks:
-        results = [m.tasks[task][0] for m in models if task in m.tasks]
-        metric_of[task] = main_metric(task, sorted({k for r in results for k in r.metrics}), results[0])
-    rows = [[m.label, *(stat(m.tasks[t][0], metric_of[t]) if t in m.tasks else None for t in tasks)] for m in models]
-    note = "Main metric per task, ± lm-eval's standard error, n = documents evaluated."
-    if notes:
-        note += " Duplicates: " + "; ".join(notes) + "."
-    cautions = doc_set_cautions((m.label, t, m.tasks[t][0]) for m in models for t in sorted(m.tasks))
-    return Table("overview", "Overview", ["Model", *(f"{t} ({metric_of[t]})" for t in tasks)], rows, note,
-                 cautions=cautions)
-
-
-def _pairs(base: TaskResult, other: TaskResult, metric: str) -> tuple[list[float], list[float], list[float], int]:
-    """Per-document values (and weights) of ``metric`` on the documents both runs scored (same doc_hash)."""
-    a, b, w, mismatched = [], [], [], 0
-    for doc_id in sorted(set(base.samples or {}) & set(other.samples or {})):
+def paired_values(base: TaskResult, other: TaskResult, metric: str, by_hash: bool = False) -> Paired:
+    """``metric`` of two runs on the documents both scored, aligned by doc_id with equal doc_hash
+    (``by_hash``: aligned by doc_hash alone, for two tasks over the same passages)."""
+    a, b, w, mismatched, ids = [], [], [], 0, []
+    if by_hash:
+        index = {h: i for i, (h, _) in (other.samples or {}).items() if h}
+        keys = sorted((i, index[h]) for i, (h, _) in (base.samples or {}).items() if h in index)
+    else:
+        keys = [(i, i) for i in sorted(set(base.samples or {}) & set(other.samples or {}))]
+    for doc_id, other_id in keys:
         hash_a, va = base.samples[doc_id]
-        hash_b, vb = other.samples[doc_id]
+        hash_b, vb = other.samples[other_id]
         if metric not in va or metric not in vb:
             continue
         if hash_a and hash_b and hash_a != hash_b:
@@ -176,7 +231,9 @@ def _pairs(base: TaskResult, other: TaskResult, metric: str) -> tuple[list[float
         a.append(va[metric][0])
         b.append(vb[metric][0])
         w.append(va[metric][1])
-    return a, b, w, mismatched
+        ids.append(doc_id)
+    clusters = [base.clusters[i] for i in ids] if base.clusters is not None else None
+    return Paired(a, b, w, clusters, mismatched)
 
 
 def setup_differences(a: tuple[TaskResult, Run], b: tuple[TaskResult, Run]) -> list[str]:
@@ -186,97 +243,3 @@ def setup_differences(a: tuple[TaskResult, Run], b: tuple[TaskResult, Run]) -> l
     if a[0].n != b[0].n and "docs/prompts" not in diff:
         diff.append("n")
     return diff
-
-
-def comparison_table(models: list[Model]) -> Table | None:
-    bases = {m.base_key: m for m in models if m.adapter_key is None}
-    rows, cautions = [], []
-    for model in models:
-        base = bases.get(model.base_key)
-        if model.adapter_key is None or base is None:
-            continue
-        for task in sorted(set(model.tasks) & set(base.tasks)):
-            rb, ra = base.tasks[task][0], model.tasks[task][0]
-            pair = f"{base.label} vs {model.label}"
-            if warning := doc_set_warning(f"{task} ({pair})", [("base", rb), ("adapter", ra)]):
-                cautions.append(Caution((pair, task), warning))
-            constant = []
-            for who, r, label in (("base", rb, base.label), ("adapter", ra, model.label)):
-                if what := constant_answer(r):
-                    constant.append(f"{who}: {what}")
-                    caution = Caution((pair, task), f"{task}: {label} {what}; a Δ involving it measures how "
-                                                    "often the gold is that answer, not a skill")
-                    if caution.text not in {c.text for c in cautions}:  # a base shared by several adapters
-                        cautions.append(caution)
-            flag = "; ".join(constant) or None
-            metrics = [m for m in _metrics_of(task, ra, lambda f: f.compared_metrics)
-                       if m in ra.metrics and m in rb.metrics]
-            for metric in metrics:
-                vb, va = rb.metrics[metric], ra.metrics[metric]
-                if rb.samples is None or ra.samples is None:
-                    test, p, verdict, n = "no per-sample log", None, "unknown", None
-                else:
-                    xs, ys, ws, mismatched = _pairs(rb, ra, metric)
-                    if not xs:
-                        test, p, verdict, n = "no common documents", None, "unknown", 0
-                    else:
-                        result = paired_test(xs, ys, ws)
-                        test, p, n = result.method, result.p_value, result.n
-                        verdict = "yes" if result.significant else "no"
-                        if mismatched:
-                            test += f" ({mismatched} docs differ, excluded)"
-                diff = setup_differences(base.tasks[task], model.tasks[task])
-                same = "yes" if not diff else "no: " + ", ".join(diff)
-                rows.append([base.label, model.label, task, metric, vb, va, va - vb, n, test, p, verdict, flag,
-                             same])
-    if not rows:
-        return None
-    note = (f"Δ = adapter − base (results JSON). Paired test on the documents both runs scored (n), from the "
-            f"per-sample logs: McNemar's exact test for 0/1 metrics, paired bootstrap over documents "
-            f"({BOOTSTRAP_ITERS:,} resamples, seed 0; SQuAD passages weighted by their questions) otherwise. Significant = p < {ALPHA}; a Δ that is not significant is no "
-            f"evidence of a change. Same setup = same generation settings, chat template, system prompt, few-shot "
-            f"count, task version and documents/prompts (lm-eval's task hash); otherwise the runs compare unlike "
-            f"things. Constant answer = a model giving one answer to ≥ {CONSTANT_SHARE:.0%} of the documents "
-            f"(at least {CONSTANT_MIN_DOCS}; from the position-bias pred_X, else the replies in the samples log).")
-    return Table("comparison", "Base vs adapter", ["Base", "Adapter", "Task", "Metric", "Base value",
-                                                   "Adapter value", "Δ", "n paired", "Test", "p", "Significant",
-                                                   "Constant answer", "Same setup"],
-                 rows, note, cautions=cautions)
-
-
-def progression_table(col: Collection, models: list[Model]) -> Table | None:
-    steps = [r for r in col.runs if r.step is not None]
-    if not steps:
-        return None
-    bases = {m.base_key: m for m in models if m.adapter_key is None}
-    finals = {(m.base_key, m.adapter_key): m for m in models if m.adapter_key is not None}
-    series: dict[tuple[str, str, str], dict] = {}
-    for run in steps:
-        for task, result in run.tasks.items():
-            entry = series.setdefault((run.model, task, run.base_key), {"adapter": run.adapter_key, "points": {}})
-            entry["points"][run.step] = result  # runs are sorted by date: a re-run step keeps the newer
-    metric_names: list[str] = []
-    for (_, task, _), entry in series.items():
-        for result in entry["points"].values():
-            for name in _metrics_of(task, result, lambda f: f.progress_metrics):
-                if name in result.metrics and name not in metric_names:
-                    metric_names.append(name)
-    rows, cautions, families = [], [], {}
-    for (label, task, base_key), entry in sorted(series.items()):
-        families[task] = family(task, next(iter(entry["points"].values())))
-        points: list[tuple[str, TaskResult]] = []
-        base = bases.get(base_key)
-        if base and task in base.tasks:
-            points.append(("base", base.tasks[task][0]))
-        points += [(str(step), entry["points"][step]) for step in sorted(entry["points"])]
-        final = finals.get((base_key, entry["adapter"]))
-        if final and task in final.tasks:
-            points.append(("final", final.tasks[task][0]))
-        for step, result in points:
-            rows.append([label, task, step, *(result.metrics.get(k) for k in metric_names), result.n])
-        named = [(step if step in ("base", "final") else f"step {step}", result) for step, result in points]
-        if warning := doc_set_warning(f"{label} on {task}", named):
-            cautions.append(Caution((label, task), warning))
-    return Table("progression", "Training progression", ["Model", "Task", "Step", *metric_names, "n"], rows,
-                 "Evaluations written during fine-tuning (eval/step-N), between the base model and the final adapter.",
-                 cautions=cautions, families=families)

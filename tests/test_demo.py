@@ -62,32 +62,43 @@ def test_demo_leaderboard_compares_base_and_adapter_on_every_family(quick_demo):
     base, tuned = _results(out / "eval" / "base"), _results(out / "eval" / "adapter")
     assert sorted(base["results"]) == sorted(tuned["results"]) == sorted(ALL_TASKS)
     header, _, *rows = _md_rows(md, "Overview")
-    labels = {row[0] for row in rows}
-    assert labels == {"tiny-qwen2", "tiny-qwen2 + recipe-mpr-lora (lora)"}
-    for row in rows:
-        results = tuned if "+" in row[0] else base
-        for column, cell in zip(header[1:], row[1:]):
-            task, metric = column[:-1].split(" (")
-            assert cell.startswith(fmt(results["results"][task][f"{metric},none"]))
-            assert cell.endswith(f"(n={results['n-samples'][task]['effective']})")
+    assert header == ["Task", "Metric", "Model", "Rank", "Score [95% CI] (n)", "SE"]
+    labels = {"tiny-qwen2", "tiny-qwen2 + recipe-mpr-lora (lora)"}
+    assert {(row[0], row[2]) for row in rows} == {(t, m) for t in ALL_TASKS for m in labels}
+    for task, metric, label, rank, cell, se in rows:
+        results = tuned if "+" in label else base
+        assert cell.startswith(fmt(results["results"][task][f"{metric},none"]))
+        assert " [" in cell or se == "1 passage: no interval", (task, cell, se)  # with its 95% interval
+        assert cell.endswith(f"(n={results['n-samples'][task]['effective']})")
+        assert rank in ("1", "2", "1–2")
+    head, _ = md.split("## Base vs adapter\n", 1)[1].split("\n|", 1)
+    assert "### tiny-qwen2 → tiny-qwen2 + recipe-mpr-lora (lora)" in head  # the pair named once
     header, _, *rows = _md_rows(md, "Base vs adapter")
     compared = {row[header.index("Task")] for row in rows}
     assert compared == set(ALL_TASKS)
     for row in rows:
         task, metric = row[header.index("Task")], row[header.index("Metric")]
-        assert row[header.index("Base value")] == fmt(base["results"][task][f"{metric},none"])
-        assert row[header.index("Adapter value")] == fmt(tuned["results"][task][f"{metric},none"])
+        assert row[header.index("Base")].startswith(fmt(base["results"][task][f"{metric},none"]))
+        assert row[header.index("Adapter")].startswith(fmt(tuned["results"][task][f"{metric},none"]))
         assert row[header.index("Same setup")] == "yes"
-        assert row[header.index("Significant")] in ("yes", "no")
+        verdict = row[header.index("Significant")]
+        assert verdict in ("yes", "no", "unknown") or verdict.startswith("underpowered"), verdict
+    assert "p adjusted by Holm across the " in md
+    from tests.test_leaderboards import GITHUB_WIDTH, _md_table_widths
+
+    assert [(h, w) for h, w in _md_table_widths(md) if w > GITHUB_WIDTH] == []  # no table scrolls sideways
 
 
 @pytest.mark.slow
 def test_demo_leaderboard_has_the_training_progression(quick_demo):
     out, _ = quick_demo
     md = (out / "LEADERBOARD.md").read_text()
-    _, _, *rows = _md_rows(md, "Training progression")
-    steps = [row[2] for row in rows if row[1] == "recipe_mpr_fold0"]
+    body = md.split("## Training progression\n", 1)[1].split("\n## ", 1)[0]
+    series = next(part for part in body.split("### ")[1:] if part.split("\n", 1)[0].endswith(" on recipe_mpr_fold0"))
+    rows = [[c.strip() for c in line.strip("|").split(" | ")] for line in series.splitlines() if line.startswith("|")]
+    steps = [row[0] for row in rows[2:] if row[1] == "acc"]
     assert steps == ["base", "2", "final"]
+    assert "Benjamini–Hochberg" in body  # a screening table
     manifest = json.loads((out / "recipe-mpr-lora" / "manifest.json").read_text())
     _, _, adapter_row = _md_rows(md, "Adapters")
     assert adapter_row[0] == "recipe-mpr-lora" and adapter_row[3] == manifest["method"] == "lora"

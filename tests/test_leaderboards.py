@@ -1,80 +1,230 @@
-"""Leaderboards: paired tests (tables of known cases), labels, and leaderboards built from real lm_eval
-result folders (tiny model, base and adapter runs) checked number by number against the results JSON."""
+"""Leaderboards: labels, leaderboards built from real lm_eval result folders (tiny model, base and adapter
+runs) checked number by number against the results JSON and the samples logs, clustered SQuAD statistics
+through the CLI, and every markdown table's rendered width. The statistics themselves: test_leaderboard_stats."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import random
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from markdown_it import MarkdownIt
+from statsmodels.stats.multitest import multipletests
 
 from leaderboards import build
 from leaderboards.checks import constant_answer, doc_set_warning
 from leaderboards.reader import Run, TaskResult, model_label, parse_model_args, read_paths
-from leaderboards.stats import BOOTSTRAP_ITERS, mcnemar_exact, paired_bootstrap, paired_test
+from leaderboards.stats import cluster_t_test, mcnemar_exact
 from leaderboards.tables import setup_differences
+from qa_tasks.errors import QAPackError
 from tests.conftest import ROOT, lm_eval_env, run_command, run_lm_eval
 
 TASKS = ["recipe_mpr", "recipe_mpr_gen", "squad_v1", "squad_batch", "gsm8k_think"]
 LIMIT = 4
 
 
-# --- paired significance tests -------------------------------------------------------------------
+# --- clustered SQuAD statistics through the CLI (synthetic lm-eval folders, no model) ------------------
 
-@pytest.mark.parametrize(("b", "c", "p"), [
-    (0, 0, 1.0),  # no discordant documents: no evidence
-    (5, 5, 1.0),
-    (0, 1, 1.0),  # one document changed: nothing
-    (1, 6, 2 * (1 + 7) / 2**7),  # textbook exact binomial: 0.125
-    (10, 0, 2 / 2**10),
-    (3, 12, 2 * (1 + 15 + 105 + 455) / 2**15),  # 0.0352: significant
-    (12, 3, 2 * (1 + 15 + 105 + 455) / 2**15),  # symmetric
+STAMP = "2026-01-01T00-00-00.000001"
+
+
+def _write_task(folder: Path, task: str, family: str, records: list[dict], results: dict) -> None:
+    (folder / f"samples_{task}_{STAMP}.jsonl").write_text("\n".join(map(json.dumps, records)))
+    path = folder / f"results_{STAMP}.json"
+    data = json.loads(path.read_text()) if path.exists() else {"results": {}, "n-samples": {}, "configs": {}}
+    data["results"][task] = {f"{k},none": v for k, v in results.items()}
+    data["n-samples"][task] = {"effective": len(records)}
+    data["configs"][task] = {"metadata": {"config_source": f"/pack/tasks_yaml/{family}/{task}.yaml"}}
+    path.write_text(json.dumps(data))
+
+
+def synthetic_run(folder: Path, seed: int, model_args: str, passages: int = 8, per: int = 4) -> Path:
+    """squad_v1 (``passages`` × ``per`` questions, one document each, naming their passage), squad_batch and
+    squad_all_in_one (one document per passage, (sum, count) pairs) and recipe_mpr (30 independent queries),
+    as ``lm_eval --log_samples`` writes them; values drawn with ``seed``, passage effects included."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    (folder / f"results_{STAMP}.json").write_text(json.dumps({"results": {}, "n-samples": {}, "configs": {},
+                                                              "config": {"model_args": model_args}}))
+    skill = rng.beta(0.3, 0.3, passages)  # strong passage effects: questions of a passage agree
+    v1 = []
+    for p in range(passages):
+        for k in range(per):
+            em = float(rng.random() < skill[p])
+            v1.append({"doc_id": len(v1), "doc_hash": f"q{p}-{k}", "doc": {"pid": f"Title/{p}", "context": f"c{p}"},
+                       "metrics": ["em", "f1"], "em": em, "f1": em, "filtered_resps": [f"reply {p} {k}"]})
+    _write_task(folder, "squad_v1", "squad", v1, {"em": np.mean([r["em"] for r in v1]),
+                                                  "f1": np.mean([r["f1"] for r in v1])})
+    for task in ("squad_batch", "squad_all_in_one"):
+        recs = [{"doc_id": p, "doc_hash": f"p{p}", "doc": {"pid": f"Title/{p}", "context": f"c{p}"},
+                 "metrics": ["em", "f1"], "em": [s := float((rng.random(per) < skill[p]).sum()), per], "f1": [s, per],
+                 "filtered_resps": [f"reply {p}"]} for p in range(passages)]
+        score = sum(r["em"][0] for r in recs) / (passages * per)
+        _write_task(folder, task, "squad", recs, {"em": score, "f1": score, "n_passages": passages})
+    recs = [{"doc_id": i, "doc_hash": f"r{i}", "doc": {"types": ["Specific"]}, "metrics": ["acc"],
+             "acc": float(rng.random() < 0.4)} for i in range(30)]
+    _write_task(folder, "recipe_mpr", "recipe_mpr", recs, {"acc": np.mean([r["acc"] for r in recs])})
+    return folder
+
+
+def _cell_chars(text: str) -> int:
+    return max(max((len(word) for word in text.split()), default=0), -(-len(text) // 3))
+
+
+def _md_table_widths(md: str) -> list[tuple[str, int]]:
+    """(header row, narrowest width in px) of every table in ``md`` rendered as GitHub does (markdown-it-py
+    with tables): a column is as wide as its longest unbreakable word, or a third of its longest cell (no
+    cell wraps to more than 3 lines), at 8 px a character (GitHub's 14 px font) plus 27 px of padding
+    and border."""
+    tokens = MarkdownIt("commonmark").enable("table").parse(md)
+    tables, rows, row = [], [], []
+    for i, tok in enumerate(tokens):
+        if tok.type == "table_open":
+            rows = []
+        elif tok.type == "tr_open":
+            row = []
+        elif tok.type in ("th_open", "td_open"):
+            row.append(tokens[i + 1].content if tokens[i + 1].type == "inline" else "")
+        elif tok.type == "tr_close":
+            rows.append(row)
+        elif tok.type == "table_close":
+            widths = [max(_cell_chars(cell) for cell in column) for column in zip(*rows)]
+            tables.append((" | ".join(rows[0]), sum(8 * w + 27 for w in widths)))
+    return tables
+
+
+GITHUB_WIDTH = 1012  # px of a rendered README / markdown file on github.com
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    synthetic_run(root / "base", 1, "pretrained=/m/tiny")
+    synthetic_run(root / "adapter", 2, "pretrained=/m/tiny,peft=/a/lora")
+    report = build([root / "base", root / "adapter"], root / "LB.md", plots=False)
+    assert report.statistics == root / "LB.json"
+    return {"root": root, "md": (root / "LB.md").read_text(), "doc": json.loads((root / "LB.json").read_text())}
+
+
+def _v1(folder: Path) -> tuple[list[float], list[str]]:
+    recs = [json.loads(line) for line in next(folder.glob("samples_squad_v1_*")).read_text().splitlines()]
+    return [r["em"] for r in recs], [r["doc"]["pid"] for r in recs]
+
+
+def test_squad_v1_is_clustered_by_passage(synthetic):
+    overview = _table(synthetic["doc"], "overview")
+    cell = next(r[4] for r in overview["rows"] if r[0] == "squad_v1" and r[2] == "tiny")
+    em, pids = _v1(synthetic["root"] / "base")
+    _, se, _ = cluster_t_test(em, clusters=pids)
+    assert cell["value"] == pytest.approx(np.mean(em)) and cell["n"] == 32
+    assert (cell["ci_method"], cell["clusters"], cell["cluster_unit"]) == ("cluster bootstrap", 8, "passages")
+    assert cell["stderr"] == pytest.approx(se)
+    assert cell["design_effect"] == pytest.approx((se / (np.std(em, ddof=1) / np.sqrt(32))) ** 2)
+    assert cell["design_effect"] > 1.5  # the passage effects are really there: the naive error is too narrow
+    recipe = next(r for r in overview["rows"] if r[0] == "recipe_mpr" and r[2] == "tiny")
+    assert recipe[4]["ci_method"] == "wilson" and recipe[4]["clusters"] is None
+    assert "| squad_v1 | em | tiny |" in synthetic["md"] and "(8 passages, deff " in synthetic["md"]
+
+
+def test_paired_tests_follow_kind_and_clusters(synthetic):
+    table = _table(synthetic["doc"], "comparison")
+    cols = table["columns"]
+    rows = {(r[cols.index("Task")], r[cols.index("Metric")]): dict(zip(cols, r)) for r in table["rows"]}
+    # f1 is continuous even where every value is 0 or 1; em on questions sharing passages resamples passages
+    assert {k: (r["Test"]["method"], r["Test"]["clusters"]) for k, r in rows.items()} == {
+        ("recipe_mpr", "acc"): ("mcnemar", None),
+        ("squad_v1", "em"): ("cluster bootstrap", 8), ("squad_v1", "f1"): ("cluster bootstrap", 8),
+        ("squad_batch", "em"): ("bootstrap", None), ("squad_batch", "f1"): ("bootstrap", None),
+        ("squad_all_in_one", "em"): ("bootstrap", None), ("squad_all_in_one", "f1"): ("bootstrap", None)}
+    for row in rows.values():
+        test = row["Test"]
+        assert test["detectable"] > 0 and test["ci"][0] <= test["delta"] <= test["ci"][1]
+        if row["Significant"] != "yes" and abs(test["delta"]) < test["detectable"] < 1:
+            assert row["Significant"] == f"underpowered (detectable ≥ {test['detectable']:.3f})"
+    head, body = _section(synthetic["md"], "Base vs adapter")
+    assert "### tiny → tiny + lora" in head and body.count("tiny") == 0  # the pair named once, above its rows
+    assert "cluster bootstrap, 32 in 8 passages" in body
+    assert "p adjusted by Holm across the 7 tests of this table" in synthetic["md"]
+    pairs = _table(synthetic["doc"], "squad_pairs")  # strategies of one model on the same passages
+    assert {(r[0], r[1], r[2], r[3]) for r in pairs["rows"]} == {
+        (m, "all_in_one", "batch", x) for m in ("tiny", "tiny + lora") for x in ("em", "f1")}
+    assert all(r[7]["unit"] == "passages" and r[7]["n"] == 8 for r in pairs["rows"])
+
+
+@pytest.mark.parametrize(("correction", "named", "method"), [
+    (None, "by Holm", "holm"), ("bh", "by Benjamini–Hochberg", "fdr_bh"), ("none", "raw, not adjusted", None),
 ])
-def test_mcnemar_exact(b, c, p):
-    assert mcnemar_exact(b, c) == pytest.approx(p)
+def test_correction_override(synthetic, tmp_path, correction, named, method):
+    root = synthetic["root"]
+    build([root / "base", root / "adapter"], tmp_path / "LB.json", correction=correction)
+    doc = json.loads((tmp_path / "LB.json").read_text())
+    for key in ("comparison", "squad_pairs"):
+        table = _table(doc, key)
+        assert table["correction"] == (correction or "holm") and named in table["note"]
+        p = [r[table["columns"].index("p adj. (raw)")] for r in table["rows"]]
+        expected = [x["p"] for x in p] if method is None else list(multipletests([x["p"] for x in p], method=method)[1])
+        assert [x["p_adjusted"] for x in p] == pytest.approx(expected)
 
 
-def _noisy(n: int, shift: float, sd: float, seed: int) -> tuple[list[float], list[float]]:
-    rng = random.Random(seed)
-    a = [rng.random() for _ in range(n)]
-    return a, [x + shift + rng.gauss(0, sd) for x in a]
+def test_cli_writes_the_statistics_beside_the_markdown(synthetic, tmp_path):
+    root = synthetic["root"]
+    proc = subprocess.run([sys.executable, "-m", "leaderboards", "build", str(root / "base"), str(root / "adapter"),
+                           "-o", str(tmp_path / "LB.md"), "--no-plots", "--correction", "bh"], capture_output=True,
+                          text=True, check=False, cwd=ROOT, env=lm_eval_env(PYTHONPATH=str(ROOT)))  # a plain CLI run
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote {tmp_path / 'LB.json'}" in proc.stdout
+    doc = json.loads((tmp_path / "LB.json").read_text())
+    assert _table(doc, "comparison")["correction"] == "bh"
+    assert "p adjusted by Benjamini–Hochberg" in (tmp_path / "LB.md").read_text()
+    with pytest.raises(QAPackError, match="--correction 'bonferroni' is not supported"):
+        build([root / "base"], tmp_path / "LB.md", correction="bonferroni")
 
 
-@pytest.mark.parametrize(("name", "a", "b", "significant"), [
-    ("identical", [0.2, 0.5, 0.9], [0.2, 0.5, 0.9], False),
-    ("reordered, zero mean change", [0.2, 0.8, 0.5, 0.4], [0.8, 0.2, 0.4, 0.5], False),
-    # the reference SQuAD study's "+0.001 EM" kind of delta: noise, not an improvement
-    ("tiny shift in noise", *_noisy(100, 0.001, 0.1, 0), False),
-    ("clear shift", *_noisy(100, 0.1, 0.05, 1), True),
-    ("constant shift", [0.1, 0.3, 0.5, 0.7, 0.9, 0.2], [0.2, 0.4, 0.6, 0.8, 1.0, 0.3], True),
+@pytest.mark.parametrize(("p", "adjusted", "delta", "detectable", "kind", "expected"), [
+    (None, None, 0.1, None, "binary", "unknown"),  # no test ran (one passage, no common documents)
+    (0.001, 0.01, 0.1, 0.3, "binary", "yes"),
+    (0.01, 0.2, 0.05, 0.3, "binary", "underpowered (detectable ≥ 0.300)"),  # significant raw, not adjusted
+    (0.01, 0.2, 0.4, 0.3, "binary", "no"),  # the comparison could see 0.3, and saw nothing it trusts
+    (0.25, 0.25, 0.3, 1.9, "binary", "underpowered (nothing detectable)"),  # n = 3
+    (0.25, 0.25, 0.3, 1.9, "count", "underpowered (detectable ≥ 1.900)"),
+    (1.0, 1.0, 0.0, None, "binary", "no"),  # the runs agree on every document
+    (0.25, 0.25, -1.0, None, "binary", "underpowered"),  # a constant shift: no variation to size the test
 ])
-def test_paired_bootstrap(name, a, b, significant):
-    p = paired_bootstrap(a, b)
-    assert (p < 0.05) is significant, (name, p)
-    assert p == paired_bootstrap(a, b)  # seeded: same inputs, same p
+def test_verdict(p, adjusted, delta, detectable, kind, expected):
+    from leaderboards.comparisons import verdict
+    from leaderboards.stats import PairedTest
+    from leaderboards.tables import TestCell
+
+    cell = TestCell(PairedTest("mcnemar", 20, delta, p, detectable=detectable), kind=kind, adjusted=adjusted)
+    assert verdict(cell) == expected
 
 
-def test_bootstrap_never_claims_p_zero():
-    assert paired_bootstrap([0.0] * 5, [1.0] * 5) == pytest.approx(1 / (BOOTSTRAP_ITERS + 1))
+def test_one_passage_says_so_in_the_cell(tmp_path):
+    synthetic_run(tmp_path / "base", 1, "pretrained=/m/tiny", passages=1)
+    synthetic_run(tmp_path / "adapter", 2, "pretrained=/m/tiny,peft=/a/lora", passages=1)
+    build([tmp_path / "base", tmp_path / "adapter"], tmp_path / "LB.md", plots=False)
+    md = (tmp_path / "LB.md").read_text()
+    assert "| 1 passage: no test | – | unknown |" in md and "1 passage: no interval" in md
+    assert "nan" not in md.lower()
 
 
-@pytest.mark.parametrize(("a", "b", "weights", "method", "delta"), [
-    ([1, 0, 1, 0], [1, 1, 1, 0], None, "mcnemar", 0.25),
-    ([0.5, 1.0], [1.0, 1.0], None, "bootstrap", 0.25),
-    # SQuAD passages: (mean over questions, questions) -> the micro-average over questions
-    ([0.0, 1.0], [1.0, 1.0], [1, 3], "bootstrap", 0.25),
-    ([1, 0], [0, 0], [5, 5], "bootstrap", -0.5),
-])
-def test_paired_test_chooses_method(a, b, weights, method, delta):
-    result = paired_test(a, b, weights)
-    assert result.method == method and result.n == len(a)
-    assert result.delta == pytest.approx(delta)
+def test_markdown_tables_fit_github_width(synthetic):
+    widths = _md_table_widths(synthetic["md"])
+    assert len(widths) >= 6
+    assert [(h, w) for h, w in widths if w > GITHUB_WIDTH] == []
+    # the measure can fail: the overview as it was (one column per task) is wider than the page
+    tasks = [*(f"recipe_mpr{v}_fold0 (acc)" for v in ("", "_gen")), "squad_v1 (em)", "squad_all_in_one (em)",
+             "squad_batch (em)", "squad_sequential (em)", "squad_collab (em)", "gsm8k_think (accuracy)",
+             "math500_think (accuracy)"]
+    old = "| Model | " + " | ".join(tasks) + " |\n|" + "---|" * 10 + "\n| tiny | " + " | ".join(
+        ["0.250 ± 0.131 (n=12)"] * 9) + " |"
+    assert _md_table_widths(old)[0][1] > GITHUB_WIDTH
 
 
 # --- labels ---------------------------------------------------------------------------------------
@@ -167,17 +317,25 @@ def board(runs):
 @pytest.mark.slow
 def test_overview_numbers_match_results_json(runs, board):
     overview = _table(board, "overview")
-    rows = {row[0]: row for row in overview["rows"]}
     name = Path(runs["base_json"]["config"]["model_args"]["pretrained"]).name
     labels = [name, f"{name} + recipe-lora (lora)"]  # labelled from model_args + the adapter's manifest
-    assert sorted(rows) == labels
-    for label, results in ((labels[0], runs["base_json"]), (labels[1], runs["adapter_json"])):
-        for column, cell in zip(overview["columns"][1:], rows[label][1:]):
-            task, metric = column[:-1].split(" (")
-            assert cell["value"] == _metric(results, task, metric)
+    assert sorted({row[2] for row in overview["rows"]}) == labels
+    assert sorted((row[0], row[2]) for row in overview["rows"]) == sorted((t, m) for t in TASKS for m in labels)
+    for task, metric, label, rank, cell, _ in overview["rows"]:
+        results = runs["adapter_json"] if label == labels[1] else runs["base_json"]
+        assert cell["value"] == _metric(results, task, metric)
+        assert cell["n"] == results["n-samples"][task]["effective"] == LIMIT
+        assert rank in ("1", "2", "1–2")
+        samples = _samples(runs["adapter" if label == labels[1] else "base"], task)
+        passages = {rec["doc"]["pid"] for rec in samples.values() if "pid" in rec["doc"]}
+        if task == "squad_v1" and len(passages) < len(samples):  # questions sharing passages: clustered
+            assert cell["ci_method"] == "cluster bootstrap" or cell["problem"] == "1 passage: no interval"
+            assert cell["clusters"] == len(passages) and cell["cluster_unit"] == "passages"
+        elif task.startswith("recipe_mpr") or task == "gsm8k_think":  # 0/1 of independent documents: Wilson
             stderr = results["results"][task].get(f"{metric}_stderr,none")
-            assert cell["stderr"] == (stderr if isinstance(stderr, float) else None)
-            assert cell["n"] == results["n-samples"][task]["effective"] == LIMIT
+            assert cell["ci_method"] == "wilson"
+            assert cell["stderr"] == pytest.approx(stderr, abs=1e-9)  # per-document error = lm-eval's
+            assert cell["ci"][0] <= cell["value"] <= cell["ci"][1]
 
 
 def _samples(folder: Path, task: str) -> dict[int, dict]:
@@ -193,19 +351,32 @@ def test_comparison_matches_results_and_samples(runs, board):
     assert {"recipe_mpr", "recipe_mpr_gen", "squad_v1", "squad_batch", "gsm8k_think"} <= {t for t, _ in rows}
     for (task, metric), row in rows.items():
         base, tuned = _metric(runs["base_json"], task, metric), _metric(runs["adapter_json"], task, metric)
-        assert row["Base value"] == base and row["Adapter value"] == tuned
-        assert row["Δ"] == pytest.approx(tuned - base)
+        assert row["Base"]["value"] == base and row["Adapter"]["value"] == tuned
+        assert row["Δ [95% CI]"]["value"] == pytest.approx(tuned - base)  # same documents: the paired Δ
         assert row["Same setup"] == "yes"
+        test, p = row["Test"], row["p adj. (raw)"]
+        assert p["p"] == test["p"] and table["correction"] == p["correction"] == "holm"
+        if p["p"] is not None:
+            assert p["p_adjusted"] >= p["p"]
+            assert row["Significant"] == "yes" if p["p_adjusted"] < 0.05 else row["Significant"] != "yes"
+    raw = [r["p adj. (raw)"]["p"] for r in rows.values() if r["p adj. (raw)"]["p"] is not None]
+    adjusted = [r["p adj. (raw)"]["p_adjusted"] for r in rows.values() if r["p adj. (raw)"]["p"] is not None]
+    assert adjusted == pytest.approx(multipletests(raw, method="holm")[1].tolist())  # Holm across the whole table
     # McNemar recomputed straight from the two samples logs
     a, b = _samples(runs["base"], "recipe_mpr"), _samples(runs["adapter"], "recipe_mpr")
     worse = sum(a[i]["acc"] == 1 and b[i]["acc"] == 0 for i in a)
     better = sum(a[i]["acc"] == 0 and b[i]["acc"] == 1 for i in a)
     row = rows[("recipe_mpr", "acc")]
-    assert row["Test"] == "mcnemar" and row["n paired"] == LIMIT
-    assert row["p"] == pytest.approx(mcnemar_exact(worse, better))
-    assert row["Significant"] == ("yes" if row["p"] < 0.05 else "no")
-    # SQuAD passages: (sum, count) pairs -> weighted bootstrap
-    assert rows[("squad_batch", "f1")]["Test"] == "bootstrap"
+    assert row["Test"]["method"] == "mcnemar" and row["Test"]["n"] == LIMIT
+    assert row["Test"]["p"] == pytest.approx(mcnemar_exact(worse, better))
+    # SQuAD passages: (sum, count) pairs -> bootstrap over passages, weighted by their questions
+    assert rows[("squad_batch", "f1")]["Test"]["method"] == "bootstrap"
+    assert rows[("squad_batch", "f1")]["Test"]["unit"] == "passages"
+    # squad_v1's questions share passages: resampled by passage (or no test where all share one)
+    passages = {rec["doc"]["pid"] for rec in _samples(runs["base"], "squad_v1").values()}
+    v1 = rows[("squad_v1", "em")]["Test"]
+    assert (v1["method"], v1["problem"]) == (("cluster bootstrap", None) if 1 < len(passages) < LIMIT else
+                                             (None, "1 passage: no test") if len(passages) == 1 else ("mcnemar", None))
 
 
 @pytest.mark.slow
@@ -232,16 +403,20 @@ def test_recipe_tables_match_results_json(runs, board):
 
 @pytest.mark.slow
 def test_squad_and_math_tables_match_results_json(runs, board):
-    squad = _table(board, "squad")
-    from leaderboards.family_tables import SQUAD_COLUMNS
+    squad, costs = _table(board, "squad"), _table(board, "squad_costs")
+    from leaderboards.family_tables import SQUAD_COSTS, SQUAD_SCORES
 
     for row in squad["rows"]:
         results = runs["adapter_json"] if "+" in row[0] else runs["base_json"]
         task = "squad_" + row[1]
-        assert row[2:] == [_metric(results, task, key) for key, _ in SQUAD_COLUMNS]
+        assert [cell["value"] for cell in row[2:5]] == [_metric(results, task, key) for key, _ in SQUAD_SCORES]
+        assert row[5:] == [results["n-samples"][task]["effective"], _metric(results, task, "n_questions")]
+    for row in costs["rows"]:
+        results = runs["adapter_json"] if "+" in row[0] else runs["base_json"]
+        assert row[2:] == [_metric(results, "squad_" + row[1], key) for key, _ in SQUAD_COSTS]
     assert {row[1] for row in squad["rows"]} == {"v1", "batch"}
-    calls = squad["columns"].index("Calls")
-    assert all((row[calls] is None) == (row[1] == "v1") for row in squad["rows"])  # cost columns: strategies only
+    calls = costs["columns"].index("Calls")
+    assert all((row[calls] is None) == (row[1] == "v1") for row in costs["rows"])  # cost columns: strategies only
     math_rows = _table(board, "math")["rows"]
     assert {row[1] for row in math_rows} == {"gsm8k_think"}
     for row in math_rows:
@@ -261,8 +436,11 @@ def test_markdown_is_deterministic_with_plots(runs):
     text = (out / "LEADERBOARD.md").read_bytes()
     pngs = {p.name: p.read_bytes() for p in first.plots}
     assert pngs and all(data.startswith(b"\x89PNG") for data in pngs.values())
+    statistics = (out / "LEADERBOARD.json").read_bytes()  # every statistic, beside the markdown
+    assert first.statistics == out / "LEADERBOARD.json" and json.loads(statistics)["tables"]
     build([runs["base"], runs["adapter"]], out / "LEADERBOARD.md")
     assert (out / "LEADERBOARD.md").read_bytes() == text
+    assert (out / "LEADERBOARD.json").read_bytes() == statistics
     assert {p.name: p.read_bytes() for p in out.glob("*.png")} == pngs
     md = text.decode()
     for name in pngs:
@@ -279,8 +457,9 @@ def test_csv_long_format(runs):
     build([runs["base"], runs["adapter"]], out)  # format from the suffix
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     acc = next(r for r in rows if r["table"] == "overview" and "+" not in r["row"]
-               and r["column"] == "recipe_mpr (acc)")
+               and r["row"].startswith("recipe_mpr / acc / ") and r["column"] == "Score [95% CI] (n)")
     assert float(acc["value"]) == _metric(runs["base_json"], "recipe_mpr", "acc") and acc["n"] == str(LIMIT)
+    assert float(acc["ci_low"]) <= float(acc["value"]) <= float(acc["ci_high"])
 
 
 def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -317,7 +496,8 @@ def test_bad_files_warn_and_the_rest_renders(runs, tmp_path):
     md = (tmp_path / "LB.md").read_text()
     assert "## Warnings" in md and "results_junk.json" in md
     acc = _metric(runs["base_json"], "recipe_mpr", "acc")
-    assert f"| {acc:.3f} ± " in md  # the good file still renders with its numbers
+    # the good file still renders with its numbers; its truncated samples log gives no interval, lm-eval's stderr
+    assert f"| {acc:.3f} ± " in md
     assert f"kept the other {LIMIT - 1} samples" in proc.stderr
 
 
@@ -368,11 +548,14 @@ def test_progression_from_finetune_eval_folders(runs, tmp_path):
         _as_step(runs["adapter"], out, step, runs["base_json"]["config"]["model_args"]["pretrained"])
     board = build([runs["base"], out], tmp_path / "LB.json")
     progression = _table(json.loads((tmp_path / "LB.json").read_text()), "progression")
-    steps = [(row[1], row[2]) for row in progression["rows"] if row[1] == "recipe_mpr"]
+    steps = [(row[1], row[2]) for row in progression["rows"] if row[1] == "recipe_mpr" and row[3] == "acc"]
     assert steps == [("recipe_mpr", "base"), ("recipe_mpr", "5"), ("recipe_mpr", "10")]
-    acc = progression["columns"].index("acc")
-    row = next(r for r in progression["rows"] if r[1] == "recipe_mpr" and r[2] == "base")
-    assert row[acc] == _metric(runs["base_json"], "recipe_mpr", "acc")
+    row = next(r for r in progression["rows"] if r[1] == "recipe_mpr" and r[2] == "base" and r[3] == "acc")
+    assert row[4]["value"] == _metric(runs["base_json"], "recipe_mpr", "acc") and row[5] is None
+    step = next(r for r in progression["rows"] if r[1] == "recipe_mpr" and r[2] == "5" and r[3] == "acc")
+    assert step[6]["method"] == "mcnemar" and step[7]["correction"] == "bh"  # a screening table: BH
+    assert step[5]["value"] == pytest.approx(_metric(runs["adapter_json"], "recipe_mpr", "acc")
+                                             - _metric(runs["base_json"], "recipe_mpr", "acc"))
     assert _table(json.loads((tmp_path / "LB.json").read_text()), "adapters")["rows"][0][0] == "recipe-lora"
     assert not board.warnings
     # a run stopped by a signal (finetune.sft writes status "interrupted") is labelled, never taken as finished
@@ -402,8 +585,9 @@ def test_models_sharing_a_basename_get_full_labels(tmp_path):
                                                                 "config": {"model_args": args}}))
     build([tmp_path], tmp_path / "LB.json")
     rows = _table(json.loads((tmp_path / "LB.json").read_text()), "overview")["rows"]
-    assert [(r[0], r[1]["value"]) for r in rows] == [("/a/tiny", 0.0), ("/a/tiny + /x/lora", 0.2),
-                                                     ("/a/tiny + /y/lora", 0.3), ("/b/tiny", 0.1)]
+    assert sorted((r[2], r[4]["value"]) for r in rows) == [("/a/tiny", 0.0), ("/a/tiny + /x/lora", 0.2),
+                                                           ("/a/tiny + /y/lora", 0.3), ("/b/tiny", 0.1)]
+    assert {r[3] for r in rows} == {"1–4"}  # no samples logs: no test separates them, all share the ranks
 
 
 def test_results_file_given_by_another_name(tmp_path):
@@ -682,6 +866,21 @@ def test_plots_label_zero_bars_chance_and_axes(mixed):
     assert ax.get_xlabel().startswith("training step") and ax.get_ylabel() == "score (0-1)"
     assert any("on squad_v1: evaluated on different numbers" in t.get_text() for t in fig.texts)
     assert not ax.lines[-1].get_label().startswith("chance")  # SQuAD has no chance level
+    # intervals: whiskers on the bars, a band around each progression curve
+    types_ax = type_figure(types, "recipe_mpr_gen").axes[0]
+    assert any(type(c).__name__ == "LineCollection" for c in types_ax.collections)
+    series = next(k for k in {(r[0], r[1]) for r in progression.rows}
+                  if any(r[4] is not None and r[4].ci is not None for r in progression.rows if (r[0], r[1]) == k))
+    bands = [c for c in progress_figure(progression, series).axes[0].collections if type(c).__name__ != "LineCollection"]
+    assert bands  # fill_between
+
+
+@pytest.mark.slow
+def test_real_leaderboard_tables_fit_github_width(mixed, tmp_path):
+    widths = _md_table_widths(mixed["md"])
+    assert len(widths) >= 10
+    assert [(h, w) for h, w in widths if w > GITHUB_WIDTH] == []
+    (tmp_path / "LB.md").write_text(mixed["md"])
 
 
 @pytest.mark.slow
@@ -707,7 +906,7 @@ def test_lenient_substring_never_displaces_lenient(runs, tmp_path):
     lenient = squad["columns"].index("Lenient")
     for row in squad["rows"]:
         results = runs["adapter_json"] if "+" in row[0] else runs["base_json"]
-        assert row[lenient] == _metric(results, "squad_" + row[1], "lenient") != 0.75
+        assert row[lenient]["value"] == _metric(results, "squad_" + row[1], "lenient") != 0.75
     compared = {(r[2], r[3]) for r in _table(doc, "comparison")["rows"] if r[2].startswith("squad")}
     assert compared == {(t, m) for t in ("squad_batch", "squad_v1") for m in ("em", "f1", "lenient")}
     assert "lenient_substring" not in json.dumps([t["columns"] for t in doc["tables"]])
