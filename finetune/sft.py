@@ -119,12 +119,55 @@ def _identity(task, lora, data) -> dict:
             **({"lora_modules_to_save": lora.lora_modules_to_save} if lora.lora_modules_to_save else {})}
 
 
-def _check_resume(out: Path, identity: dict) -> None:
-    stored = json.loads((out / RUN_FILE).read_text(encoding="utf-8")).get("identity", {})
-    diff = [k for k in identity if stored.get(k) != identity[k]]
+# What shapes the optimisation from the first step on: a resumed run that changed one of these would train
+# on with the checkpoint's optimizer and schedule while its manifest named the new value. Steps, saving,
+# evaluation and logging may change on --resume.
+RESUME_FIXED = ("learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_ratio", "warmup_steps",
+                "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "optim",
+                "per_device_train_batch_size", "gradient_accumulation_steps", "seed", "max_length", "packing",
+                "completion_only_loss", "assistant_only_loss", "bf16", "fp16")
+
+
+def _hyperparameters(lora, sft) -> dict:
+    """The run's optimisation settings as JSON values (checked by --resume)."""
+    values = {name: getattr(sft, name, None) for name in RESUME_FIXED}
+    values["lora_dropout"] = lora.lora_dropout
+    return json.loads(json.dumps(values, default=str))
+
+
+def _check_resume(out: Path, identity: dict, hyperparameters: dict) -> None:
+    try:
+        stored = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise QAPackError(f"--resume: {out / RUN_FILE} is unreadable or not JSON; it identifies the run to "
+                          "continue: restore it, or start a new output_dir without --resume") from None
+    diff = [k for k in identity if stored.get("identity", {}).get(k) != identity[k]]
     if diff:
         raise QAPackError(f"--resume: {out} holds a run with different {', '.join(diff)}; use the same "
                           "config as the interrupted run, or a new output_dir without --resume")
+    before = stored.get("hyperparameters", {})  # runs started by older versions recorded none
+    changed = [f"{k} {before[k]} -> {v}" for k, v in hyperparameters.items() if k in before and before[k] != v]
+    if changed:
+        raise QAPackError(f"--resume: {out} was trained with other settings ({'; '.join(changed)}); a resumed "
+                          "run keeps the checkpoint's optimizer and schedule: resume with the run's own values, "
+                          "or train the new ones in a new output_dir")
+
+
+class TrainingDone(BaseException):
+    """Raised at the first step of a run resumed from its last step (``max_steps``): transformers' loop
+    would train one step more before it checks ``max_steps``."""
+
+
+def _stop_at_max_steps():
+    """The last callback: the others (a resumed run's pending evaluation) see the step begin first."""
+    from transformers import TrainerCallback
+
+    class StopAtMaxSteps(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if 0 < args.max_steps <= state.global_step:
+                raise TrainingDone
+
+    return StopAtMaxSteps()
 
 
 class Interrupted(BaseException):
@@ -233,8 +276,9 @@ def _save_final(trainer, tokenizer, out: Path) -> None:
 def _train_metrics(trainer, result, resume_from: Path | None, model_bytes: int) -> dict:
     metrics = dict(result.metrics) if result is not None else {}
     resumed = int(resume_from.name.split("-")[-1]) if resume_from else 0
-    if result is not None:
-        metrics["train_loss"] = whole_run_loss(trainer.state.log_history, resumed, result.training_loss,
+    if result is not None or (resume_from and trainer.state.global_step == resumed):  # nothing left to train
+        metrics["train_loss"] = whole_run_loss(trainer.state.log_history, resumed,
+                                               result.training_loss if result is not None else 0.0,
                                                trainer.state.global_step)
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
     if logs:
@@ -280,9 +324,9 @@ def _run(argv: list[str] | None, interrupt: _Interrupt) -> int:
     else:
         check_no_overlap(data, task.task, eval_tasks, task.fold)
     out = Path(sft.output_dir)
-    identity = _identity(task, lora, data)
+    identity, hyperparameters = _identity(task, lora, data), _hyperparameters(lora, sft)
     if task.resume:
-        _check_resume(out, identity)
+        _check_resume(out, identity, hyperparameters)
 
     # every check passed: from here on models load
     import datasets
@@ -291,7 +335,8 @@ def _run(argv: list[str] | None, interrupt: _Interrupt) -> int:
     prepare_config(sft, data)
     PartialState().wait_for_everyone()  # every process has checked output_dir before it is claimed
     if sft.process_index == 0 and not task.resume:
-        write_json(out / RUN_FILE, {"identity": identity, "argv": list(argv or sys.argv[1:])})
+        write_json(out / RUN_FILE, {"identity": identity, "hyperparameters": hyperparameters,
+                                    "argv": list(argv or sys.argv[1:])})
     try:
         return _train(task, lora, sft, data, eval_tasks, out, interrupt, datasets, samples)
     except BaseException:  # an error, or a signal while the model loads
@@ -323,6 +368,7 @@ def _train(task, lora, sft, data, eval_tasks, out: Path, interrupt: _Interrupt, 
                                        task.eval_batch_size, task.eval_gen_kwargs, interrupt=interrupt,
                                        samples=samples)
         callbacks.append(evaluator)
+    callbacks.append(_stop_at_max_steps())
     trainer = SFTTrainer(model=model, args=sft, train_dataset=datasets.Dataset.from_list(data.rows),
                          processing_class=tokenizer, peft_config=lora_config(lora), callbacks=callbacks)
     callbacks[1].trainer = trainer  # records where the loggers write, for finetune.watch
@@ -336,7 +382,10 @@ def _train(task, lora, sft, data, eval_tasks, out: Path, interrupt: _Interrupt, 
     result = None
     try:
         interrupt.enter("train")
-        result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        try:
+            result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        except TrainingDone:  # the checkpoint holds the last step: its weights are the final adapter
+            pass
         interrupt.enter("final")
         if trainer.is_world_process_zero() and interrupt.signum is None:
             _save_final(trainer, tokenizer, out)

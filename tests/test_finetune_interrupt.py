@@ -146,3 +146,45 @@ def test_watch_logs_through_the_runs_loggers(reference, tmp_path):
     assert sorted(scalars[f"eval/{TASK}/acc"]) == [2, 4] and set(scalars[f"eval/{TASK}/n"].values()) == {3}
     records = list(tmp_path.glob("wandb/offline-run-*-watch01/run-watch01.wandb"))  # the recorded W&B run
     assert records and all(f"eval/{TASK}/acc".encode() in r.read_bytes() for r in records)
+
+
+def _stopped_at_last_step(reference: Path, run: Path) -> None:
+    """``run``: the reference run as a signal during the evaluation of its last checkpoint leaves it."""
+    import shutil
+
+    shutil.copytree(reference, run)
+    shutil.rmtree(run / "eval" / "step-4")
+    for name in ("adapter_model.safetensors", "adapter_config.json", "manifest.json"):
+        (run / name).unlink()
+
+
+def test_resume_refuses_changed_hyperparameters(reference, tiny_model, tmp_path):
+    """A resumed run keeps the checkpoint's optimizer and schedule: a new learning rate is refused before any
+    model loads, and the run folder is left as it was."""
+    run = tmp_path / "run"
+    _stopped_at_last_step(reference["out"], run)
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
+    proc = run_command(_cmd(tiny_model, run, "--resume", "true", "--learning_rate", "0.02"), _env(tmp_path), ROOT)
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert len(errors) == 1 and "learning_rate 0.01 -> 0.02" in errors[0]
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before
+
+
+def test_resumed_from_the_last_step_trains_no_step_more(reference, tiny_model, tmp_path):
+    """Stopped during the evaluation of the last checkpoint (max_steps): the resumed run evaluates it and
+    writes it as the final adapter; transformers alone would train one step past max_steps."""
+    from safetensors.torch import load_file
+
+    run = tmp_path / "run"
+    _stopped_at_last_step(reference["out"], run)
+    proc = run_command(_cmd(tiny_model, run, "--resume", "true"), _env(tmp_path), ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["metrics"]["global_step"] == 4
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    assert [e["step"] for e in manifest["eval_during_training"]] == [2, 4]
+    ref = json.loads((reference["out"] / "manifest.json").read_text())
+    assert manifest["metrics"]["train_loss"] == pytest.approx(ref["metrics"]["train_loss"], abs=1e-5)
+    final, last = load_file(run / "adapter_model.safetensors"), load_file(run / "checkpoint-4" / "adapter_model.safetensors")
+    assert final.keys() == last.keys() and all((final[k] == last[k]).all() for k in final)
