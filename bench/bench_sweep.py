@@ -1,7 +1,9 @@
 """Wall time of a ``python -m finetune.sweep`` study (results: bench/RESULTS.md): 1 worker vs 2 concurrent
-workers on one SQLite study, and the median pruner vs none (trials pruned, time saved).
+workers on one SQLite study, and the median pruner vs none (trials pruned, time saved); with ``--overhead``,
+a 4-trial sweep vs one fresh ``python -m finetune.sft`` run of the same trial configuration.
 
     HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 QA_PACK_DATA_DIR=../shared/data python -m bench.bench_sweep --repeats 5
+    HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 QA_PACK_DATA_DIR=../shared/data python -m bench.bench_sweep --overhead
 
 Tiny model, Recipe-MPR fold 0 (validation split: 20% of the train queries), 12 TPE trials (seed 0) of 10
 steps each, recipe_mpr_gen/acc evaluated every 2 steps on 24 validation queries. Each arm runs a fresh
@@ -63,13 +65,64 @@ def _arm(work: Path, model: Path, name: str, workers: int, pruner: str, trials: 
     return run
 
 
+def _overhead_arms(work: Path, model: Path, trials: int, steps: int) -> dict:
+    """One fresh finetune.sft run of a trial's configuration vs a random-sampler sweep whose every trial has
+    that configuration (one value per field)."""
+    from finetune.sweep_check import trial_config
+    from finetune.sweep_space import load_spec
+
+    config = {**_config(steps, "none"), "search_space": {"learning_rate": [1.0e-3], "lora_r": [8]}}
+    path = work / "overhead.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    spec = load_spec(path, "random")
+    sft_config = work / "trial.yaml"
+    run_dir = work / "sft-run"
+    sft_config.write_text(yaml.safe_dump(trial_config(spec, {"learning_rate": 1.0e-3, "lora_r": 8}, run_dir)),
+                          encoding="utf-8")
+
+    def sft() -> dict:
+        out = Path(tempfile.mkdtemp(prefix="sft-", dir=work)) / "run"
+        cmd = [sys.executable, "-m", "finetune.sft", "--config", str(sft_config), "--model_name_or_path",
+               str(model), "--output_dir", str(out)]
+        done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"finetune.sft failed ({done.returncode}): {done.stderr[-2000:]}")
+        return {"trials": 1}
+
+    def sweep() -> dict:
+        out = Path(tempfile.mkdtemp(prefix="sweep-", dir=work))
+        cmd = [sys.executable, "-m", "finetune.sweep", "--config", str(path), "--model_name_or_path", str(model),
+               "--output_dir", str(out / "D"), "--n_trials", str(trials), "--sampler", "random", "--seed", "0"]
+        done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"sweep failed ({done.returncode}): {done.stderr[-2000:]}")
+        rows = json.loads((out / "D" / "sweep.json").read_text())["trials"]
+        return {"trials": sum(t["state"] == "COMPLETE" for t in rows)}
+
+    return {"1 fresh finetune.sft run": sft, f"sweep of {trials} trials": sweep}
+
+
+def _overhead(args, work: Path, model: Path) -> None:
+    trials = 1 if args.smoke else 4
+    arms = _overhead_arms(work, model, trials, args.steps)
+    report = compare(arms, repeats=args.repeats)
+    names = list(arms)
+    assert all(s.value["trials"] == trials for s in report.arms[names[1]]), [s.value for s in report.arms[names[1]]]
+    print(f"{trials} trials x {args.steps} steps vs one finetune.sft run of the same configuration, tiny model\n")
+    print(report.markdown(ratio=(names[1], names[0])))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_arguments(p)
     p.add_argument("--trials", type=int, default=12)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--init_std", type=float, default=0.1, help="the tiny model's init scale (0.02: trials tie)")
+    p.add_argument("--overhead", action="store_true",
+                   help="a 4-trial sweep vs one fresh finetune.sft run of the same trial (--steps default 3)")
     args = p.parse_args(argv)
+    if args.overhead and "--steps" not in (argv if argv is not None else sys.argv[1:]):
+        args.steps = 3
     if args.smoke:
         args.trials, args.steps, args.repeats = 1, 2, SMOKE_REPEATS
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -81,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         model = build_tiny_model(work / "tiny", data_dir=os.environ.get("QA_PACK_DATA_DIR"),
                                  init_std=args.init_std)
+        if args.overhead:
+            _overhead(args, work, model)
+            return 0
         arms = {"1 worker, median pruner": _arm(work, model, "w1", 1, "median", args.trials, args.steps),
                 "2 workers, median pruner": _arm(work, model, "w2", 2, "median", args.trials, args.steps),
                 "1 worker, no pruner": _arm(work, model, "np", 1, "none", args.trials, args.steps)}

@@ -4,15 +4,17 @@ split carved from the training data::
     python -m finetune.sweep --config SWEEP.yaml --model_name_or_path M --output_dir D \\
         [--n_trials N] [--sampler tpe|grid|random] [--pruner median|none] [--storage URL] [--study_name S]
 
-Each trial is one fresh ``python -m finetune.sft`` process in ``D/trial-<n>/run``; its objective is one
+Each trial is one ``finetune.sft`` run in ``D/trial-<n>/run``, a process forked from a server that has
+imported the training libraries once (``finetune.sweep_runner``); its objective is one
 lm-eval metric (``objective: recipe_mpr_gen/acc``, direction from the task's ``higher_is_better``) scored on
 the held-out ``validation_size`` examples (``finetune.validation``), never on an evaluation split. Every
 in-training evaluation is reported to Optuna, so the pruner stops bad trials (SIGTERM to the trial).
 
-The study lives in ``D/study.db`` (SQLite) unless ``--storage`` names another Optuna RDB URL
-(``postgresql://...``, ``mysql://...``), which lets workers on several machines share one study. Run the
-same command again to resume a killed sweep (finished trials kept, an interrupted one re-run), or in
-several terminals at once: the workers fill one study of ``--n_trials`` trials together.
+The study lives in ``D/study.db`` (SQLite) unless ``--storage`` names another (``finetune.sweep_storage``):
+``journal:PATH`` (a file, several workers on one host) or an Optuna RDB URL (``postgresql://...``,
+``mysql://...``) shared by workers on several machines. Run the same command again to resume a killed sweep
+(finished trials kept, an interrupted one re-run), or in several terminals at once: the workers fill one
+study of ``--n_trials`` trials together.
 Writes ``D/sweep.json`` and ``D/best.yaml``; ``python -m leaderboards build D -o SWEEP.md`` renders it.
 """
 
@@ -23,27 +25,24 @@ import contextlib
 import fcntl
 import os
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
 from finetune import sweep_report as report
-from finetune.sweep_space import SweepSpec, load_spec
+from finetune.sweep_runner import Trial, call
+from finetune.sweep_space import SweepSpec
+from finetune.sweep_storage import Storage, fail_orphaned_trials, open_storage, worker_id
 from qa_tasks.errors import QAPackError, exit_code_of
 from qa_tasks.extras import require
 
 __all__ = ["EXIT_INTERRUPTED", "main", "run"]
 
 EXIT_INTERRUPTED = 128 + signal.SIGTERM
-HEARTBEAT_S, GRACE_S = 5, 20  # a trial whose worker was killed outright is failed (and re-run) after GRACE_S
+HEARTBEAT_S = 5  # RDB storage: a trial whose worker was killed outright is failed (and re-run) after 4x this
 POLL_S = 0.25
-# the trial dies with its worker (Linux: PR_SET_PDEATHSIG), also when the worker is killed outright
-_CHILD = ("import ctypes, sys; ctypes.CDLL(None).prctl(1, 15); from finetune.sft import main; "
-          "sys.exit(main(sys.argv[1:]))")
 
 
 class _Stop(KeyboardInterrupt):
@@ -65,7 +64,12 @@ def parser() -> argparse.ArgumentParser:
                    help="trials the study holds when done (default: the grid size for grid, else 20)")
     p.add_argument("--sampler", choices=("tpe", "grid", "random"), default="tpe")
     p.add_argument("--pruner", choices=("median", "none"), default=None, help="default: the file's, else median")
-    p.add_argument("--storage", default=None, help="Optuna RDB URL (default: sqlite:///D/study.db)")
+    p.add_argument("--storage", default=None,
+                   help="journal:PATH (a file, workers on one host) or an Optuna RDB URL such as "
+                        "postgresql://user:pass@host/db (default: sqlite:///D/study.db)")
+    p.add_argument("--heartbeat", type=int, default=HEARTBEAT_S,
+                   help="RDB storage: seconds between a running trial's heartbeats; a trial silent for 4x this "
+                        "(its worker was killed) is failed and re-run")
     p.add_argument("--study_name", default="sweep")
     p.add_argument("--seed", type=int, default=None,
                    help="sampler seed (default: random); trial n draws with seed + n, so workers sharing it differ")
@@ -83,54 +87,9 @@ def _parse(argv) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _storage(url: str):
-    """Optuna's RDB storage, after checking the URL's database driver is installed."""
-    import sqlalchemy
-    from optuna.storages import RDBStorage
-
-    try:
-        sqlalchemy.create_engine(url)  # imports the driver; connects to nothing yet
-    except ImportError as e:
-        raise QAPackError(f"--storage {url.split('://')[0]}://...: its database driver is not installed ({e}); "
-                          "install it (e.g. pip install psycopg2-binary or mysqlclient) or drop --storage for "
-                          "the SQLite file in the output folder") from None
-    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError) as e:
-        raise QAPackError(f"--storage {url!r} is not a database URL Optuna can use ({str(e).splitlines()[0]}); "
-                          "e.g. postgresql://user:pass@host/db or sqlite:///path/study.db") from None
-    try:
-        return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
-    except sqlalchemy.exc.SQLAlchemyError as e:  # an unreachable server, wrong credentials
-        raise QAPackError(f"--storage: cannot open the study database ({str(e).splitlines()[0][:160]})") from None
-
-
-def _trial_config(spec: SweepSpec, params: dict, run_dir: Path) -> dict:
-    return {**spec.base, **params, "eval_tasks": spec.objective.task, "output_dir": str(run_dir),
-            **({"env": spec.env} if spec.env else {})}
-
-
 def _write_yaml(path: Path, config: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-
-
-def _preflight(spec: SweepSpec, model: str, out: Path) -> None:
-    """A trial's config (first value of every field) goes through finetune.sft's own checks, and the
-    objective task must score documents of the validation split: all before any training."""
-    from finetune.config import SftParser, validate
-    from finetune.data import build_training_data
-    from finetune.validation import carve, validation_samples
-
-    params = {}
-    for name, dist in spec.space.items():
-        params[name] = dist.choices[0] if hasattr(dist, "choices") else dist.low
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "trial.yaml"
-        _write_yaml(path, _trial_config(spec, params, Path(tmp) / "run"))
-        task, lora, sft = SftParser().parse(["--config", str(path), "--model_name_or_path", model])
-        validate(task, lora, sft)
-    data = build_training_data(task.task, task.fold, task.data_path, task.max_examples)
-    train, held_out = carve(data, task.validation_size, task.validation_seed)
-    validation_samples(held_out, train, [spec.objective.task])
 
 
 def _sampler(kind: str, spec: SweepSpec, seed: int | None):
@@ -159,13 +118,15 @@ def _study(args, spec: SweepSpec, storage, n_trials: int = 0):
 
 
 class _Worker:
-    def __init__(self, args, spec: SweepSpec, study, out: Path, n_trials: int):
-        self.args, self.spec, self.study, self.out, self.n_trials = args, spec, study, out, n_trials
-        self.child: subprocess.Popen | None = None
+    def __init__(self, args, spec: SweepSpec, study, storage: Storage, out: Path, n_trials: int):
+        self.args, self.spec, self.study, self.storage, self.out = args, spec, study, storage, out
+        self.n_trials = n_trials
+        self.child: Trial | None = None
         self.stopping = False
         self.lock_file = open(out / ".sweep.lock", "a+")  # noqa: SIM115 (held for the worker's life)
         self.locked = False
         self.current: int | None = None
+        self.waiting = False
 
     # --- signals: forward to the running trial, stop after it
     def install(self) -> None:
@@ -178,6 +139,10 @@ class _Worker:
             self.child.send_signal(signal.SIGTERM)
         else:
             raise _Stop()
+
+    def _lock(self) -> None:
+        fcntl.flock(self.lock_file, fcntl.LOCK_EX)
+        self.locked = True
 
     def _unlock(self) -> None:
         if self.locked:
@@ -198,23 +163,34 @@ class _Worker:
                     for key in ("grid_id", "search_space"):
                         self.study._storage.set_trial_system_attr(queued._trial_id, key, t.system_attrs[key])
 
-    def _counted(self) -> int:
-        """Trials that count towards --n_trials: finished (a failure with an error too), running, queued."""
+    def _counted(self) -> tuple[int, int, int]:
+        """(trials that count towards --n_trials: finished (a failure with an error too), running, queued;
+        of them running; of them queued)."""
         from optuna.trial import TrialState
 
-        return sum(1 for t in self.study.get_trials(deepcopy=False)
-                   if t.state != TrialState.FAIL or "error" in t.user_attrs)
+        trials = self.study.get_trials(deepcopy=False)
+        counted = sum(1 for t in trials if t.state != TrialState.FAIL or "error" in t.user_attrs)
+        return (counted, sum(1 for t in trials if t.state == TrialState.RUNNING),
+                sum(1 for t in trials if t.state == TrialState.WAITING))
 
     def _next(self) -> bool:
-        from optuna.storages import fail_stale_trials
-
-        fcntl.flock(self.lock_file, fcntl.LOCK_EX)
-        self.locked = True
-        fail_stale_trials(self.study)
-        self._requeue_interrupted()
-        if self._counted() >= self.n_trials:
+        """True (the lock held) when this worker should ask for a trial. While every remaining trial is
+        running in other workers it waits: one whose worker dies is failed and re-run here."""
+        while True:
+            self._lock()
+            fail_orphaned_trials(self.study, self.storage)
+            self._requeue_interrupted()
+            counted, running, queued = self._counted()
+            if counted < self.n_trials or queued:  # a queued re-run is asked for first (Optuna's rule)
+                break
             self._unlock()
-            return False
+            if not running or self.stopping:
+                return False
+            if not self.waiting:
+                self.waiting = True
+                print(f"[sweep] every trial is taken; waiting for the {running} running in other workers (one "
+                      "whose worker is killed is re-run here)", flush=True)
+            time.sleep(max(1, min(self.args.heartbeat, 5)))
         if self.args.seed is not None:
             # one seed per trial number, not one random stream per worker process: two workers (or a
             # resumed worker) given the same --seed would otherwise propose the same values again
@@ -226,6 +202,10 @@ class _Worker:
     def objective(self, trial) -> float:
         import optuna
 
+        from finetune.sweep_check import trial_config
+
+        if not self.storage.heartbeat:  # a journal: other workers on this host see whether this one lives
+            self.study._storage.set_trial_system_attr(trial._trial_id, "worker", worker_id())
         self._unlock()
         self.current = trial.number
         _suggest(trial, self.spec.space)
@@ -233,18 +213,14 @@ class _Worker:
         run_dir = folder / "run"
         trial.set_user_attr("output_dir", str(folder))
         config = folder / "config.yaml"
-        _write_yaml(config, _trial_config(self.spec, trial.params, run_dir))
+        _write_yaml(config, trial_config(self.spec, trial.params, run_dir))
         argv = ["--config", str(config), "--model_name_or_path", self.args.model_name_or_path]
-        cmd = [sys.executable, "-c", _CHILD, *argv] if sys.platform.startswith("linux") else \
-            [sys.executable, "-m", "finetune.sft", *argv]
-        env = {**os.environ, **{str(k): str(v) for k, v in self.spec.env.items()}}
-        with open(folder / "train.log", "w", encoding="utf-8") as log:
-            self.child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-            pruned, values = False, {}
-            while self.child.poll() is None:
-                time.sleep(POLL_S)
-                pruned = self._report(trial, run_dir, values) or pruned
-            code, self.child = self.child.returncode, None
+        env = {str(k): str(v) for k, v in self.spec.env.items()}
+        self.child = Trial(argv, folder / "train.log", env)
+        pruned, values = False, {}
+        while self.child.wait(POLL_S) is None:
+            pruned = self._report(trial, run_dir, values) or pruned
+        code, self.child = self.child.poll(), None
         if self.stopping:
             trial.set_user_attr("interrupted", True)
             raise _Stop()
@@ -274,14 +250,14 @@ class _Worker:
                 return True
         return False
 
-    def loop(self, storage_label: str) -> None:
+    def loop(self) -> None:
         while not self.stopping and self._next():
             self.current = None
             try:
                 self.study.optimize(self.objective, n_trials=1, catch=(_TrialError,))
             finally:
                 self._unlock()
-                report.write_sweep_json(self.out, self.study, self.spec, storage_label, self.args.sampler,
+                report.write_sweep_json(self.out, self.study, self.spec, self.storage.label, self.args.sampler,
                                         self.n_trials)
             if self.current is not None:  # this worker ran a trial (not only found the study full)
                 trial = self.study.get_trials(deepcopy=False)[self.current]
@@ -306,6 +282,32 @@ def _last_line(path: Path) -> str:
     return lines[-1].strip() if lines else "no output"
 
 
+def _file_env(config: str) -> dict[str, str]:
+    """The sweep file's ``env:`` mapping, set before the trial server starts (some variables, such as thread
+    counts, are read when torch is imported); the file itself is checked later."""
+    try:
+        env = (yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}).get("env") or {}
+    except (OSError, yaml.YAMLError, AttributeError):
+        return {}
+    return {str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {}
+
+
+def _open_study(args, spec: SweepSpec, out: Path, storage: Storage | None) -> tuple[Storage, object]:
+    import sqlalchemy
+
+    with open(out / ".sweep.lock", "a+") as lock:  # workers started together create the schema one at a time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        storage = storage or open_storage(None, out, args.heartbeat)
+        for attempt in range(3):  # workers on other machines may race on a new schema/study too
+            try:
+                return storage, _study(args, spec, storage.storage)
+            except sqlalchemy.exc.IntegrityError:
+                if attempt == 2:
+                    raise
+                time.sleep(1)
+    raise AssertionError("unreachable")
+
+
 def run(argv: list[str] | None = None) -> int:
     args = _parse(argv)  # --help and usage errors first: they need no optuna
     require("sweep,train", what="python -m finetune.sweep")  # optuna, and TRL for the trials' finetune.sft
@@ -316,47 +318,33 @@ def run(argv: list[str] | None = None) -> int:
         raise QAPackError(f"--output_dir {out} is a file; choose a folder")
     if args.n_trials is not None and args.n_trials <= 0:
         raise QAPackError(f"--n_trials={args.n_trials} must be > 0")
-    spec = load_spec(args.config, args.sampler, args.pruner)
-    url = args.storage or f"sqlite:///{out.resolve() / 'study.db'}"
-    if args.storage:
-        storage = _storage(url)  # a server URL: its driver is checked before any training
-    _preflight(spec, args.model_name_or_path, out)
+    if args.heartbeat <= 0:
+        raise QAPackError(f"--heartbeat={args.heartbeat} must be > 0 seconds")
+    # a named storage is opened (driver, server, journal folder) before any check that needs the trial server
+    storage = open_storage(args.storage, out, args.heartbeat) if args.storage else None
+    os.environ.update(_file_env(args.config))
+    spec = call("finetune.sweep_check:check_spec", args.config, args.sampler, args.pruner, args.model_name_or_path)
     out.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     import warnings
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    import sqlalchemy
-
-    with open(out / ".sweep.lock", "a+") as lock:  # workers started together create the schema one at a time
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not args.storage:
-            storage = _storage(url)
-        for attempt in range(3):  # workers on other machines may race on a new schema/study too
-            try:
-                study = _study(args, spec, storage, 0)
-                break
-            except sqlalchemy.exc.IntegrityError:
-                if attempt == 2:
-                    raise
-                time.sleep(1)
-
-    label = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    storage, study = _open_study(args, spec, out, storage)
     grid_size = len(list(_product(spec.grid))) if spec.grid else None
     n_trials = args.n_trials or grid_size or 20
     info = spec.base
-    print(f"[sweep] study {args.study_name!r} in {label}: {n_trials} trials, {args.sampler} sampler, "
+    print(f"[sweep] study {args.study_name!r} in {storage.label}: {n_trials} trials, {args.sampler} sampler, "
           f"{spec.pruner} pruner; objective {spec.objective.key} ({spec.objective.direction}) on a validation "
           f"split of validation_size={info['validation_size']} (seed {info['validation_seed']}) carved from the "
           "training data", flush=True)
-    worker = _Worker(args, spec, study, out, n_trials)
+    worker = _Worker(args, spec, study, storage, out, n_trials)
     worker.install()
     try:
-        worker.loop(label)
+        worker.loop()
     except _Stop:
-        report.write_sweep_json(out, study, spec, label, args.sampler, n_trials)
-        print(f"[sweep] interrupted; finished trials are kept in {label}: rerun the same command to resume",
-              file=sys.stderr, flush=True)
+        report.write_sweep_json(out, study, spec, storage.label, args.sampler, n_trials)
+        print(f"[sweep] interrupted; finished trials are kept in {storage.label}: rerun the same command to "
+              "resume", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     best = report.best_trial(study)
     if best is None:

@@ -98,7 +98,8 @@ def tiny_model(tmp_path_factory) -> Path:
 # Files whose module-scoped fixtures train or evaluate for minutes go first (pytest-xdist hands out files
 # in collection order), so the two workers finish together rather than one waiting on the last long file.
 HEAVY_FIRST = ("test_sweep.py", "test_bench_commands.py", "test_bench_sft_commands.py", "test_finetune_e2e.py",
-               "test_bench_rollout_commands.py", "test_plugin.py", "test_finetune_interrupt.py", "test_demo.py")
+               "test_bench_rollout_commands.py", "test_plugin.py", "test_finetune_interrupt.py", "test_demo.py",
+               "test_sweep_storage.py", "test_hostile_lm_eval.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,5 +1,5 @@
 """python -m finetune.sweep end to end on the tiny model: a 4-trial TPE sweep filled by two concurrent workers
-on one SQLite study, a 2x2 grid ablation stopped by SIGTERM mid-trial and resumed, the objective scored
+on one journal-file study, a 2x2 grid ablation on the default SQLite study stopped by SIGTERM mid-trial and resumed, the objective scored
 only on the validation split carved from fold 0's train queries, the leaderboard of a sweep folder; bad
 sweep files stop with one line and exit 2 before any training."""
 
@@ -51,10 +51,11 @@ def _sweep(out: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def tpe(tiny_model, tmp_path_factory):
-    """Two workers started together on one study of 4 trials, both with --seed 0."""
+    """Two workers started together on one journal-file study of 4 trials, both with --seed 0."""
     root = tmp_path_factory.mktemp("tpe")
     config, out = _write(root / "sweep.yaml", TPE), root / "D"
-    cmd = _cmd(config, tiny_model, out, "--n_trials", "4", "--sampler", "tpe", "--seed", "0")
+    cmd = _cmd(config, tiny_model, out, "--n_trials", "4", "--sampler", "tpe", "--seed", "0",
+               "--storage", f"journal:{root / 'study.log'}")
     procs = [_popen(cmd, root / f"worker{i}.log") for i in range(2)]
     codes = [p.wait(timeout=900) for p in procs]
     logs = [(root / f"worker{i}.log").read_text() for i in range(2)]
@@ -153,6 +154,7 @@ def test_sigterm_keeps_finished_trials_and_resume_completes_the_grid(grid):
     trials = _sweep(grid["out"])["trials"]
     done = [t for t in trials if t["state"] == "COMPLETE"]
     combos = {(t["params"]["lora_r"], t["params"]["learning_rate"]) for t in done}
+    assert not (grid["out"].parent / "study.log").exists() and (grid["out"] / "study.db").is_file()
     assert len(done) == 4 and combos == set(itertools.product([4, 8], [1.0e-3, 3.0e-2]))
     kept = next(t for t in trials if t["number"] == 0)
     assert kept["value"] == stopped[0]["value"] and kept["duration_s"] == stopped[0]["duration_s"]
@@ -200,8 +202,18 @@ BAD = [
     ("metric_not_produced", {**TPE, "objective": "recipe_mpr/f1"}, [], "does not produce metric 'f1'"),
     ("objective_on_test_split", {**TPE, "objective": "recipe_mpr_fold0/acc"}, [],
      "has no document among the"),
-    ("storage_driver_missing", TPE, ["--storage", "postgresql://u:secret@localhost/db"],
+    ("storage_driver_missing", TPE, ["--storage", "mysql://u:secret@localhost/db"],
      "database driver is not installed"),
+    ("storage_unreachable", TPE, ["--storage", "postgresql://u:secret@127.0.0.1:1/db"],
+     "cannot open the study database"),
+    ("journal_in_missing_folder", TPE, ["--storage", "journal:no/such/folder/study.log"],
+     "does not exist; create it"),
+    ("space_value_rejected", {**TPE, "search_space": {"lora_dropout": [0.0, 1.5]}}, [],
+     "lora_dropout=1.5 must be in [0, 1)"),
+    ("space_bound_rejected", {**TPE, "search_space": {"lora_r": {"int": [0, 8]}}}, [],
+     "lora_r=0 must be > 0"),
+    ("space_target_rejected", {**TPE, "search_space": {"lora_target_modules": ["q_proj", "qq_proj"]}}, [],
+     "qq_proj match no module"),
 ]
 
 
@@ -214,7 +226,7 @@ def test_bad_input_is_one_line_exit_2_before_training(name, doc, extra, message,
                  "--output_dir", str(out), *extra])
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1, err
-    assert "secret" not in err
+    assert "secret" not in err and "Traceback" not in err
     assert not list(out.glob("trial-*"))
 
 
