@@ -24,7 +24,14 @@ Where the pack departs from CS336's ``r1_zero_reward_fn`` (each one a case in
   Only a mixed number ``3 1/4`` reads as CS336 reads it, 13/4; ``-3 1/4`` is -13/4 (CS336: -11/4).
 - **Malformed LaTeX.** An answer whose braces do not pair up (``5\\text{ cm\\text{ cm``) is wrong;
   math-verify would read the leading 5.
-- **Unicode.** Vulgar fractions (``½``, ``3¾``), ``√``, ``−``, ``π``, ``×`` read as their LaTeX.
+- **Units.** At most two trailing unit words are dropped, each unit once (``5 square feet``); an answer
+  ending in more (``5\\text{ cm}\\text{ cm}``, ``5 dollars dollars``) is wrong (``units``), where
+  math-verify would drop the ``\\text{}`` and read 5.
+- **Scientific notation.** ``1.5e3``, ``1.5E+3``, ``1.5 \\cdot 10^3`` are 1500, compared exactly
+  (math-verify reads ``1.5e3`` as 1.5 · e · 3, and its tolerance equates ``1.5000001e-3`` and 0.0015);
+  ``2e-1`` stays 2e - 1.
+- **Unicode.** Vulgar fractions (``½``, ``3¾``), ``√``, ``−``, ``π``, ``×``, superscripts (``10³``) read
+  as their LaTeX; zero-width characters are dropped.
 - **Percent.** ``50\\%`` matches both 50 and 1/2.
 - **Equivalence engine.** math-verify (with sympy behind it) instead of CS336's mathd/sympy
   ``grade``; two different exact numbers are never equal (math-verify's float rounding equates

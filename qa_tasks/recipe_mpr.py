@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import random
 import re
 import unicodedata
@@ -74,23 +75,55 @@ class RecipeDoc:
         return cls(d["idx"], d["query"], tuple(d["options"]), d["gold"], tuple(d["types"]))
 
 
+def _short(value: object, limit: int = 60) -> str:
+    """``repr`` cut to ``limit`` characters: one line, whatever the value holds."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _check_record(i: int, rec: object, where: str) -> None:
+    """Raise one QAPackError line naming record ``i`` (index and query) when it is not a Recipe-MPR record:
+    ``query`` a text, ``options`` 5 ids -> distinct texts, ``answer`` one of those ids (a string, as in the
+    released file), ``query_type`` 0/1 flags."""
     def bad(what: str) -> QAPackError:
         query = rec.get("query", "?") if isinstance(rec, dict) else "?"
-        return QAPackError(f"{where}: record {i} ({str(query)[:50]!r}) {what}; fix or restore the file")
+        return QAPackError(f"{where}: record {i} ({_short(str(query), 50)}) {what}")
 
     if not isinstance(rec, dict):
-        raise bad("is not a JSON object")
+        raise bad("is not a JSON object; fix or restore the file")
     for key in ("query", "options", "answer", "query_type"):
         if key not in rec:
-            raise bad(f"has no '{key}'")
+            raise bad(f"has no '{key}'; fix or restore the file")
+    if not isinstance(rec["query"], str) or not rec["query"].strip():
+        raise bad(f"has query {_short(rec['query'])}, expected the query text; fix or restore the file")
     options = rec["options"]
     if not isinstance(options, dict) or len(options) != len(LETTERS):
-        raise bad(f"has {len(options) if isinstance(options, dict) else 'no'} options, expected {len(LETTERS)}")
-    if rec["answer"] not in options:
-        raise bad(f"has answer {rec['answer']!r}, which is not among its option ids")
-    if not isinstance(rec["query_type"], dict) or set(rec["query_type"]) - set(QUERY_TYPES):
-        raise bad(f"has query_type {rec['query_type']!r}, expected flags for {', '.join(QUERY_TYPES)}")
+        raise bad(f"has {len(options) if isinstance(options, dict) else 'no'} options, expected {len(LETTERS)} "
+                  "(an object of option id -> recipe text); fix or restore the file")
+    if empty := [k for k, text in options.items() if not isinstance(text, str) or not text.strip()]:
+        raise bad(f"has option {empty[0]!r} with text {_short(options[empty[0]])}, expected a recipe text; "
+                  "fix or restore the file")
+    answer, ids = rec["answer"], ", ".join(_short(k, 20) for k in options)
+    if not isinstance(answer, str):  # a list or object is unhashable: it must not reach `in options`
+        one = answer[0] if isinstance(answer, list) and len(answer) == 1 else None
+        hint = f'; write "answer": {json.dumps(one)}' if isinstance(one, str) and one in options else ""
+        raise bad(f"has answer {_short(answer)} ({type(answer).__name__}), expected the id of its correct "
+                  f"option as a string (one of {ids}){hint}")
+    if answer not in options:
+        raise bad(f"has answer {_short(answer)}, which is not among its option ids ({ids}); "
+                  "fix or restore the file")
+    first: dict[str, str] = {}
+    for key, text in options.items():  # compared as shown to the model: stripped, spaces collapsed
+        shown = " ".join(text.split())
+        if shown in first:
+            raise bad(f"has options {first[shown]!r} and {key!r} with the same text {_short(shown)}: two letters "
+                      "would show one recipe; keep one of them (the released file has no such record)")
+        first[shown] = key
+    flags = rec["query_type"]
+    if (not isinstance(flags, dict) or set(flags) - set(QUERY_TYPES)
+            or any(v not in (0, 1) for v in flags.values())):
+        raise bad(f"has query_type {_short(flags)}, expected 0/1 flags for {', '.join(QUERY_TYPES)}; "
+                  "fix or restore the file")
 
 
 @functools.lru_cache(maxsize=1)

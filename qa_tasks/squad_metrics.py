@@ -11,6 +11,7 @@ kept for comparison with its numbers and easy to game.
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 import string
@@ -38,8 +39,13 @@ _ARTICLES = re.compile(r"\b(a|an|the)\b")
 # tags in any case and with stray spaces (``<ANSWER>``, ``< /answer >``) are still tags
 _OPEN = r"<\s*answer\s*>"
 _CLOSE = r"<\s*/\s*answer\s*>"
-_TAGGED = re.compile(f"{_OPEN}(.*?){_CLOSE}", re.DOTALL | re.IGNORECASE)
+# a complete pair holds no other opening tag: ``<answer>`` opened again before ``</answer>`` starts the
+# answer again (and no match can scan past the next opening tag, so a reply of many tags stays linear)
+_TAGGED = re.compile(f"{_OPEN}((?:(?!{_OPEN}).)*?){_CLOSE}", re.DOTALL | re.IGNORECASE)
 _OPEN_TAG = re.compile(_OPEN, re.IGNORECASE)
+_CLOSE_TAG = re.compile(_CLOSE, re.IGNORECASE)
+# a reply cut off inside its closing tag ("Paris</ans"): the tag's start is not part of the answer
+_CUT_CLOSE = re.compile(r"<\s*/\s*(?:a(?:n(?:s(?:w(?:e(?:r\s*)?)?)?)?)?)?$", re.IGNORECASE)
 
 
 def normalize_answer(s: str) -> str:
@@ -74,20 +80,29 @@ def f1(prediction: str, golds: Sequence[str]) -> float:
 
 
 def extract_tagged(reply: str) -> str | None:
-    """Content of the last complete ``<answer>…</answer>`` pair, stripped; None when there is none."""
-    found = _TAGGED.findall(reply)
-    return found[-1].strip() if found else None
+    """Content of the last complete ``<answer>…</answer>`` pair with some text in it, stripped ("" when
+    every pair is empty); None when there is no complete pair. An ``<answer>`` opened again before the
+    ``</answer>`` starts the answer again, so nested tags ``<answer>a <answer>b</answer></answer>`` read
+    "b" (never "a <answer>b") and a ``</answer>`` with no opening tag before it is ignored."""
+    found = [m.group(1).strip() for m in _TAGGED.finditer(reply)]
+    if not found:
+        return None
+    return next((text for text in reversed(found) if text), "")
 
 
 def extract_answer(reply: str) -> tuple[str, bool]:
-    """(answer text, tags complete): the last complete tag pair's content; else the text after the last
-    opening tag (a reply cut off before ``</answer>``), the tag itself dropped; else the whole reply."""
+    """(answer text, tags complete): ``extract_tagged``'s answer; else the text after the last opening tag
+    (a reply cut off before ``</answer>``, or inside it: ``<answer>Paris</ans``); else the text before the
+    first closing tag (``Paris</answer>``); else the whole reply. Tags are never part of the answer."""
     tagged = extract_tagged(reply)
     if tagged is not None:
         return tagged, True
     opened = list(_OPEN_TAG.finditer(reply))
     if opened:
-        return reply[opened[-1].end():].strip(), False
+        return _CUT_CLOSE.sub("", reply[opened[-1].end():]).strip(), False
+    closed = _CLOSE_TAG.search(reply)
+    if closed:
+        return reply[:closed.start()].strip(), False
     return reply.strip(), False
 
 
@@ -136,21 +151,46 @@ def score_answer(reply: str | None, golds: Sequence[str]) -> dict[str, float]:
             "lenient": lenient(answer, golds), "lenient_substring": lenient_substring(answer, golds)}
 
 
-# A "Qk" label anywhere (not inside a word), with optional markdown around it, then ":", ".", ")" or "-"
-_LABEL = re.compile(r"(?<![A-Za-z0-9])[*_#]*Q(\d+)[*_]*\s*[:.)\-][*_]*", re.IGNORECASE)
+# A "Qk" label anywhere (not inside a word), with optional markdown around it, then ":", ".", ")" or "-".
+# The markdown run is only taken from its start (no match begins inside a run of "*": linear time), and
+# at most 6 digits (a 5000-digit "Q999…:" is no label, and no int() of it can fail).
+_LABEL = re.compile(r"(?:(?<![A-Za-z0-9*_#])[*_#]+|(?<![A-Za-z0-9]))Q(\d{1,6})[*_]*\s*[:.)\-][*_]*",
+                    re.IGNORECASE)
 
 
 def parse_all_in_one(reply: str, qids: Sequence[str]) -> dict[str, str | None]:
     """Per question id the text between its ``Qk:`` label and the next label (first label wins), so
     several labels on one line, an answer on the line after its label and multi-line answers all
-    read; None when the id is missing."""
+    read; None when the id is missing.
+
+    A label inside a complete ``<answer>…</answer>`` pair (as ``extract_tagged`` pairs tags) that opens
+    after the reply's first label is part of that answer, not a label: in
+    ``Q1: <answer>x Q2: y</answer> Q2: <answer>z</answer>`` Q1 answered "x Q2: y" and Q2 answered "z" (the
+    model gave "y" inside Q1's tags, never for Q2). In a reply wrapped whole in one pair
+    (``<answer>Q1: a Q2: b</answer>``) no label precedes the pair, so its labels still count.
+    """
     out: dict[str, str | None] = dict.fromkeys(qids)
-    labels = list(_LABEL.finditer(reply))
+    labels = _labels_outside_answers(reply)
     for label, following in zip(labels, labels[1:] + [None]):
         qid = f"Q{int(label.group(1))}"
         if qid in out and out[qid] is None:
             out[qid] = reply[label.end():following.start() if following else len(reply)].strip()
     return out
+
+
+def _labels_outside_answers(reply: str) -> list[re.Match]:
+    """The ``Qk:`` labels of a reply, without those inside a tag pair that opens after the first label."""
+    labels = list(_LABEL.finditer(reply))
+    if not labels:
+        return labels
+    pairs = [(m.start(), m.end()) for m in _TAGGED.finditer(reply, labels[0].end())]
+    opens = [start for start, _ in pairs]
+    kept = []
+    for label in labels:
+        k = bisect.bisect_right(opens, label.start()) - 1  # the last pair opening before this label
+        if k < 0 or label.start() >= pairs[k][1]:
+            kept.append(label)
+    return kept
 
 
 @dataclass(frozen=True)

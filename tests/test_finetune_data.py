@@ -159,3 +159,24 @@ def test_assistant_loss_covers_exactly_the_assistant_turns(tiny_model, tmp_path)
         for m in row["messages"]:
             if m["role"] == "user":
                 assert m["content"][:40] not in _learned(tok, example)
+
+
+@pytest.mark.parametrize("case,mutate,message", [
+    ("answer_list", lambda rec: rec.update(answer=[rec["answer"]]), r"\(list\), expected the id of its correct option"),
+    ("two_options_same_text", lambda rec: rec["options"].update({list(rec["options"])[1]: rec["options"][rec["answer"]]}),
+     "with the same text"),
+])
+def test_malformed_recipe_record_is_one_line_when_building_training_data(tmp_path, monkeypatch, case, mutate, message):
+    """finetune.sft builds its rows through the eval loader: a bad record is one line naming it, not a traceback."""
+    records = json.loads(json.dumps(r.load_records()[:4]))
+    mutate(records[3])
+    (tmp_path / "recipe_mpr").mkdir()
+    (tmp_path / "recipe_mpr" / "500QA.json").write_text(json.dumps(records))
+    monkeypatch.setenv("QA_PACK_DATA_DIR", str(tmp_path))
+    r.load_records.cache_clear()
+    try:
+        with pytest.raises(QAPackError, match=message) as err:
+            build_training_data("recipe_mpr", fold=0)
+    finally:
+        r.load_records.cache_clear()
+    assert "record 3 (" in str(err.value) and "\n" not in str(err.value)

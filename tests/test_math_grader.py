@@ -174,6 +174,15 @@ FORMAT_CASES = [
     ("end-of-turn token after", "<think> r </think> <answer> 5 </answer><|im_end|>", T, (), "5"),
     ("unicode answer", " r </think> <answer> \u03c0 </answer>", T, (), "\u03c0"),
     ("long reasoning", " " + "step " * 20000 + "</think> <answer> 5 </answer>", T, (), "5"),
+    ("nested answer tags", " r </think> <answer> 3 <answer> 5 </answer></answer>", T, (), "5"),
+    ("many re-opened answer tags", " r </think> <answer>" + "<answer>" * 10000 + " 5 </answer>", T, (), "5"),
+    ("gate again inside the block", " r </think> <answer> </think> <answer> 5 </answer>", T, (), "5"),
+    ("empty block, answer after it", " r </think> <answer></answer> 5", T, (), None),
+    ("upper-case tags inside the block", " r </think> <answer> <ANSWER>5</ANSWER> </answer>", T, (),
+     "<ANSWER>5</ANSWER>"),
+    ("a long run of spaces in the block", " r </think> <answer> 5" + " " * 100_000 + "</answer>", T, (), "5"),
+    ("zero-width space in the answer", " r </think> <answer> \u200b5 </answer>", T, (), "\u200b5"),
+    ("NUL after the gate", " r </think> <answer>\x00</answer>", T, (), "\x00"),
     # missing_think_close
     ("answer tags without think close", " r <answer> 5 </answer>", F, ("missing_think_close",), None),
     ("malformed think close", " r < /think> <answer> 5 </answer>", F, ("missing_think_close",), None),
@@ -498,6 +507,8 @@ CS336_DEPARTURES = [
     ("percent, wrong", _formatted("50\\%"), "0.6", F),
     ("two exact numbers math-verify rounds together", _formatted("\\frac{1}{2^{99}}"), "\\frac{1}{2^{98}}", F),
     ("digits in another base", _formatted("52_9"), "52_8", F),
+    ("a unit twice is not a number and its unit (math-verify reads 5)", _formatted("5\\text{ cm}\\text{ cm}"), "5", F),
+    ("scientific notation is the number", _formatted("1.5e3"), "1500", T),
 ]
 
 
@@ -516,14 +527,18 @@ def test_readme_lists_every_departure():
     """tasks_yaml/math/README.md's departures section names each rule the table above tests."""
     text = (Path(__file__).resolve().parent.parent / "tasks_yaml" / "math" / "README.md").read_text(encoding="utf-8")
     section = text.split("### Where the pack departs from CS336")[1].split("\n## ")[0]
-    for needle in ("first", "2 3", "3 1/4", "-3 1/4", "5\\text{ cm\\text{ cm", "½", "√", "50\\%", "1/2^99", "52_8"):
+    for needle in ("first", "2 3", "3 1/4", "-3 1/4", "5\\text{ cm\\text{ cm", "½", "√", "50\\%", "1/2^99", "52_8",
+                   "5\\text{ cm}\\text{ cm}", "1.5e3"):
         assert needle in section, needle
 
 
 @pytest.mark.parametrize("text,expected", [
     ("2 3", "2 3"), ("1  2\t3", "1 2 3"), ("x + 1", "x+1"), ("3 1/4", "\\frac{13}{4}"), ("-3 1/4", "-\\frac{13}{4}"),
     ("3\\frac{1}{4}", "\\frac{13}{4}"), ("\u00bd", "\\frac{1}{2}"), ("\u221a2", "\\sqrt{2}"), ("\u22125", "-5"),
-    ("5 \\text{ cm}^2", "5"), ("5 dollars dollars", "5"), ("dollars", "dollars"), ("10 080", "10 080"),
+    ("5 \\text{ cm}^2", "5"), ("5 dollars dollars", "5dollarsdollars"), ("dollars", "dollars"), ("10 080", "10 080"),
+    ("5 square feet", "5"), ("5 ft feet", "5ftfeet"), ("5 \\textbf{cm} \\text{ cm}", "5cm"), ("1.5e3", "1500"),
+    ("1.5E+3", "1500"), ("1.5 \\cdot 10^3", "1500"), ("6.72 \\times 10^{-5}", "0.0000672"), ("2e-1", "2e-1"),
+    ("1.5\u00d710\u00b3", "1500"), ("5\u200b", "5"), ("1500.0", "1500"), ("-0.0", "0"),
     ("18.00", "18"), ("x = 5", "5"), ("\\$1,000", "1000"), ("{6 - 5i}", "6-5i"), ("{a}+{b}", "{a}+{b}"),
 ])
 def test_normalize_answer(text, expected):
@@ -531,9 +546,10 @@ def test_normalize_answer(text, expected):
 
 
 def test_long_answers_of_repeated_units_are_graded_within_the_bound(grader):
-    """Clean-up is linear: a 1 MB answer of unit words is decided well inside the bound."""
+    """Clean-up is linear: a 1 MB answer of unit words is decided well inside the bound, and wrong (more
+    unit words than a number and its unit have)."""
     verdict = grader.equivalent("18" + " dollars" * 131_072, "18")
-    assert verdict.correct and not verdict.timed_out
+    assert verdict == mg.Verdict(False, "units")
     verdict = grader.equivalent("5" + "\\text{ cm" * 200_000, "5")
     assert verdict == mg.Verdict(False, "malformed")
 
@@ -560,3 +576,101 @@ def test_a_batch_keeps_the_bound_per_item():
         assert [x.correct for x in grades] == [T, F, F, T, F]
         assert [x.method for x in grades] == ["string", "timeout", "format", "string", "empty"]
         assert g.timeouts == 1
+
+
+# --- hostile answers: scientific notation, unit words, odd unicode, huge and empty answers -----------------
+
+# (name, predicted answer, gold source or literal gold, correct, Verdict.method)
+HOSTILE_ANSWERS = [
+    # issue: scientific notation is a number (E-notation, \times / \cdot / * 10^k, superscripts), decided exactly
+    ("E-notation vs LaTeX gold", "1.5e3", "1.5 \\times 10^{3}", T, "string"),
+    ("capital E with sign vs LaTeX gold", "1.5E+3", "1.5 \\times 10^{3}", T, "string"),
+    ("cdot vs LaTeX gold", "1.5 \\cdot 10^3", "1.5 \\times 10^{3}", T, "string"),
+    ("E-notation vs plain gold", "1.5e3", "1500", T, "string"),
+    ("capital E vs plain gold", "1.5E+3", "1500", T, "string"),
+    ("capital E, no sign", "1.5E3", "1500", T, "string"),
+    ("cdot vs plain gold", "1.5 \\cdot 10^3", "1500", T, "string"),
+    ("star vs plain gold", "1.5*10^3", "1500", T, "string"),
+    ("mantissa above ten", "15 \\times 10^{2}", "1500", T, "string"),
+    ("integer mantissa, unsigned exponent", "3e2", "300", T, "string"),
+    ("zero-padded exponent", "1.5e+03", "1500", T, "string"),
+    ("mantissa without integer part", ".5e1", "5", T, "string"),
+    ("negative exponent", "1.5e-3", "0.0015", T, "string"),
+    ("negative exponent vs fraction", "1.5e-3", "\\frac{3}{2000}", T, "number"),
+    ("negative number", "-2.5e-4", "-0.00025", T, "string"),
+    ("dollar-wrapped", "$1.5e3$", "1500", T, "string"),
+    ("escaped dollar before it", "\\$1.5e3", "1500", T, "string"),
+    ("unit after it", "1.5e3 dollars", "1500", T, "string"),
+    ("unicode times and superscript", "1.5\u00d710\u00b3", "1500", T, "string"),
+    ("unicode dot and superscript", "1.5\u00b710\u00b3", "1500", T, "string"),
+    ("unicode negative superscript", "6.72\u00d710\u207b\u2075", "math500:176", T, "string"),
+    ("E-notation vs real gold", "6.72e-5", "math500:176", T, "string"),
+    ("E-notation vs thousands gold", "1.45e6", "gsm8k:611", T, "string"),
+    ("LaTeX vs GSM8K gold", "7 \\times 10^4", "gsm8k:2", T, "string"),
+    ("E-notation, wrong power", "7e3", "gsm8k:2", F, "number"),
+    ("E-notation, off by one", "1.5e3", "1501", F, "number"),
+    ("E-notation is not its mantissa", "1.5e3", "1.5", F, "number"),
+    ("within math-verify's tolerance, still wrong", "1.5000001e-3", "0.0015", F, "number"),
+    ("LaTeX within math-verify's tolerance, still wrong", "1.5000001 \\times 10^{-3}", "0.0015", F, "number"),
+    ("big exponent, through math-verify", "1e100", "10^{100}", T, "sympy"),
+    ("four-digit exponent, through math-verify", "1e9999", "10^{9999}", T, "sympy"),
+    ("tiny is not zero", "1e-999", "0", F, "math_verify"),
+    ("x is a variable, not times", "1.5 x 10^3", "1500", F, "math_verify"),
+    ("2e-1 is 2e - 1 (Euler's number)", "2e-1", "0.2", F, "math_verify"),
+    ("2e-1 is 2e - 1, as the gold writes it", "2e-1", "2e - 1", T, "string"),
+    ("two exponents", "1.5e3e3", "1500", F, "math_verify"),
+    # issue: unit words are dropped at most twice, each unit once; more is not a number with its unit
+    ("unit word twice", "5 dollars dollars", "5", F, "units"),
+    ("unit word three times", "5 dollars dollars dollars", "5", F, "units"),
+    ("singular and plural of one unit", "5 dollar dollars", "5", F, "units"),
+    ("abbreviation and word of one unit", "5 ft feet", "5", F, "units"),
+    ("unit words in any case", "18 Dollars DOLLARS", "gsm8k:0", F, "units"),
+    ("three different unit words", "5 ways people students", "5", F, "units"),
+    ("three unit words with a square", "5 square feet inches", "5", F, "units"),
+    ("unit twice inside one text group (math-verify reads 5)", "5 \\text{ dollars dollars}", "5", F, "units"),
+    ("unit twice in two text groups (math-verify reads 5)", "5\\text{ cm}\\text{ cm}", "5", F, "units"),
+    ("unit three times in text groups", "5\\text{ cm}\\text{ cm}\\text{ cm}", "5", F, "units"),
+    ("unit in textbf and in text", "5 \\textbf{cm} \\text{ cm}", "5", F, "units"),
+    ("only unit words", "dollars dollars", "5", F, "math_verify"),
+    ("a number and its unit", "18 dollars", "gsm8k:0", T, "string"),
+    ("two unit words", "5 square feet", "5", T, "string"),
+    ("two abbreviations", "5 sq ft", "5", T, "string"),
+    ("two unit words in a text group", "864 \\text{ square inches}", "math500:257", T, "string"),
+    ("unit with a power", "5 units^2", "5", T, "string"),
+    ("unit in mbox", "5 \\mbox{ dollars}", "5", T, "string"),
+    ("unit then a full stop", "5 dollars.", "5", T, "string"),
+    # odd unicode, malformed, huge and empty answers
+    ("no answer", None, "5", F, "empty"),
+    ("empty answer", "", "5", F, "empty"),
+    ("whitespace answer", " \n\t ", "5", F, "empty"),
+    ("zero-width space before", "\u200b5", "5", T, "string"),
+    ("byte-order mark after", "5\ufeff", "5", T, "string"),
+    ("full-width digit", "\uff15", "5", T, "string"),
+    ("roman numeral sign", "\u2164", "5", F, "math_verify"),
+    ("full-width digit apart from another", "5 \uff15", "55", F, "split_number"),
+    ("closing brace alone", "5}", "5", F, "malformed"),
+    ("braces around it", "{5}", "5", T, "string"),
+    ("number inside text", "\\text{5}", "5", T, "string"),
+    ("division by zero", "\\frac{1}{0}", "5", F, "math_verify"),
+    ("negative zero", "-0.0", "0", T, "string"),
+    ("a million spaces after", "5" + " " * 1_000_000, "5", T, "string"),
+    ("a million digits", "5" * 1_000_000, "5", F, "number"),
+    ("a million digits, right", "5" * 1_000_000, "5" * 1_000_000, T, "string"),
+    ("5000 digits (past int()'s 4300-digit limit)", "1" * 5000 + ".0", "1" * 5000, T, "string"),
+    ("5000 digits, last one wrong", "1" * 5000, "1" * 4999 + "2", F, "number"),
+    ("40 decimals (past Decimal's 28-digit default)", "0." + "1" * 40, "0." + "1" * 39 + "2", F, "number"),
+    ("huge mixed number", "5" * 5000 + " 1/4", "5", F, "split_number"),
+]
+
+
+def _gold(source: str) -> str:
+    return gold_of(source) if source.startswith(("math500:", "gsm8k:")) else source
+
+
+@pytest.mark.parametrize("name,pred,gold,correct,method", HOSTILE_ANSWERS, ids=[c[0] for c in HOSTILE_ANSWERS])
+def test_hostile_answers(grader, name, pred, gold, correct, method):
+    assert grader.equivalent(pred, _gold(gold)) == mg.Verdict(correct, method)
+
+
+def test_hostile_answers_hold_both_verdicts():
+    assert len(HOSTILE_ANSWERS) >= 70 and sum(not c for *_, c, _ in HOSTILE_ANSWERS) >= 30

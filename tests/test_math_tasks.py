@@ -69,7 +69,7 @@ def test_gold_formatted_answers_score_accuracy_one(base_run, task):
     assert "response_chars_incorrect,none" not in results["results"][task]  # no incorrect response
     # some responses write a second, wrong answer block after the first </answer>: it must be ignored
     assert any("Next question: <answer> -987654321" in r for r in responses)
-    assert results["configs"][task]["metadata"]["version"] == 1.1
+    assert results["configs"][task]["metadata"]["version"] == 1.2
 
 
 def test_hendrycks_math_reads_all_subjects_of_the_local_copy(base_run):

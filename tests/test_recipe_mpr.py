@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections import Counter
 from pathlib import Path
 
@@ -151,13 +152,53 @@ def _good_record() -> dict:
     return json.loads(json.dumps(r.load_records()[0]))
 
 
-@pytest.mark.parametrize("mutate,message", [
-    (lambda rec: rec.pop("answer"), "has no 'answer'"),
-    (lambda rec: rec.update(answer="nope"), "not among its option ids"),
-    (lambda rec: rec["options"].pop(next(iter(rec["options"]))), "has 4 options, expected 5"),
-    (lambda rec: rec.update(query_type={"Spicy": 1}), "query_type"),
-])
-def test_malformed_records_fail_at_load_naming_the_record(tmp_path, monkeypatch, mutate, message):
+def _first_id(rec: dict) -> str:
+    return next(iter(rec["options"]))
+
+
+def _second_id(rec: dict) -> str:
+    return list(rec["options"])[1]
+
+
+# (case, change to a real record, what the one-line error says)
+MALFORMED_RECORDS = [
+    ("no_answer", lambda rec: rec.pop("answer"), "has no 'answer'"),
+    ("unknown_answer_id", lambda rec: rec.update(answer="nope"), "not among its option ids"),
+    ("four_options", lambda rec: rec["options"].pop(_first_id(rec)), "has 4 options, expected 5"),
+    ("unknown_query_type", lambda rec: rec.update(query_type={"Spicy": 1}), "query_type"),
+    # issue: an answer that is not one option id string was a TypeError traceback (unhashable list)
+    ("issue_answer_list_of_one_id", lambda rec: rec.update(answer=[rec["answer"]]),
+     (r"has answer \['08cb462fdf'\] \(list\), expected the id of its correct option as a string \(one of "
+      r"'08cb462fdf', .*\); write \"answer\": \"08cb462fdf\"$")),
+    ("answer_list_of_two_ids", lambda rec: rec.update(answer=[rec["answer"], _second_id(rec)]),
+     r"\(list\), expected the id of its correct option as a string \(one of [^;]*\)$"),
+    ("answer_empty_list", lambda rec: rec.update(answer=[]), r"has answer \[\] \(list\)"),
+    ("answer_nested_list", lambda rec: rec.update(answer=[[rec["answer"]]]), r"\(list\), expected the id"),
+    ("answer_object", lambda rec: rec.update(answer={"id": rec["answer"]}), r"\(dict\), expected the id"),
+    ("answer_null", lambda rec: rec.update(answer=None), r"has answer None \(NoneType\)"),
+    ("answer_index", lambda rec: rec.update(answer=0), r"has answer 0 \(int\)"),
+    ("answer_huge_list", lambda rec: rec.update(answer=[rec["answer"]] * 10_000), r"has answer \['08cb.*\.\.\. \(list\)"),
+    # issue: two options with one text (the model would see one recipe under two letters)
+    ("two_options_same_text", lambda rec: rec["options"].update({_second_id(rec): rec["options"][_first_id(rec)]}),
+     "has options '08cb462fdf' and '5b9441298f' with the same text 'Simple creamy oyster soup'"),
+    ("same_text_but_spacing", lambda rec: rec["options"].update({_second_id(rec): "  Simple  creamy oyster soup\n"}),
+     "with the same text 'Simple creamy oyster soup'"),
+    ("two_wrong_options_same_text", lambda rec: rec["options"].update({list(rec["options"])[4]: rec["options"][
+        list(rec["options"])[3]]}), "has options '8635ea3d3c' and '52b83497d8' with the same text"),
+    ("option_text_null", lambda rec: rec["options"].update({_second_id(rec): None}),
+     "has option '5b9441298f' with text None, expected a recipe text"),
+    ("option_text_blank", lambda rec: rec["options"].update({_second_id(rec): " \t"}), r"with text ' \\t'"),
+    ("options_list", lambda rec: rec.update(options=list(rec["options"].values())), "has no options, expected 5"),
+    ("query_null", lambda rec: rec.update(query=None), r"record 1 \('None'\) has query None, expected the query text"),
+    ("query_blank", lambda rec: rec.update(query=""), r"record 1 \(''\) has query '', expected the query text"),
+    ("query_type_flag_text", lambda rec: rec["query_type"].update(Specific="1"), "has query_type .* 0/1 flags"),
+    ("query_type_flag_null", lambda rec: rec["query_type"].update(Negated=None), "has query_type .* 0/1 flags"),
+    ("query_type_list", lambda rec: rec.update(query_type=["Specific"]), "has query_type \\['Specific'\\]"),
+]
+
+
+@pytest.mark.parametrize("case,mutate,message", MALFORMED_RECORDS, ids=[c[0] for c in MALFORMED_RECORDS])
+def test_malformed_records_fail_at_load_naming_the_record(tmp_path, monkeypatch, case, mutate, message):
     bad = _good_record()
     mutate(bad)
     _write_qa(tmp_path, [_good_record(), bad])
@@ -166,9 +207,50 @@ def test_malformed_records_fail_at_load_naming_the_record(tmp_path, monkeypatch,
     try:
         with pytest.raises(QAPackError, match=message) as err:
             r.load_records()
-        assert "record 1 " in str(err.value) and "\n" not in str(err.value)
+        text = str(err.value)
+        assert "record 1 (" in text and "\n" not in text
+        assert "('I want to make a warm dish containing oysters')" in text or case.startswith("query_")
+        assert len(text) < 400
     finally:
         r.load_records.cache_clear()
+
+
+@pytest.mark.parametrize("record,message", [
+    (None, r"record 1 \('\?'\) is not a JSON object"), (["query"], r"record 1 \('\?'\) is not a JSON object"),
+    ({"query": "a\nb" * 1000, "options": {}, "answer": "x", "query_type": {}}, r"record 1 \('a\\nba.*\.\.\.\) has 0 options"),
+])
+def test_records_that_are_not_objects_or_hold_odd_text_are_one_line(tmp_path, monkeypatch, record, message):
+    _write_qa(tmp_path, [_good_record(), record])
+    monkeypatch.setenv("QA_PACK_DATA_DIR", str(tmp_path))
+    r.load_records.cache_clear()
+    try:
+        with pytest.raises(QAPackError, match=message) as err:
+            r.load_records()
+        assert "\n" not in str(err.value)
+    finally:
+        r.load_records.cache_clear()
+
+
+def test_real_file_has_one_string_answer_and_distinct_option_texts_per_record():
+    """Why a list answer and a repeated option text are errors, not something to accept: none of the 500 has one."""
+    for rec in r.load_records():
+        assert isinstance(rec["answer"], str)
+        shown = [" ".join(unicodedata.normalize("NFKC", t).casefold().split()) for t in rec["options"].values()]
+        assert len(set(shown)) == 5
+
+
+@pytest.mark.slow
+def test_list_answer_is_one_line_in_lm_eval_before_the_model_loads(tmp_path):
+    from tests.conftest import lm_eval_env, run_lm_eval
+
+    records = json.loads(json.dumps(r.load_records()[:3]))
+    records[2]["answer"] = [records[2]["answer"]]
+    _write_qa(tmp_path, records)
+    proc, _ = run_lm_eval(["run", "--model", "hf", "--model_args", "pretrained=/nonexistent/model",
+                           "--tasks", "recipe_mpr_gen"], env=lm_eval_env(QA_PACK_DATA_DIR=str(tmp_path)), check=False)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr
+    assert "record 2 (" in errors[0] and "(list), expected the id of its correct option as a string" in errors[0]
 
 
 @pytest.mark.parametrize("fold", [7, -1, "x", 1.7, True, "1.0", [1]])

@@ -219,3 +219,109 @@ def test_parse_planner(reply, order, links, failure):
         assert not plan.failed
     else:
         assert plan.failed and failure in plan.failure
+
+
+# --- hostile replies: nested, empty, cut and stray tags, labels inside answers, odd unicode, huge replies ----
+
+# (case, reply, (answer text, tags complete))
+HOSTILE_EXTRACT = [
+    ("issue_nested_tags", "<answer>a <answer>b</answer></answer>", ("b", True)),
+    ("nested_tags_text_after_inner", "<answer>a <answer>b</answer> c</answer>", ("b", True)),
+    ("nested_after_a_complete_pair", "<answer>Rome</answer> <answer>Paris</answer></answer>", ("Paris", True)),
+    ("stray_close_after_pair", "<answer>a</answer>b</answer>", ("a", True)),
+    ("empty_pair_echoed_after_answer", "<answer>Paris</answer> as in <answer></answer>", ("Paris", True)),
+    ("blank_pair_after_answer", "<answer>Paris</answer><answer> \n </answer>", ("Paris", True)),
+    ("only_empty_pairs", "<answer></answer><answer>  </answer>", ("", True)),
+    ("close_tag_only", "Paris</answer>", ("Paris", False)),
+    ("close_tag_only_upper_case", "Paris</ANSWER> and more", ("Paris", False)),
+    ("close_tag_alone", "</answer>", ("", False)),
+    ("open_tag_alone", "<answer>", ("", False)),
+    ("cut_inside_close_tag", "<answer>Paris</ans", ("Paris", False)),
+    ("cut_after_close_slash", "<answer>Paris</", ("Paris", False)),
+    ("cut_before_close_bracket", "<answer>Paris</answer", ("Paris", False)),
+    ("lone_angle_bracket_kept", "<answer>Paris<", ("Paris<", False)),
+    ("tags_with_spaces_and_case", "< Answer >Paris< / ANSWER >", ("Paris", True)),
+    ("not_an_answer_tag", "<answers>Paris</answers>", ("<answers>Paris</answers>", False)),
+    ("unicode_spaces_stripped", "<answer>\u00a0Paris\u2003</answer>", ("Paris", True)),
+    ("zero_width_space_kept", "<answer>\u200b</answer>", ("\u200b", True)),
+    ("many_opens_then_answer", "<answer>" * 100_000 + "Paris</answer>", ("Paris", True)),
+    ("many_opens_no_close", "<answer>" * 100_000, ("", False)),
+    ("many_closes", "</answer>" * 100_000, ("", False)),
+    ("many_pairs", "<answer>Paris</answer>" * 50_000, ("Paris", True)),
+]
+
+
+@pytest.mark.parametrize("case,reply,expected", HOSTILE_EXTRACT, ids=[c[0] for c in HOSTILE_EXTRACT])
+def test_extract_answer_hostile(case, reply, expected):
+    assert m.extract_answer(reply) == expected
+
+
+LONG = "<answer>" + "Denver Broncos " * 10_000 + "</answer>"
+# (case, reply, (em, em_official, f1, lenient, lenient_substring)) against the gold "Denver Broncos"
+HOSTILE_SCORES = [
+    ("issue_nested_tags", "<answer>The team: <answer>Denver Broncos</answer></answer>", (1, 1, 1, 1, 1)),
+    ("close_tag_only", "Denver Broncos</answer>", (0, 1, 1, 1, 1)),
+    ("cut_inside_close_tag", "<answer>Denver Broncos</ans", (0, 1, 1, 1, 1)),
+    ("empty_pair_after_answer", "<answer>Denver Broncos</answer> <answer></answer>", (1, 1, 1, 1, 1)),
+    ("mixed_case_tags", "<ANSWER>denver broncos</answer>", (1, 1, 1, 1, 1)),
+    ("blank_pair", "<answer> </answer>", (0, 0, 0, 0, 0)),
+    ("empty_reply", "", (0, 0, 0, 0, 0)),
+    ("zero_width_space_answer", "<answer>\u200b</answer>", (0, 0, 0, 0, 0)),  # invisible, never correct
+    ("zero_width_space_joins_words", "<answer>Denver\u200bBroncos</answer>", (0, 0, 0, 0, 0)),  # official
+    ("full_width_letters", "<answer>\uff24\uff25\uff2e\uff36\uff25\uff32 Broncos</answer>", (0, 0, 0.5, 0, 0)),
+    ("punctuation_only", "<answer>?!.</answer>", (0, 0, 0, 0, 0)),
+    ("articles_only", "<answer>the a an</answer>", (0, 0, 0, 0, 0)),
+    ("huge_repeated_answer", LONG, (0, 0, 2 * (2 / 20_000) / (2 / 20_000 + 1), 1, 1)),
+]
+
+
+@pytest.mark.parametrize("case,reply,expected", HOSTILE_SCORES, ids=[c[0] for c in HOSTILE_SCORES])
+def test_score_answer_hostile(case, reply, expected):
+    assert m.score_answer(reply, ["Denver Broncos"]) == pytest.approx(dict(zip(ALL, expected)))
+
+
+NONE3 = {"Q1": None, "Q2": None, "Q3": None}
+# (case, reply, parsed replies)
+HOSTILE_ALL_IN_ONE = [
+    ("issue_label_inside_other_answer", "Q1: <answer>x Q2: y</answer> Q2: <answer>z</answer>",
+     {**NONE3, "Q1": "<answer>x Q2: y</answer>", "Q2": "<answer>z</answer>"}),
+    ("label_only_inside_other_answer", "Q1: <answer>x Q2: y</answer>", {**NONE3, "Q1": "<answer>x Q2: y</answer>"}),
+    ("label_inside_text_before_tags", "Q1: It is <answer>x Q3: y</answer>\nQ3: <answer>z</answer>",
+     {**NONE3, "Q1": "It is <answer>x Q3: y</answer>", "Q3": "<answer>z</answer>"}),
+    ("label_inside_unclosed_answer", "Q1: <answer>x Q2: <answer>y</answer>",
+     {**NONE3, "Q1": "<answer>x", "Q2": "<answer>y</answer>"}),
+    ("whole_reply_in_one_pair", "<answer>Q1: a Q2: b</answer>", {**NONE3, "Q1": "a", "Q2": "b</answer>"}),
+    ("nested_tags_per_question", "Q1: <answer>a <answer>b</answer></answer>\nQ2: <answer>c</answer>",
+     {**NONE3, "Q1": "<answer>a <answer>b</answer></answer>", "Q2": "<answer>c</answer>"}),
+    ("empty_tags", "Q1: <answer></answer> Q2: <answer></answer>",
+     {**NONE3, "Q1": "<answer></answer>", "Q2": "<answer></answer>"}),
+    ("label_with_huge_number", "Q" + "9" * 5000 + ": x\nQ1: a", {**NONE3, "Q1": "a"}),
+    ("long_markdown_run", "*" * 100_000 + "Q1: a", {**NONE3, "Q1": "a"}),
+    ("markdown_run_after_a_word", "end**Q2:** b", {**NONE3, "Q2": "b"}),
+    ("empty_reply", "", NONE3),
+]
+
+
+@pytest.mark.parametrize("case,reply,expected", HOSTILE_ALL_IN_ONE, ids=[c[0] for c in HOSTILE_ALL_IN_ONE])
+def test_parse_all_in_one_hostile(case, reply, expected):
+    assert m.parse_all_in_one(reply, QIDS) == expected
+
+
+def test_issue_label_inside_other_answer_scores_what_each_question_was_given():
+    parsed = m.parse_all_in_one("Q1: <answer>x Q2: y</answer> Q2: <answer>z</answer>", ["Q1", "Q2"])
+    assert m.score_answer(parsed["Q1"], ["x"]) == pytest.approx(dict(zip(ALL, (0, 0, 0.5, 1, 1))))
+    assert m.score_answer(parsed["Q2"], ["z"]) == pytest.approx(dict(zip(ALL, (1, 1, 1, 1, 1))))
+    assert m.score_answer(parsed["Q2"], ["y"]) == pytest.approx(dict(zip(ALL, (0, 0, 0, 0, 0))))
+
+
+@pytest.mark.parametrize("reply", ["<answer>" * 100_000, "*" * 100_000, "Q" + "*" * 100_000, "< " * 100_000,
+                                   "Q1: <answer>x</answer> " * 20_000], ids=["opens", "stars", "q-stars", "brackets",
+                                                                           "labels"])
+def test_huge_replies_are_read_in_linear_time(reply):
+    """Each of these took from seconds to minutes when tags or markdown runs were rescanned from every start."""
+    import time
+
+    start = time.perf_counter()
+    m.score_answer(reply, ["x"])
+    m.parse_all_in_one(reply, QIDS)
+    assert time.perf_counter() - start < 2.0
