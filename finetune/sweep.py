@@ -134,7 +134,7 @@ class _Worker:
             signal.signal(sig, self._signal)
 
     def _signal(self, signum, frame):
-        self.stopping = True
+        self.stopping = signal.Signals(signum).name
         if self.child is not None and self.child.poll() is None:
             self.child.send_signal(signal.SIGTERM)
         else:
@@ -218,8 +218,13 @@ class _Worker:
         env = {str(k): str(v) for k, v in self.spec.env.items()}
         self.child = Trial(argv, folder / "train.log", env)
         pruned, values = False, {}
-        while self.child.wait(POLL_S) is None:
-            pruned = self._report(trial, run_dir, values) or pruned
+        try:
+            while self.child.wait(POLL_S) is None:
+                pruned = self._report(trial, run_dir, values) or pruned
+        finally:  # the storage failed under us (a dead database server): stop the trial, it is re-run later
+            if self.child.poll() is None:
+                self.child.send_signal(signal.SIGTERM)
+                self.child.wait()
         code, self.child = self.child.poll(), None
         if self.stopping:
             trial.set_user_attr("interrupted", True)
@@ -287,7 +292,7 @@ def _file_env(config: str) -> dict[str, str]:
     counts, are read when torch is imported); the file itself is checked later."""
     try:
         env = (yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}).get("env") or {}
-    except (OSError, yaml.YAMLError, AttributeError):
+    except (OSError, ValueError, yaml.YAMLError, AttributeError):  # ValueError: not UTF-8
         return {}
     return {str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {}
 
@@ -312,10 +317,10 @@ def run(argv: list[str] | None = None) -> int:
     args = _parse(argv)  # --help and usage errors first: they need no optuna
     require("sweep,train", what="python -m finetune.sweep")  # optuna, and TRL for the trials' finetune.sft
     import optuna
+    import sqlalchemy
 
     out = Path(args.output_dir)
-    if out.exists() and not out.is_dir():
-        raise QAPackError(f"--output_dir {out} is a file; choose a folder")
+    _check_output_dir(out)
     if args.n_trials is not None and args.n_trials <= 0:
         raise QAPackError(f"--n_trials={args.n_trials} must be > 0")
     if args.heartbeat <= 0:
@@ -326,10 +331,22 @@ def run(argv: list[str] | None = None) -> int:
     spec = call("finetune.sweep_check:check_spec", args.config, args.sampler, args.pruner, args.model_name_or_path)
     out.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # a failed trial is one progress line of ours; Optuna's warning would add the traceback of the failure
+    # (a SIGTERM included), which the trial's train.log already holds
+    optuna.logging.get_logger("optuna.study._optimize").setLevel(optuna.logging.ERROR)
     import warnings
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    storage, study = _open_study(args, spec, out, storage)
+    try:
+        storage, study = _open_study(args, spec, out, storage)
+        return _sweep(args, spec, out, storage, study)
+    except sqlalchemy.exc.SQLAlchemyError as e:  # the database server went away mid-sweep
+        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0][:160]
+        raise QAPackError(f"the study database stopped answering ({reason}); finished trials are kept there: "
+                          "rerun the same command once it is back") from None
+
+
+def _sweep(args, spec: SweepSpec, out: Path, storage: Storage, study) -> int:
     grid_size = len(list(_product(spec.grid))) if spec.grid else None
     n_trials = args.n_trials or grid_size or 20
     info = spec.base
@@ -342,10 +359,14 @@ def run(argv: list[str] | None = None) -> int:
     try:
         worker.loop()
     except _Stop:
-        report.write_sweep_json(out, study, spec, storage.label, args.sampler, n_trials)
-        print(f"[sweep] interrupted; finished trials are kept in {storage.label}: rerun the same command to "
-              "resume", file=sys.stderr, flush=True)
+        doc = report.write_sweep_json(out, study, spec, storage.label, args.sampler, n_trials)
+        done = sum(1 for t in doc["trials"] if t["state"] in ("COMPLETE", "PRUNED"))
+        print(f"[sweep] stopped by {worker.stopping or 'a signal'}: {done} finished trial(s) kept in "
+              f"{storage.label}, the interrupted one failed; rerun the same command to resume", file=sys.stderr,
+              flush=True)
         return EXIT_INTERRUPTED
+    # the final state, also when this run found nothing left to do (e.g. a rerun after a kill)
+    report.write_sweep_json(out, study, spec, storage.label, args.sampler, n_trials)
     best = report.best_trial(study)
     if best is None:
         from optuna.trial import TrialState
@@ -370,8 +391,20 @@ def _product(grid: dict):
     return itertools.product(*grid.values())
 
 
+def _check_output_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise QAPackError(f"--output_dir {out} is a file; choose a folder")
+    parent = next((p for p in out.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise QAPackError(f"--output_dir {out}: {parent} is a file, not a folder; choose a path under a folder")
+
+
 def main(argv: list[str] | None = None) -> int:
-    return exit_code_of(run, argv)
+    try:
+        return exit_code_of(run, argv)
+    except KeyboardInterrupt:  # Ctrl-C before the first trial (later ones are the worker's _Stop)
+        print("[sweep] interrupted before any trial started", file=sys.stderr, flush=True)
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":

@@ -112,5 +112,6 @@ def progress_line(trial, study, key: str) -> str:
     best_text = "none yet" if best is None else f"{best.value:.4f} (trial {best.number})"
     params = " ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
     duration = _duration(trial)
+    error = f" | {trial.user_attrs['error']}" if "error" in trial.user_attrs else ""
     return (f"[sweep] trial {trial.number} {trial.state.name.lower()}: {key}={value} | best {best_text} | "
-            f"{duration if duration is not None else '-'} s | {params}")
+            f"{duration if duration is not None else '-'} s | {params}{error}")

@@ -19,6 +19,7 @@ space, checked in full before any training.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,9 +67,10 @@ def _distribution(name: str, spec, where: str):
         raise QAPackError(f"{where}: search_space.{name} must be a list of values or one of "
                           f"{', '.join(f'{{{k}: ...}}' for k in _KINDS)}")
     kind = next(k for k in _KINDS if k in spec)
-    extra = sorted(set(spec) - {kind, "step"})
+    extra = sorted(set(spec) - {kind, *(["step"] if kind == "int" else [])}, key=str)
     if extra:
-        raise QAPackError(f"{where}: search_space.{name} has unknown key(s) {', '.join(extra)}")
+        raise QAPackError(f"{where}: search_space.{name} has key(s) {', '.join(map(str, extra))} beside {kind}; "
+                          f"give one of {', '.join(_KINDS)} (step goes with int only)")
     values = spec[kind]
     if kind == "categorical":
         if not isinstance(values, list) or not values:
@@ -76,13 +78,23 @@ def _distribution(name: str, spec, where: str):
         bad = [v for v in values if not (v is None or isinstance(v, (bool, int, float, str)))]
         if bad:
             raise QAPackError(f"{where}: search_space.{name} value {bad[0]!r} is not a number, string or bool")
+        repeated = [v for i, v in enumerate(values) if (type(v), v) in {(type(w), w) for w in values[:i]}]
+        if repeated:  # a grid would train the same point twice
+            raise QAPackError(f"{where}: search_space.{name} lists {repeated[0]!r} twice; give each value once")
         return CategoricalDistribution(values)
-    if not (isinstance(values, list) and len(values) == 2 and all(isinstance(v, (int, float)) for v in values)
+    number = int if kind == "int" else (int, float)  # bools are ints to Python, never a bound here
+    if not (isinstance(values, list) and len(values) == 2
+            and all(isinstance(v, number) and not isinstance(v, bool) and math.isfinite(v) for v in values)
             and values[0] < values[1]):
-        raise QAPackError(f"{where}: search_space.{name}: {kind} needs [low, high] with low < high, got {values!r}")
+        what = "integers" if kind == "int" else "finite numbers"
+        raise QAPackError(f"{where}: search_space.{name}: {kind} needs [low, high], {what} with low < high, "
+                          f"got {values!r}")
     low, high = values
     if kind == "int":
-        return IntDistribution(int(low), int(high), step=int(spec.get("step", 1)))
+        step = spec.get("step", 1)
+        if not isinstance(step, int) or isinstance(step, bool) or step <= 0:
+            raise QAPackError(f"{where}: search_space.{name}: step must be a positive integer, got {step!r}")
+        return IntDistribution(low, high, step=step)
     if kind == "log_uniform" and low <= 0:
         raise QAPackError(f"{where}: search_space.{name}: log_uniform needs low > 0, got {low}")
     return FloatDistribution(float(low), float(high), log=kind == "log_uniform")
@@ -138,13 +150,32 @@ def parse_objective(text, where: str) -> Objective:
     if metric not in metrics:
         raise QAPackError(f"{where}: {task} does not produce metric {metric!r}; it reports "
                           f"{', '.join(sorted(metrics))}")
+    filters = _filters_of(task)
+    if (filt or "none") not in filters:  # else every trial would run and find no value to report
+        raise QAPackError(f"{where}: {task} has no filter {filt!r}; its filters: {', '.join(filters)} "
+                          f"(e.g. objective: {task}/{metric}" + ("" if filters[0] == "none" else f",{filters[0]}")
+                          + ")")
     return Objective(task, metric, filt or "none", "maximize" if metrics[metric] else "minimize")
+
+
+def _filters_of(task: str) -> list[str]:
+    """The task's filter names, as lm-eval keys its metrics (``none`` without a filter_list)."""
+    from qa_tasks.task_index import task_config
+
+    names = [str(f["name"]) for f in task_config(task).get("filter_list") or [] if isinstance(f, dict) and "name" in f]
+    return names or ["none"]
 
 
 def _read_yaml(path: Path) -> dict:
     from finetune.config import read_yaml_mapping
 
-    return read_yaml_mapping(path, "sweep config", "(objective, search_space, sft fields)")
+    if path.is_dir():
+        raise QAPackError(f"sweep config {path} is a folder; pass the sweep YAML file, e.g. "
+                          "finetune/configs/sweeps/recipe_mpr_fold0.yaml")
+    try:
+        return read_yaml_mapping(path, "sweep config", "(objective, search_space, sft fields)")
+    except UnicodeDecodeError:
+        raise QAPackError(f"sweep config {path} is not UTF-8 text; pass the sweep YAML file") from None
 
 
 def load_spec(path: str | Path, sampler: str, pruner: str | None = None) -> SweepSpec:
@@ -158,6 +189,8 @@ def load_spec(path: str | Path, sampler: str, pruner: str | None = None) -> Swee
     known = {a.dest for a in SftParser().parser._actions} - {"help"}
     base = {k: v for k, v in raw.items() if k not in _OWN}
     env = base.pop("env", None) or {}
+    if not isinstance(env, dict) or not all(isinstance(v, (str, int, float, bool)) for v in env.values()):
+        raise QAPackError(f"{where}: env must map variable names to values, e.g. env: {{OMP_NUM_THREADS: 4}}")
     unknown = sorted(set(base) - known)
     if unknown:
         raise QAPackError(f"{where}: unknown field(s) {', '.join(unknown)}; the sweep file holds objective, "

@@ -70,6 +70,10 @@ def _rdb(url: str, heartbeat_s: int) -> Storage:
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError) as e:
         raise QAPackError(f"--storage {url!r} is not a database URL Optuna can use ({str(e).splitlines()[0]}); "
                           "e.g. postgresql://user:pass@host/db, sqlite:///path/study.db or journal:PATH") from None
+    if engine_url.get_backend_name() == "sqlite" and engine_url.database in (None, "", ":memory:"):
+        # the study would vanish with this process: no resume, no other worker, no leaderboard
+        raise QAPackError(f"--storage {url!r} keeps the study in memory only; name a file, e.g. "
+                          "sqlite:///sweeps/study.db, or drop --storage for D/study.db")
     label = engine_url.render_as_string(hide_password=True)
     warnings.filterwarnings("ignore", category=ExperimentalWarning)  # heartbeat_interval: stable since Optuna 2
     for attempt in range(5):

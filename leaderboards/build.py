@@ -66,10 +66,12 @@ def build(paths, output, fmt: str | None = None, plots: bool = True, correction:
         raise QAPackError(f"{out_dir}: output folder does not exist; create it or choose another -o path")
     from leaderboards import sweep as sweep_mod  # finetune.sweep folders: read from their sweep.json only
 
-    sweeps = [sweep_mod.read_sweep(p) for p in paths if sweep_mod.is_sweep(p)]
+    # a sweep folder, given or found below a given folder, is read from its sweep.json only
+    found = {p: [Path(p)] if sweep_mod.is_sweep(p) else sweep_mod.find_sweeps(p) for p in paths}
+    sweeps = [sweep_mod.read_sweep(f) for p in paths for f in found[p]]
     others = [p for p in paths if not sweep_mod.is_sweep(p)]
-    col = read_paths(others) if others else Collection()
-    warnings = [_relative_warning(w, out_dir) for w in col.warnings]
+    col = read_paths(others, skip=[f for p in others for f in found[p]]) if others else Collection()
+    warnings = [_relative_warning(w, out_dir) for w in col.warnings + [w for d in sweeps for w in d["_warnings"]]]
     if not col.runs and not col.latencies and not sweeps:
         raise QAPackError("no readable lm-eval results in " + ", ".join(str(p) for p in paths)
                           + (f" ({len(warnings)} file(s) skipped: {warnings[0]})" if warnings else "")

@@ -323,10 +323,13 @@ class _Reader:
             float(data["p95_s"]), float(data["mean_s"]), int(peak) if peak is not None else None,
             str(data.get("peak_mem_kind", "")), str(data.get("device", ""))))
 
-    def read_dir(self, root: Path) -> None:
-        results = sorted(p for p in root.rglob("results_*.json") if p.is_file())
-        latencies = sorted(p for p in root.rglob("latency_*.json") if p.is_file())
-        if not results and not latencies:
+    def read_dir(self, root: Path, skip: tuple[Path, ...] = ()) -> None:
+        def kept(path: Path) -> bool:
+            return path.is_file() and not any(path.is_relative_to(folder) for folder in skip)
+
+        results = sorted(p for p in root.rglob("results_*.json") if kept(p))
+        latencies = sorted(p for p in root.rglob("latency_*.json") if kept(p))
+        if not results and not latencies and not any(folder.is_relative_to(root) for folder in skip):
             self.out.warnings.append(f"{root}: no results_*.json or latency_*.json found under this folder")
         for path in results:
             self.read_results(path)
@@ -334,18 +337,20 @@ class _Reader:
             self.read_latency(path)
 
 
-def read_paths(paths) -> Collection:
-    """Read every results/latency file under ``paths`` (folders or single files).
+def read_paths(paths, skip=()) -> Collection:
+    """Read every results/latency file under ``paths`` (folders or single files), none under a ``skip``
+    folder (sweep folders: their trials score a validation split, not an evaluation split).
 
     Raises QAPackError only for a path that does not exist; bad files become ``warnings``.
     """
     reader = _Reader()
+    skip = tuple(Path(folder) for folder in skip)
     for raw in paths:
         path = Path(raw)
         if not path.exists():
             raise QAPackError(f"{path}: no such file or folder; pass lm-eval output folders (--output_path of lm_eval)")
         if path.is_dir():
-            reader.read_dir(path)
+            reader.read_dir(path, skip)
         elif path.name.startswith("latency_"):
             reader.read_latency(path)
         else:

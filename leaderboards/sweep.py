@@ -2,30 +2,59 @@
 best trial marked), parameter importances (Optuna's default importance evaluator, over the completed
 trials) and PNGs of the objective per trial and against the most important parameter.
 
-A sweep folder given to ``python -m leaderboards build`` is read from its ``sweep.json`` only: the
-trials' in-training evaluations score the validation split, not an evaluation split, so they stay out of
-the model tables.
+A sweep folder given to ``python -m leaderboards build``, or found below a given folder, is read from its
+``sweep.json`` only: the trials' in-training evaluations score the validation split, not an evaluation
+split, so they stay out of the model tables. A sweep folder without ``sweep.json`` is refused (one line).
+A trial value that is not a finite number is shown as a failed trial, with a warning.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 from leaderboards.tables import Table
 from qa_tasks.errors import QAPackError
 from qa_tasks.extras import require
 
-__all__ = ["SWEEP_FILE", "importances", "is_sweep", "read_sweep", "sweep_plots", "sweep_tables"]
+__all__ = ["SWEEP_FILE", "find_sweeps", "importances", "is_sweep", "read_sweep", "sweep_plots", "sweep_tables"]
 
 SWEEP_FILE = "sweep.json"
+_MARKS = (SWEEP_FILE, ".sweep.lock")  # files only a finetune.sweep folder holds
 _ORDER = {"COMPLETE": 0, "PRUNED": 1, "RUNNING": 2, "WAITING": 3, "FAIL": 4}
 
 
 def is_sweep(path) -> bool:
     path = Path(path)
     return (path / SWEEP_FILE).is_file() if path.is_dir() else path.name == SWEEP_FILE
+
+
+def _looks_like_sweep(files: list[str], folders: list[str]) -> bool:
+    return any(m in files for m in _MARKS) or any(
+        d.startswith("trial-") and d[len("trial-"):].isdigit() for d in folders)
+
+
+def find_sweeps(path) -> list[Path]:
+    """The sweep folders at or under ``path`` (not searched inside one). One without ``sweep.json`` (trial-<n>
+    folders or the sweep's lock file) is refused: its trials' evaluations score the validation split, so
+    they must not be read as model results."""
+    path = Path(path)
+    if not path.is_dir():
+        return []
+    found = []
+    for folder, folders, files in os.walk(path):
+        if not _looks_like_sweep(files, folders):
+            continue
+        folders[:] = []
+        if SWEEP_FILE not in files:
+            raise QAPackError(
+                f"{folder} looks like a python -m finetune.sweep folder (trial-<n> folders) but has no "
+                f"{SWEEP_FILE}; rerun the same `python -m finetune.sweep ... --output_dir {folder}` command to "
+                "write it, or pass its trial folders (trial-*/run) to read their validation scores as runs")
+        found.append(Path(folder))
+    return found
 
 
 def read_sweep(path) -> dict:
@@ -38,7 +67,34 @@ def read_sweep(path) -> dict:
     if not isinstance(doc, dict) or not isinstance(doc.get("trials"), list) or "objective" not in doc:
         raise QAPackError(f"{file}: not a sweep.json of python -m finetune.sweep (no objective/trials)")
     doc["_path"] = str(file)
+    doc["_warnings"] = _clean_trials(doc, file)
     return doc
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _clean_trials(doc: dict, file: Path) -> list[str]:
+    """Keep the trials the tables can show; a trial whose value is not a finite number (NaN from a hand-edited
+    or foreign file) is shown as failed with no value. Returns one warning per change."""
+    warnings, trials = [], []
+    for i, t in enumerate(doc["trials"]):
+        if not (isinstance(t, dict) and isinstance(t.get("number"), int) and isinstance(t.get("state"), str)):
+            warnings.append(f"{file}: trial entry {i} has no number/state; left out")
+            continue
+        t["params"] = t.get("params") if isinstance(t.get("params"), dict) else {}
+        t["distributions"] = t.get("distributions") if isinstance(t.get("distributions"), dict) else {}
+        if t.get("value") is not None and not _finite(t["value"]):
+            warnings.append(f"{file}: trial {t['number']} has value {t['value']!r}, not a finite number; shown as "
+                            "failed with no value")
+            t["value"], t["state"] = None, "FAIL" if t["state"] == "COMPLETE" else t["state"]
+        trials.append(t)
+    doc["trials"] = trials
+    done = [t for t in trials if t["state"] == "COMPLETE" and t.get("value") is not None]
+    pick = max if doc.get("direction", "maximize") == "maximize" else min  # Optuna's best_trial, from what is kept
+    doc["best"] = {"number": pick(done, key=lambda t: t["value"])["number"]} if done else None
+    return warnings
 
 
 def importances(doc: dict) -> dict[str, float]:

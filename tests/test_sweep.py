@@ -150,7 +150,7 @@ def test_sigterm_keeps_finished_trials_and_resume_completes_the_grid(grid):
     assert grid["code"] == 143, grid["first"][-2000:]
     stopped = {t["number"]: t for t in grid["stopped"]["trials"]}
     assert stopped[0]["state"] == "COMPLETE" and stopped[1]["state"] == "FAIL"
-    assert "rerun the same command to resume" in grid["first"]
+    assert "rerun the same command to resume" in grid["first"] and "Traceback" not in grid["first"]
     trials = _sweep(grid["out"])["trials"]
     done = [t for t in trials if t["state"] == "COMPLETE"]
     combos = {(t["params"]["lora_r"], t["params"]["learning_rate"]) for t in done}
