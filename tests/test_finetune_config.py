@@ -172,6 +172,9 @@ def test_parse_errors_are_qapackerrors(tmp_path):
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     with pytest.raises(QAPackError, match="must be a YAML mapping"):
         parse_config(["--config", str(tmp_path / "list.yaml")])
+    (tmp_path / "utf16.yaml").write_bytes("task: recipe_mpr\n".encode("utf-16"))
+    with pytest.raises(QAPackError, match="is not UTF-8 text"):
+        parse_config(["--config", str(tmp_path / "utf16.yaml")])
 
 
 @pytest.mark.parametrize("history, resumed, session_loss, step, expected", [
