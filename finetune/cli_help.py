@@ -38,17 +38,19 @@ def _line(name: str, text: str, width: int) -> str:
     return head + (text if len(text) <= room else text[:room - 3].rstrip() + "...")
 
 
-def short_help(prog: str, description: str, groups) -> str:
-    """``groups``: (title, dataclass) pairs, then the curated SFT options."""
+def short_help(prog: str, description: str, groups, options: dict[str, str] | None = None,
+               config: str = "TRL SFTConfig") -> str:
+    """``groups``: (title, dataclass) pairs, then the curated ``options`` of the TRL ``config`` (default: SFT's)."""
+    options = SFT_OPTIONS if options is None else options
     width = 110
     lines = [f"usage: {prog} --config FILE.yaml [--option value ...] [--resume]", "", description,
              "Every option is also a key of the --config YAML file; flags win over the file.", "",
              _line("config FILE", "YAML file of option: value pairs (any option below or in --help-all).", width),
-             _line("help-all", "List every option, TRL SFTConfig and transformers TrainingArguments included.",
+             _line("help-all", f"List every option, {config} and transformers TrainingArguments included.",
                    width)]
     for title, cls in groups:
         lines += ["", f"{title}:"]
         lines += [_line(f.name, f.metadata.get("help", ""), width) for f in dataclasses.fields(cls)]
-    lines += ["", "training (TRL SFTConfig, the most used; every other one: --help-all):"]
-    lines += [_line(name, text, width) for name, text in SFT_OPTIONS.items()]
+    lines += ["", f"training ({config}, the most used; every other one: --help-all):"]
+    lines += [_line(name, text, width) for name, text in options.items()]
     return "\n".join(lines)

@@ -47,6 +47,8 @@ def read_yaml_mapping(path: Path, what: str, shape: str) -> dict:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise QAPackError(f"cannot read {what} {path}: {e.strerror}; check the path") from None
+    except UnicodeDecodeError:
+        raise QAPackError(f"{what} {path} is not UTF-8 text; save it as UTF-8 YAML") from None
     except yaml.YAMLError as e:
         raise QAPackError(f"{what} {path} is not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(loaded, dict):
@@ -126,15 +128,20 @@ class SftParser:
     """TRL's ``TrlParser`` over the three dataclasses: ``--config FILE.yaml`` (with its ``env:`` mapping) reads
     as it does for ``trl sft``, ``--field value`` flags win over the file; mistakes are one line."""
 
-    def __init__(self):
-        require("train", what="python -m finetune.sft")
-        from trl import SFTConfig, TrlParser
+    def __init__(self, groups: tuple = (TaskArguments, LoraArguments), training_config: str = "SFTConfig",
+                 prog: str = "python -m finetune.sft"):
+        """``groups`` then TRL's ``training_config`` (a class name in ``trl``) are parsed together."""
+        require("train", what=prog)
+        import trl
+        from trl import TrlParser
+
+        self.prog = prog
 
         class _Parser(TrlParser):
             def error(self, message):  # argparse prints usage + message; one line is enough here
-                raise QAPackError(f"{message}; run `python -m finetune.sft --help` for the options")
+                raise QAPackError(f"{message}; run `{prog} --help` for the options")
 
-        self.parser = _Parser((TaskArguments, LoraArguments, SFTConfig), prog="python -m finetune.sft")
+        self.parser = _Parser((*groups, getattr(trl, training_config)), prog=prog)
 
     def _check_config_file(self, argv: list[str]) -> None:
         """What TrlParser would report as a traceback, said in one line first."""
@@ -149,20 +156,21 @@ class SftParser:
         unknown = sorted(set(loaded) - {a.dest for a in self.parser._actions})
         if unknown:
             raise QAPackError(f"config {path}: unknown field(s) {', '.join(unknown)}; "
-                              "see `python -m finetune.sft --help-all`")
+                              f"see `{self.prog} --help-all`")
 
-    def parse(self, argv: list[str]) -> tuple[TaskArguments, LoraArguments, object]:
+    def parse(self, argv: list[str]) -> tuple:
+        """One instance per group, the training config last."""
         argv = list(argv)
         if "--config" in argv:
             self._check_config_file(argv)
         self.parser.set_defaults_with_config(**cpu_defaults())  # the config file and flags still win
         try:
-            task, lora, sft = self.parser.parse_args_and_config(argv)
+            *groups, sft = self.parser.parse_args_and_config(argv)
         except (ValueError, TypeError) as e:  # SFTConfig/TrainingArguments __post_init__ checks
             raise QAPackError(f"bad training option: {str(e).splitlines()[0]}") from None
         if isinstance(sft.report_to, list):  # `--report_to tensorboard,wandb` names two loggers
             sft.report_to = [name.strip() for item in sft.report_to for name in item.split(",") if name.strip()]
-        return task, lora, sft
+        return (*groups, sft)
 
 
 def parse_config(argv: list[str] | None = None):
@@ -236,7 +244,7 @@ def _check_training_options(sft) -> None:
             raise QAPackError(f"{name}={getattr(sft, name)} must be > 0")
     if sft.save_steps is not None and sft.save_steps <= 0:
         raise QAPackError(f"save_steps={sft.save_steps} must be > 0")
-    if sft.max_length is not None and sft.max_length <= 0:
+    if getattr(sft, "max_length", None) is not None and sft.max_length <= 0:  # GRPOConfig has none
         raise QAPackError(f"max_length={sft.max_length} must be > 0 (or null for no truncation)")
 
 

@@ -21,13 +21,11 @@ from pathlib import Path
 
 from qa_tasks.errors import QAPackError
 from qa_tasks.files import atomic_dir
-from qa_tasks.hardware import torch_dtype
 
 __all__ = [
     "EvalDuringTraining",
     "check_tasks",
     "evaluate_lm",
-    "load_adapter_model",
     "logged_metrics",
     "make_lm",
     "split_tasks",
@@ -62,14 +60,15 @@ def step_dir(output_dir: str | os.PathLike, step: int) -> Path:
     return Path(output_dir) / "eval" / f"step-{step}"
 
 
-def make_lm(model, tokenizer, batch_size: int = 8):
-    """A ready lm-eval model around an in-memory (Peft)model, with the pack's rollout layer."""
+def make_lm(model, tokenizer, batch_size: int | str = 8, **hflm_args):
+    """A ready lm-eval model around an in-memory (Peft)model, with the pack's rollout layer
+    (``hflm_args``: further ``HFLM`` options, e.g. ``max_length``)."""
     from lm_eval.models.huggingface import HFLM
 
     from qa_tasks.rollout import with_rollout
 
     tokenizer.padding_side = "left"  # generation pads left; right padding corrupts batched greedy outputs
-    return with_rollout(HFLM)(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    return with_rollout(HFLM)(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, **hflm_args)
 
 
 @functools.lru_cache(maxsize=1)
@@ -96,9 +95,15 @@ def _env_info_once():
 
 
 def evaluate_lm(lm, tasks: list[str], out: Path, model_args: str, limit: float | None = None,
-                gen_kwargs: str | None = None, samples: dict[str, list[int]] | None = None) -> dict:
+                gen_kwargs: str | None = None, samples: dict[str, list[int]] | None = None,
+                log_samples: bool = True, extra_files: dict[str, str] | None = None, cli: dict | None = None,
+                **options) -> dict:
     """Run ``tasks`` on ``lm`` and write lm-eval's output files into ``out`` (atomically); returns results.
-    ``samples`` (lm-eval's ``--samples``: task -> document indices) scores only those documents."""
+    ``samples`` (lm-eval's ``--samples``: task -> document indices) scores only those documents;
+    ``options`` go to ``simple_evaluate`` (num_fewshot, apply_chat_template, seeds, ...); ``extra_files``
+    (name -> text) are written into ``out`` with the results, in the same rename; ``cli`` (e.g. ``{"model":
+    "hf", "batch_size": 1}``) records the run's ``config`` as ``lm_eval --model hf`` would, not as a ready
+    model object."""
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker
 
@@ -109,40 +114,24 @@ def evaluate_lm(lm, tasks: list[str], out: Path, model_args: str, limit: float |
         tracker = EvaluationTracker(output_path=str(tmp / "results.json"))
         with _env_info_once():
             results = simple_evaluate(model=lm, model_args=model_args, tasks=tasks, limit=limit,
-                                      samples=samples, log_samples=True, evaluation_tracker=tracker, gen_kwargs=gen_kwargs,
-                                      task_manager=task_manager(tasks))
+                                      samples=samples, log_samples=log_samples, evaluation_tracker=tracker,
+                                      gen_kwargs=gen_kwargs, task_manager=task_manager(tasks), **options)
         if results is None:  # non-zero rank: nothing to write
             shutil.rmtree(tmp)
             return {}
-        samples = results.pop("samples")
+        samples = results.pop("samples", None)
+        if cli:
+            results["config"].update(cli)
+            tracker.general_config_tracker.model_source = cli.get("model", "")
         tracker.save_results_aggregated(results=results, samples=samples)
-        for name in results["configs"]:
-            tracker.save_results_samples(task_name=name, samples=samples[name])
+        if log_samples:
+            for name in results["configs"]:
+                tracker.save_results_samples(task_name=name, samples=samples[name])
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
         if not list(tmp.glob("results_*.json")):
             raise QAPackError(f"lm-eval could not write its results into {tmp}; check free disk space and permissions")
     return results
-
-
-def load_adapter_model(base: str, adapter: str, load_in_4bit: bool = False, dtype: str = "auto"):
-    """(PeftModel, tokenizer) for evaluating ``adapter`` on ``base`` (4-bit NF4 base when asked)."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
-
-    cuda = torch.cuda.is_available()
-    weights = torch_dtype(dtype)
-    kwargs: dict = {"dtype": weights}
-    if load_in_4bit:
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=weights)
-    if cuda:
-        kwargs["device_map"] = {"": 0}
-    model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
-    model = PeftModel.from_pretrained(model, adapter)
-    model.eval()
-    tok_src = adapter if (Path(adapter) / "tokenizer_config.json").is_file() else base
-    return model, AutoTokenizer.from_pretrained(tok_src)
 
 
 def _summary(results: dict) -> str:

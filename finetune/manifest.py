@@ -48,6 +48,8 @@ _SFT_FIELDS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_tra
                "completion_only_loss", "assistant_only_loss", "save_steps", "eval_steps")
 _LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_modules_to_save")
 _QLORA_FIELDS = ("bnb_4bit_quant_type", "bnb_4bit_use_double_quant", "bnb_4bit_compute_dtype")
+_GRPO_FIELDS = ("num_generations", "generation_batch_size", "max_completion_length", "temperature", "top_p",
+                "beta", "loss_type", "scale_rewards", "reward_weights", "mask_truncated_completions", "use_vllm")
 
 
 def hyperparameters(task, lora, sft, world_size: int = 1) -> dict:
@@ -58,11 +60,14 @@ def hyperparameters(task, lora, sft, world_size: int = 1) -> dict:
     out["world_size"] = world_size
     out["effective_batch_size"] = sft.per_device_train_batch_size * sft.gradient_accumulation_steps * world_size
     out["dtype"] = task.dtype
+    if hasattr(sft, "num_generations"):  # a GRPO run: what shapes its rollouts and its objective
+        out.update({k: getattr(sft, k, None) for k in _GRPO_FIELDS})
     return out
 
 
 def build_manifest(task, lora, sft, data, metrics: dict, evals: list[dict], world_size: int = 1,
-                   status: str = "complete") -> dict:
+                   status: str = "complete", extra: dict | None = None) -> dict:
+    """``extra``: keys a trainer other than SFT adds (``trainer``, ``rewards``)."""
     return {
         "status": status,
         "base_model": task.model_name_or_path,
@@ -74,4 +79,5 @@ def build_manifest(task, lora, sft, data, metrics: dict, evals: list[dict], worl
         "metrics": metrics,
         "eval_during_training": evals,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **(extra or {}),
     }

@@ -283,6 +283,9 @@ def _train_metrics(trainer, result, resume_from: Path | None, model_bytes: int) 
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
     if logs:
         metrics.update({"final_loss": logs[-1]["loss"], "num_tokens": logs[-1].get("num_tokens")})
+        # a GRPO run also logs its rewards and the share of completions cut at max_completion_length
+        metrics.update({f"final_{k}": v for k, v in logs[-1].items()
+                        if k == "reward" or k.startswith("rewards/") or k == "completions/clipped_ratio"})
     metrics["global_step"] = trainer.state.global_step
     metrics.update(model_memory_bytes=model_bytes, **dict(zip(("peak_memory_bytes", "peak_memory_kind"), peak_memory())))
     if resume_from:
@@ -290,9 +293,10 @@ def _train_metrics(trainer, result, resume_from: Path | None, model_bytes: int) 
     return metrics
 
 
-def _write_manifest(out: Path, task, lora, sft, data, metrics: dict, world_size: int, status: str) -> None:
+def _write_manifest(out: Path, task, lora, sft, data, metrics: dict, world_size: int, status: str,
+                    extra: dict | None = None) -> None:
     write_json(out / "manifest.json", build_manifest(task, lora, sft, data, metrics, collect_evals(out),
-                                                            world_size, status=status))
+                                                            world_size, status=status, extra=extra))
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -345,9 +349,18 @@ def _run(argv: list[str] | None, interrupt: _Interrupt) -> int:
         raise
 
 
-def _train(task, lora, sft, data, eval_tasks, out: Path, interrupt: _Interrupt, datasets, samples=None) -> int:
-    from transformers import AutoTokenizer
+def _sft_trainer(**kwargs):
     from trl import SFTTrainer
+
+    return SFTTrainer(**kwargs)
+
+
+def _train(task, lora, sft, data, eval_tasks, out: Path, interrupt: _Interrupt, datasets, samples=None,
+           build_trainer=_sft_trainer, manifest_extra: dict | None = None) -> int:
+    """Load, train, save, write the manifest. ``build_trainer(model=, args=, train_dataset=, processing_class=,
+    peft_config=, callbacks=)`` makes the TRL trainer (SFTTrainer; finetune.grpo passes GRPOTrainer's);
+    ``manifest_extra``: keys it adds to manifest.json."""
+    from transformers import AutoTokenizer
 
     from finetune.eval_callback import EvalDuringTraining
 
@@ -369,8 +382,8 @@ def _train(task, lora, sft, data, eval_tasks, out: Path, interrupt: _Interrupt, 
                                        samples=samples)
         callbacks.append(evaluator)
     callbacks.append(_stop_at_max_steps())
-    trainer = SFTTrainer(model=model, args=sft, train_dataset=datasets.Dataset.from_list(data.rows),
-                         processing_class=tokenizer, peft_config=lora_config(lora), callbacks=callbacks)
+    trainer = build_trainer(model=model, args=sft, train_dataset=datasets.Dataset.from_list(data.rows),
+                            processing_class=tokenizer, peft_config=lora_config(lora), callbacks=callbacks)
     callbacks[1].trainer = trainer  # records where the loggers write, for finetune.watch
     if evaluator is not None:
         evaluator.trainer = trainer  # its scores go through the trainer's loggers (report_to)
@@ -396,12 +409,12 @@ def _train(task, lora, sft, data, eval_tasks, out: Path, interrupt: _Interrupt, 
         return interrupt.exit_code if interrupt.signum is not None else 0
     metrics = _train_metrics(trainer, result, resume_from, model_bytes)
     if interrupt.signum is None:
-        _write_manifest(out, task, lora, sft, data, metrics, world_size, "complete")
+        _write_manifest(out, task, lora, sft, data, metrics, world_size, "complete", manifest_extra)
     if interrupt.signum is not None:  # also when the signal came while the manifest was written
         kept = last_checkpoint(out)
         metrics.update(last_checkpoint=kept.name if kept else None, interrupted_at_step=metrics["global_step"],
                        global_step=int(kept.name.split("-")[-1]) if kept else 0)
-        _write_manifest(out, task, lora, sft, data, metrics, world_size, "interrupted")
+        _write_manifest(out, task, lora, sft, data, metrics, world_size, "interrupted", manifest_extra)
         print(f"[finetune] interrupted at step {metrics['interrupted_at_step']}; last complete checkpoint: "
               f"{kept.name if kept else 'none'} in {out}; rerun the same command with --resume to continue",
               file=sys.stderr, flush=True)
