@@ -88,7 +88,7 @@ def _training_args(run: Path, info: dict):
             return TrainingArguments(**base, run_name=saved.get("run_name"))
 
 
-def log_to_run(run: Path, checkpoint: Path, step: int, metrics: dict[str, float]) -> list[str]:
+def log_to_run(run: Path, step: int, metrics: dict[str, float]) -> list[str]:
     """Log ``metrics`` (``eval_<task>/<metric>``) at ``step`` through the loggers the run recorded;
     returns their names (none when the run used no logger)."""
     path = run / LOGGERS_FILE

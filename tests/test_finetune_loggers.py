@@ -35,7 +35,7 @@ def test_log_to_run_reads_json_and_never_unpickles(tmp_path, monkeypatch):
         "report_to": ["tensorboard"], "tensorboard_logging_dir": str(tb),
         "training_args": {"run_name": "lr-sweep-3", "learning_rate": 0.002, "no_such_field": 1}}))
     monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
-    assert log_to_run(run, checkpoint, 2, {"eval_recipe_mpr_gen/acc": 0.25}) == ["TensorBoardCallback"]
+    assert log_to_run(run, 2, {"eval_recipe_mpr_gen/acc": 0.25}) == ["TensorBoardCallback"]
     assert not proof.exists()
     acc = EventAccumulator(str(tb))
     acc.Reload()
@@ -47,5 +47,5 @@ def test_a_run_that_recorded_no_arguments_still_logs(tmp_path, monkeypatch):
     run.mkdir()
     (run / LOGGERS_FILE).write_text(json.dumps({"report_to": ["tensorboard"], "tensorboard_logging_dir": str(tb)}))
     monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
-    assert log_to_run(run, run / "checkpoint-1", 1, {"eval_t/acc": 1.0}) == ["TensorBoardCallback"]
+    assert log_to_run(run, 1, {"eval_t/acc": 1.0}) == ["TensorBoardCallback"]
     assert list(tb.glob("events.out.tfevents.*"))
