@@ -140,16 +140,9 @@ def _grpo_trainer(names: list[str], max_completion_length: int):
 
 
 def run(argv: list[str] | None = None) -> int:
-    from finetune.sft import Interrupted, _Interrupt
+    from finetune.sft import run_interruptible
 
-    interrupt = _Interrupt()
-    interrupt.install()  # from here on a signal never leaves a half-written file behind
-    try:
-        return _run(argv, interrupt)
-    except Interrupted:
-        if interrupt.phase == "start":
-            print("[finetune] interrupted before training started", file=sys.stderr, flush=True)
-        return interrupt.exit_code
+    return run_interruptible(_run, argv)
 
 
 def _run(argv: list[str] | None, interrupt) -> int:

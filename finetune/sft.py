@@ -299,15 +299,20 @@ def _write_manifest(out: Path, task, lora, sft, data, metrics: dict, world_size:
                                                             world_size, status=status, extra=extra))
 
 
-def run(argv: list[str] | None = None) -> int:
+def run_interruptible(body, argv: list[str] | None = None) -> int:
+    """``body(argv, interrupt)`` with SIGTERM/SIGINT handled (``_Interrupt``); its exit code."""
     interrupt = _Interrupt()
     interrupt.install()  # from here on a signal never leaves a half-written file behind
     try:
-        return _run(argv, interrupt)
+        return body(argv, interrupt)
     except Interrupted:
         if interrupt.phase == "start":  # nothing trained yet, nothing to keep
             print("[finetune] interrupted before training started", file=sys.stderr, flush=True)
         return interrupt.exit_code
+
+
+def run(argv: list[str] | None = None) -> int:
+    return run_interruptible(_run, argv)
 
 
 def _run(argv: list[str] | None, interrupt: _Interrupt) -> int:
