@@ -50,6 +50,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=("hf", "vllm"), default="hf", help="lm-eval backend (default hf)")
     p.add_argument("--model_args", default="", help="lm-eval model args, e.g. pretrained=BASE,dtype=bfloat16")
     p.add_argument("--include_base", action="store_true", help="also evaluate the base without adapter")
+    p.add_argument("--final_only", action="store_true",
+                   help="a run folder stands for its final adapter only, not its checkpoints")
     p.add_argument("--limit", type=float, help="lm-eval --limit")
     p.add_argument("--log_samples", action="store_true", help="write samples_<task>_<date>.jsonl too")
     p.add_argument("--batch_size", default="1", help="lm-eval --batch_size (an int or auto)")
@@ -185,6 +187,9 @@ def evaluate(args, log=print) -> list[Path]:
     options = _options(args)
     _batch_size(args.batch_size)
     adapters = expand(args.adapters)
+    if args.final_only:
+        named = {Path(a).expanduser().resolve() for a in args.adapters}
+        adapters = [a for a in adapters if a.step is None or a.path in named]
     base = common_base(adapters, model_args.get("pretrained"))
     quant = quantization(adapters)
     rank = None

@@ -1,12 +1,12 @@
-"""End-to-end demo: tiny model -> lm_eval on every task family -> LoRA fine-tune -> lm_eval on the
-adapter -> leaderboard with the base vs adapter comparison. Runs offline on CPU (2 cores: about 7 minutes,
+"""End-to-end demo: tiny model -> LoRA fine-tune -> lm-eval of the base and the adapter on every task
+family -> leaderboard with the base vs adapter comparison. Runs offline on CPU (2 cores: about 7 minutes,
 ``--quick`` about 4)::
 
     QA_PACK_DATA_DIR=../shared/data python -m qa_tasks.demo --out demo_out
     QA_PACK_DATA_DIR=../shared/data python -m qa_tasks.demo --out demo_out --quick   # fewer documents and steps
 
-Every evaluation goes through the real ``lm_eval`` CLI (one subprocess per run, output in lm-eval's own
-layout) and the adapter is trained by ``python -m finetune.sft``, exactly as a user would run them; the
+The adapter is trained by ``python -m finetune.sft`` and evaluated with the base by ``python -m
+finetune.evaluate`` (one loaded base, output in lm-eval's own layout), exactly as a user would run them; the
 commands are printed as they run and their full output is kept under ``OUT/logs``.
 
 The tiny model is built by ``qa_tasks.testing`` (``--model DIR`` uses an existing Hugging Face model folder
@@ -98,7 +98,7 @@ def _check_tasks() -> list[str]:
     if importlib.util.find_spec("finetune") is None or importlib.util.find_spec("finetune.sft") is None:
         raise QAPackError("the demo needs the finetune module (python -m finetune.sft), which is not installed; "
                           "install lm-eval-qa-pack[train] from a complete checkout")
-    # checked before the first step, so a plain `pip install .` fails at once instead of after the base evaluation
+    # checked before the first step, so a plain `pip install .` fails at once instead of after the training
     require("train,math", what="python -m qa_tasks.demo")
     return [t for tasks in FAMILY_TASKS.values() for t in tasks]
 
@@ -135,18 +135,19 @@ def _run(cmd: list[str], log: Path) -> None:
         raise QAPackError(f"step failed with exit code {proc.returncode}: {last.strip()[:300]} (full output: {log})")
 
 
-def _lm_eval(model_args: str, tasks: list[str], limit: int, gen_toks: int, out: Path, log: Path) -> None:
-    _run([sys.executable, "-m", "lm_eval", "run", "--model", "hf", "--model_args", model_args,
+def _evaluate(adapter: Path, tasks: list[str], limit: int, gen_toks: int, out: Path, log: Path) -> None:
+    """The base and the final adapter on one loaded base: ``out/base`` and ``out/<adapter>/final``."""
+    _run([sys.executable, "-m", "finetune.evaluate", str(adapter), "--final_only", "--include_base",
           "--tasks", ",".join(tasks), "--limit", str(limit), "--gen_kwargs", f"max_gen_toks={gen_toks}",
           "--batch_size", "4", "--output_path", str(out), "--log_samples"], log)
 
 
-def _summary(folder: Path) -> str:
+def _summary(folders: list[Path]) -> str:
     """Main metric per task of the results just written, for the progress line."""
     from leaderboards.reader import read_paths
     from leaderboards.tables import main_metric
 
-    col = read_paths([folder])
+    col = read_paths(folders)
     parts = []
     for run in col.runs:
         for task, result in sorted(run.tasks.items()):
@@ -164,7 +165,7 @@ def run_demo(out: Path, quick: bool = False, model: Path | None = None) -> dict[
     out = out.resolve()
     _prepare_out(out)
     logs = out / "logs"
-    progress = _Progress(5)
+    progress = _Progress(4)
 
     started = progress.begin("building the tiny model" if model is None else f"using the model in {model}")
     if model is None:
@@ -174,15 +175,6 @@ def run_demo(out: Path, quick: bool = False, model: Path | None = None) -> dict[
     if not (model / "config.json").is_file():
         raise QAPackError(f"{model} is not a Hugging Face model folder (no config.json); pass --model DIR of one")
     progress.done(started, str(model))
-
-    def evaluate(label: str, model_args: str, dest: Path) -> None:
-        started = progress.begin(f"evaluating the {label} through lm_eval on {len(tasks)} tasks")
-        for i, (group, limit) in enumerate(sizes.eval_groups(tasks)):
-            _lm_eval(model_args, group, limit, sizes.max_gen_toks, dest, logs / f"eval_{label.split()[0]}_{i}.log")
-        progress.done(started, _summary(dest))
-
-    base_out = out / "eval" / "base"
-    evaluate("base model", f"pretrained={model}", base_out)
 
     adapter = out / "recipe-mpr-lora"
     train_tasks = ",".join(FAMILY_TASKS["recipe_mpr"])
@@ -199,18 +191,27 @@ def run_demo(out: Path, quick: bool = False, model: Path | None = None) -> dict[
         raise QAPackError(f"finetune.sft finished but wrote no adapter into {adapter}; see {logs / 'finetune.log'}")
     progress.done(started, str(adapter))
 
-    adapter_out = out / "eval" / "adapter"
-    evaluate("adapter", f"pretrained={model},peft={adapter}", adapter_out)
+    groups = sizes.eval_groups(tasks)
+    started = progress.begin(f"evaluating the base model and the adapter on {len(tasks)} tasks, one base loaded")
+    evals = [out / "eval" if len(groups) == 1 else out / "eval" / f"limit-{limit}" for _, limit in groups]
+    for dest, (group, limit) in zip(evals, groups):
+        _evaluate(adapter, group, limit, sizes.max_gen_toks, dest, logs / f"evaluate_limit-{limit}.log")
+    progress.done(started, "; ".join(f"{who}: {_summary([d / sub for d in evals])}"
+                                     for who, sub in (("base", "base"), ("adapter", f"{adapter.name}/final"))))
 
     started = progress.begin("building the leaderboard")
     from leaderboards.build import build
 
-    report = build([base_out, adapter_out, adapter], out / "LEADERBOARD.md")
+    report = build([*evals, adapter], out / "LEADERBOARD.md")
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     progress.done(started, f"{len(report.tables)} tables, {len(report.plots)} plots")
-    paths = {"leaderboard": report.output, "base results": base_out, "adapter": adapter,
-             "adapter results": adapter_out, "training evaluations": adapter / "eval", "logs": logs}
+    paths = {"leaderboard": report.output}
+    for dest, (_, limit) in zip(evals, groups):
+        more = f" (--limit {limit})" if len(groups) > 1 else ""
+        paths[f"base results{more}"] = dest / "base"
+        paths[f"adapter results{more}"] = dest / adapter.name / "final"
+    paths.update({"adapter": adapter, "training evaluations": adapter / "eval", "logs": logs})
     for i, plot in enumerate(report.plots):
         paths[f"plot {i + 1}"] = plot
     return paths

@@ -1,5 +1,5 @@
-"""The README's demo, shortened with --quick: tiny model -> lm_eval on every family -> LoRA fine-tune ->
-lm_eval on the adapter -> leaderboard with the base vs adapter comparison."""
+"""The README's demo, shortened with --quick: tiny model -> LoRA fine-tune -> lm-eval of the base and the
+adapter on every family (python -m finetune.evaluate) -> leaderboard with the base vs adapter comparison."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from qa_tasks.errors import QAPackError
 from tests.conftest import ROOT, lm_eval_env
 
 ALL_TASKS = [t for tasks in demo.FAMILY_TASKS.values() for t in tasks]
+ADAPTER_RESULTS = "eval/recipe-mpr-lora/final"  # python -m finetune.evaluate's folder for the run's final adapter
 
 
 def _demo(*args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
@@ -40,10 +41,11 @@ def _md_rows(md: str, section: str) -> list[list[str]]:
 @pytest.mark.slow
 def test_demo_shows_progress_and_prints_outputs(quick_demo):
     out, proc = quick_demo
-    for step in range(1, 6):
-        assert f"[{step}/5]" in proc.stdout
+    for step in range(1, 5):
+        assert f"[{step}/4]" in proc.stdout
+    assert "finetune.evaluate" in proc.stdout and " lm_eval run " not in proc.stdout  # the base loaded once
     listed = proc.stdout.split("Outputs:", 1)[1]
-    for name in ("LEADERBOARD.md", "eval/base", "eval/adapter", "recipe-mpr-lora", "logs"):
+    for name in ("LEADERBOARD.md", "eval/base", ADAPTER_RESULTS, "recipe-mpr-lora", "logs"):
         assert str(out / name) in listed
     assert (out / "LEADERBOARD.md").is_file()
     for plot in out.glob("LEADERBOARD_*.png"):
@@ -59,7 +61,7 @@ def _results(folder: Path) -> dict:
 def test_demo_leaderboard_compares_base_and_adapter_on_every_family(quick_demo):
     out, _ = quick_demo
     md = (out / "LEADERBOARD.md").read_text()
-    base, tuned = _results(out / "eval" / "base"), _results(out / "eval" / "adapter")
+    base, tuned = _results(out / "eval" / "base"), _results(out / ADAPTER_RESULTS)
     assert sorted(base["results"]) == sorted(tuned["results"]) == sorted(ALL_TASKS)
     header, _, *rows = _md_rows(md, "Overview")
     assert header == ["Task", "Metric", "Model", "Rank", "Score [95% CI] (n)", "SE"]
