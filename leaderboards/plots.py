@@ -60,6 +60,12 @@ def _interval(cell) -> tuple[float, float]:
     return float("nan"), float("nan")
 
 
+def error_bars(values, lows, highs) -> list[list[float]]:
+    """matplotlib's ``yerr`` (distances below and above each value) of intervals around ``values``; never
+    negative (Wilson's upper bound at 20/20 is 1 - 1e-16, below the value)."""
+    return [[max(0.0, v - lo) for v, lo in zip(values, lows)], [max(0.0, hi - v) for v, hi in zip(values, highs)]]
+
+
 def _cautions(table: Table, scope: tuple[str, ...]) -> list[str]:
     return [c.text for c in table.cautions if c.scope == scope]
 
@@ -119,7 +125,8 @@ def type_figure(table: Table, task: str):
         shown = [i for i, (v, lo) in enumerate(zip(values, lows)) if not (math.isnan(v) or math.isnan(lo))]
         if shown:  # the 95% interval of each bar (Wilson: independent queries)
             ax.errorbar([xs[i] for i in shown], [values[i] for i in shown],
-                        yerr=[[values[i] - lows[i] for i in shown], [highs[i] - values[i] for i in shown]],
+                        yerr=error_bars([values[i] for i in shown], [lows[i] for i in shown],
+                                        [highs[i] for i in shown]),
                         fmt="none", ecolor="0.2", elinewidth=0.8, capsize=0)
         _bar_labels(ax, xs, values, width, bars.patches[0].get_facecolor(), rotate=len(rows) > 1)
     ticks = [f"{g}\n({_n_label([row[2 + j] for row in rows])})" for j, g in enumerate(groups)]

@@ -233,3 +233,15 @@ def test_cluster_bootstrap_holds_its_level():
     rate = np.mean([paired_test(x, y, "binary", clusters=groups).p_value < ALPHA for x, y in zip(a, b)])
     print(f"cluster bootstrap rejection under the null: {rate:.3f}")
     assert rate <= 0.075  # 5% plus two standard errors of 400 simulations
+
+
+def test_error_bars_are_never_negative_at_the_bounds():
+    """Wilson's interval at 20/20 ends at 1 - 1e-16, just below the value: matplotlib refuses a negative yerr."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    from leaderboards.plots import error_bars
+
+    bounds = [proportion_confint(c, 20, method="wilson") for c in (0, 7, 20)]
+    below, above = error_bars([0.0, 0.35, 1.0], [lo for lo, _ in bounds], [hi for _, hi in bounds])
+    assert min(below + above) >= 0.0 and above[2] == 0.0 and below[0] == 0.0
+    assert below[1] == pytest.approx(0.35 - bounds[1][0]) and above[1] == pytest.approx(bounds[1][1] - 0.35)
