@@ -166,7 +166,10 @@ def _looks_local(value: str) -> bool:
 
 
 def check_run_options(model, limit=None, apply_chat_template=False) -> None:
-    """One-line errors for run options lm-eval would only trip over after loading the model."""
+    """One-line errors for run options lm-eval would only trip over after loading the model (after the
+    backend's own packages: without them nothing else matters)."""
+    if isinstance(model, str) and model in BACKEND_EXTRAS:
+        require(BACKEND_EXTRAS[model], what=f"--model {model}")
     if limit is not None and float(limit) <= 0:
         raise QAPackError(f"--limit {float(limit):g}: give a number of documents per task (1 or more) or a fraction "
                           "in (0, 1), or leave it out for every document")

@@ -200,7 +200,7 @@ def test_a_fourth_family_needs_one_module_one_folder_one_line(tmp_path, tiny_mod
                            timeout=300, check=False)
     assert built.returncode == 0, built.stderr[-2000:]
     md = board.read_text()
-    assert "toy_qa (correct)" in md  # the overview shows the family's main metric, not the first by name
+    assert "| toy_qa | correct |" in md  # the overview shows the family's main metric, not the first by name
     assert "Toy: correct answers" in md
 
 
