@@ -17,7 +17,7 @@ import pytest
 
 from qa_tasks.math_grader import FAILURE_KINDS
 from tests.conftest import lm_eval_env, read_samples, run_lm_eval
-from tests.toolkit.math_responders import kind_of, tricky_answer
+from tests.toolkit.math_responders import HOSTILE_KINDS, hostile_answer, kind_of, tricky_answer
 
 pytestmark = pytest.mark.slow
 
@@ -194,3 +194,20 @@ def test_preflight_checks_the_data_before_any_model_loads(monkeypatch, tmp_path)
     monkeypatch.setenv("QA_PACK_MATH_TIMEOUT_S", "-1")  # a bad bound fails before the model loads too
     with pytest.raises(QAPackError, match="QA_PACK_MATH_TIMEOUT_S=-1"):
         plugin.preflight(["gsm8k_think"])
+
+
+@pytest.fixture(scope="module")
+def hostile_run(tmp_path_factory):
+    return scripted_run(tmp_path_factory, "hostile", "hostile", ("gsm8k_think",), 40)
+
+
+def test_hostile_replies_get_a_careful_graders_verdict(hostile_run):
+    """Scientific notation and a 1 MB thought are right; a run of unit words, a hedge and upper-case tags are
+    not; through the real CLI, per reply and in the task's accuracy."""
+    out, results, _ = hostile_run
+    samples = read_samples(out, "gsm8k_think")
+    expected = [hostile_answer(s["doc"]["gold"], zlib.crc32(s["doc"]["question"].encode())) for s in samples]
+    assert set(HOSTILE_KINDS) <= {kind for kind, _, _ in expected}
+    for sample, (kind, reply, correct) in zip(samples, expected):
+        assert sample["resps"][0][0] == reply and sample["accuracy"] == float(correct), (kind, sample["doc"]["gold"])
+    assert metric(results, "gsm8k_think", "accuracy") == pytest.approx(sum(c for *_, c in expected) / len(samples))

@@ -291,3 +291,14 @@ def test_bad_passage_options(tmp_path, monkeypatch, counts, options, message):
         squad.preflight("squad_batch", None)  # options unknown: only the data is checked
     finally:
         squad._paragraphs.cache_clear()
+
+
+def test_nested_tags_in_another_case_score_the_inner_answer(tmp_path):
+    """A reply that re-opens its answer tag inside an upper-case pair is credited with the inner answer
+    (the last opened tag), through the real CLI and the rollout layer."""
+    _, results = run_lm_eval(["run", "--model", "scripted", "--model_args", f"{RESPONDER},style=nested",
+                              "--tasks", "squad_v1,squad_batch,squad_sequential", "--limit", "3", "--log_samples"],
+                             output=tmp_path)
+    for task in ("squad_v1", "squad_batch", "squad_sequential"):
+        scores = results["results"][task]
+        assert scores["em,none"] == scores["f1,none"] == 1.0, task

@@ -15,6 +15,10 @@ last ``\\boxed{}`` of a MATH ``solution``), not through the pack's loaders. Mode
   equivalent form ("x = 18", "\\$18.00"), a fraction gold above 1 as a mixed number ("4 2/3"
   for 14/3, must be correct).
 
+- ``hostile``: GSM8K's integer golds written the way careless or adversarial replies write them
+  (``hostile_answer``): scientific notation, a long run of unit words, a zero-width character, a 1 MB
+  thought, a nested tag, a hedge, upper-case tags, each with the verdict a careful grader gives.
+
 ``unformatted=<source>`` (math500, gsm8k or hendrycks_math) switches the questions of that data set
 to ``unformatted`` whatever the mode, so one lm_eval run can cover both behaviours.
 
@@ -29,8 +33,8 @@ import re
 import zlib
 from pathlib import Path
 
-__all__ = ["GOLD_TEMPLATES", "UNFORMATTED", "WRONG_TEMPLATE", "MathResponder", "kind_of", "responder",
-           "tricky_answer"]
+__all__ = ["GOLD_TEMPLATES", "HOSTILE_KINDS", "UNFORMATTED", "WRONG_TEMPLATE", "MathResponder", "hostile_answer",
+           "kind_of", "responder", "tricky_answer"]
 
 GOLD_TEMPLATES = (
     " Let me work it out step by step. </think> <answer> {gold} </answer>",
@@ -104,9 +108,33 @@ def tricky_answer(gold: str, h: int) -> tuple[str, bool]:
     return gold, True
 
 
+HOSTILE_KINDS = ("scientific", "times ten", "unit words", "zero width", "1 MB thought", "nested tag", "hedge",
+                 "upper-case tags")
+
+
+def hostile_answer(gold: str, h: int) -> tuple[str, str, bool]:
+    """(kind, the reply after the prompt's "<think>", whether a careful grader calls it correct) for the
+    ``hostile`` mode; golds that are not integers of two or more digits get a plain correct reply."""
+    if not (gold.isdigit() and len(gold) >= 2):
+        return "plain", f" plain. </think> <answer> {gold} </answer>", True
+    mantissa, exp = f"{gold[0]}.{gold[1:].rstrip('0') or '0'}", len(gold) - 1
+    replies = (
+        (f" sci. </think> <answer> {mantissa}e{exp} </answer>", True),
+        (f" sci. </think> <answer> {mantissa} \\times 10^{{{exp}}} </answer>", True),
+        (f" units. </think> <answer> {gold}" + " dollars" * 300 + " </answer>", False),
+        (f" zero width. </think> <answer> \u200b{gold} </answer>", True),
+        (" " + "x " * 500_000 + f"</think> <answer> {gold} </answer>", True),
+        (f" nested. </think> <answer> <answer> {gold} </answer>", True),
+        (f" hedge. </think> <answer> {gold} or maybe {int(gold) + 1} </answer>", False),
+        (f" other case. </think> <ANSWER> {gold} </ANSWER>", False),
+    )
+    k = h % len(replies)
+    return (HOSTILE_KINDS[k], *replies[k])
+
+
 class MathResponder:
     def __init__(self, mode: str = "gold", unformatted: str = "") -> None:
-        if mode not in ("gold", "unformatted", "mixed", "spacing"):
+        if mode not in ("gold", "unformatted", "mixed", "spacing", "hostile"):
             raise ValueError(f"unknown mode {mode!r}")
         self.mode = mode
         self.unformatted_source = unformatted
@@ -127,6 +155,8 @@ class MathResponder:
             mode = "unformatted"
         if mode == "spacing":
             text = GOLD_TEMPLATES[0].format(gold=tricky_answer(gold, h)[0])
+        elif mode == "hostile":
+            text = hostile_answer(gold, h)[1]
         elif mode == "gold":
             text = GOLD_TEMPLATES[h % len(GOLD_TEMPLATES)].format(gold=gold)
         elif mode == "wrong":

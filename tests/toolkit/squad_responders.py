@@ -3,8 +3,9 @@ passage and question(s) in the shared data and reply with the gold answer (first
 
     --model scripted --model_args responder=tests.toolkit.squad_responders:gold,style=tagged,planner=reverse
 
-``style``: ``tagged`` (``<answer>gold</answer>``, scores 1.0) or ``wrong`` (``The answer is gold.``:
-no tags, so em = 0 while f1 > 0). ``planner``: ``reverse`` (ask in reverse order, each question
+``style``: ``tagged`` (``<answer>gold</answer>``, scores 1.0), ``wrong`` (``The answer is gold.``:
+no tags, so em = 0 while f1 > 0) or ``nested`` (``<ANSWER>I think <answer>gold</answer></ANSWER>``: tags in
+another case around a re-opened tag, which starts the answer again, so it scores 1.0). ``planner``: ``reverse`` (ask in reverse order, each question
 linked to the one asked before it), ``identity`` or ``bad`` (not JSON, counted as a planner failure).
 ``layout`` of the all_in_one reply: ``lines`` (one ``Qk: …`` line per question) or ``one_line`` (every
 answer on one line). ``constant=TEXT``: every single-question prompt gets TEXT instead of its gold
@@ -40,6 +41,8 @@ class GoldResponder:
         raise AssertionError(f"scripted responder: unknown question {question!r}")
 
     def _format(self, answer: str) -> str:
+        if self.style == "nested":
+            return f"<ANSWER>I think {squad.format_answer(answer)}</ANSWER>"
         return squad.format_answer(answer) if self.style == "tagged" else f"The answer is {answer}."
 
     def generate(self, context: str, gen_kwargs: dict) -> str:
