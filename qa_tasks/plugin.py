@@ -166,10 +166,7 @@ def _looks_local(value: str) -> bool:
 
 
 def check_run_options(model, limit=None, apply_chat_template=False) -> None:
-    """One-line errors for run options lm-eval would only trip over after loading the model (after the
-    backend's own packages: without them nothing else matters)."""
-    if isinstance(model, str) and model in BACKEND_EXTRAS:
-        require(BACKEND_EXTRAS[model], what=f"--model {model}")
+    """One-line errors for run options lm-eval would only trip over after loading the model."""
     if limit is not None and float(limit) <= 0:
         raise QAPackError(f"--limit {float(limit):g}: give a number of documents per task (1 or more) or a fraction "
                           "in (0, 1), or leave it out for every document")
@@ -308,8 +305,8 @@ def patch_evaluator(module) -> None:
         # data and task options first: what these tasks read is wrong whatever the model
         # (on the CLI the task manager holds model_args | --metadata, what the tasks will read)
         preflight(tasks, getattr(given.get("task_manager"), "metadata", None) or given.get("metadata") or {})
+        check_model_args(given.get("model"), given.get("model_args"), tasks)  # first: the backend's packages
         check_run_options(given.get("model"), given.get("limit"), given.get("apply_chat_template"))
-        check_model_args(given.get("model"), given.get("model_args"), tasks)
         token = _ROLLOUT_WANTED.set(_needs_rollout(tasks, given.get("task_manager")))
         # the TaskManager simple_evaluate builds when none is given
         pack_only = _PACK_ONLY.set(given.get("task_manager") is None and _pack_only(tasks))
