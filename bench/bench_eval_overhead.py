@@ -5,7 +5,7 @@ time spent inside the model's generate_until / loglikelihood calls (results: ben
 
 before: lm-eval's full task index per evaluation (``TaskManager()``, what simple_evaluate builds when it
         is given none) and its environment report per evaluation; after: the pack-only index of
-        ``qa_tasks.task_index`` and the environment report, both built once per process. Each measurement
+        ``qa_tasks.harness.task_index`` and the environment report, both built once per process. Each measurement
         is a fresh process running two evaluations: "first" (a training run's first evaluation, paying the
         once-per-process costs) and "next" (every later one). Tiny model + LoRA adapter,
         recipe_mpr_gen_fold0, --eval_limit 5; before and after interleaved by bench.harness; median and range.
@@ -36,12 +36,12 @@ def child(mode: str, model: str, out: str, smoke: bool = False) -> None:
 
     from finetune import eval_callback
     from finetune.eval_callback import evaluate_lm, make_lm
-    from qa_tasks import task_index
+    from qa_tasks.harness import task_index
 
     if mode == "before":
         from lm_eval.tasks import TaskManager
 
-        from qa_tasks.plugin import tasks_dir
+        from qa_tasks.harness.task_index import tasks_dir
 
         # --smoke: the same per-evaluation rebuild, of the pack's 25 entries instead of lm-eval's ~14,700
         full = {} if not smoke else {"include_defaults": False, "include_path": str(tasks_dir())}

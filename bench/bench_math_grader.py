@@ -34,9 +34,9 @@ from decimal import Decimal
 from fractions import Fraction
 
 from bench.harness import SMOKE_REPEATS, add_arguments, compare
-from qa_tasks import math_grader as mg
-from qa_tasks import math_think as mt
-from qa_tasks.math_normalize import exact_value, normalize_answer
+from qa_tasks import math as mt
+from qa_tasks.math import grader as mg
+from qa_tasks.math.normalize import exact_value, normalize_answer
 
 ITEM_BOUND_S = 5.0
 TEMPLATES = (" Let me compute. </think> <answer> {a} </answer>",

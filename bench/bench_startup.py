@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
                         "-w", str(tmp / "dist"), str(ROOT)], check=True)
         subprocess.run([sys.executable, "-m", "pip", "--python", str(pack), "install", "-q", "--no-deps",
                         str(next((tmp / "dist").glob("*.whl")))], check=True)
-        check = subprocess.run([str(pack), "-c", "import sys; print('qa_tasks._startup' in sys.modules)"],
+        check = subprocess.run([str(pack), "-c", "import sys; print('qa_tasks.harness.startup' in sys.modules)"],
                                capture_output=True, text=True, check=True).stdout.strip()
         if check != "True":
             raise SystemExit("the hook is not armed in the pack venv")

@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import GRPOConfig, GRPOTrainer
 
 from finetune.rewards import answer_reward, format_reward
-from qa_tasks.math_think import load_gsm8k, r1_zero_prompt
+from qa_tasks.math import load_gsm8k, r1_zero_prompt
 
 model_path, out = sys.argv[1], sys.argv[2]
 max_steps, batch, generations, tokens, n = (int(x) for x in sys.argv[3:8])

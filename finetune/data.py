@@ -109,7 +109,7 @@ def _squad(kind: str) -> TrainingData:
 
 
 def gsm8k_r1_zero_set(fold: int = 0) -> TrainingData:
-    from qa_tasks.math_think import load_gsm8k, r1_zero_completion, r1_zero_prompt
+    from qa_tasks.math import load_gsm8k, r1_zero_completion, r1_zero_prompt
 
     items = load_gsm8k("train")
     rows = [{"prompt": r1_zero_prompt(x["question"]), "completion": r1_zero_completion(x["reasoning"], x["answer"])}

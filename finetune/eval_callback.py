@@ -39,14 +39,14 @@ def split_tasks(tasks: str | list[str]) -> list[str]:
 
 def check_tasks(tasks: str | list[str]) -> list[str]:
     """The task names, after checking each exists (pack tasks cheaply, others through lm-eval's index)."""
-    from qa_tasks.plugin import pack_tasks
+    from qa_tasks.harness.task_index import pack_tasks
 
     names = split_tasks(tasks)
     if not names:
         raise QAPackError("eval_tasks is empty; give comma-separated lm-eval task names")
     unknown = [n for n in names if n not in pack_tasks()]
     if unknown:
-        from qa_tasks.task_index import task_manager
+        from qa_tasks.harness.task_index import task_manager
 
         known = set(task_manager(unknown).all_tasks)
         missing = [n for n in unknown if n not in known]
@@ -107,7 +107,7 @@ def evaluate_lm(lm, tasks: list[str], out: Path, model_args: str, limit: float |
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker
 
-    from qa_tasks.task_index import task_manager
+    from qa_tasks.harness.task_index import task_manager
 
     # an interrupted or failed evaluation leaves no partial folder behind
     with atomic_dir(out) as tmp:

@@ -118,7 +118,7 @@ def check(task, lora, rewards, cfg) -> list[str]:
         raise QAPackError("validation_size is not supported by finetune.grpo; evaluate with eval_tasks instead")
     if "answer" in names:
         from qa_tasks.extras import require
-        from qa_tasks.math_grader import timeout_from_env
+        from qa_tasks.math.grader import timeout_from_env
 
         require("math", what="reward answer")  # the grading worker imports math_verify
         timeout_from_env()

@@ -1,7 +1,7 @@
 """Prompts of ``python -m finetune.grpo``: the math family's own prompt builder and the gold each reply is
 graded against.
 
-Rows are ``{"prompt", "gold"}``: the prompt ``gsm8k_think`` evaluates (``qa_tasks.math_think.r1_zero_prompt``)
+Rows are ``{"prompt", "gold"}``: the prompt ``gsm8k_think`` evaluates (``qa_tasks.math.r1_zero_prompt``)
 and the gold answer. Training reads train files only:
 
 - ``gsm8k_r1_zero``: GSM8K train (``math/gsm8k_train.jsonl``); the guard keeps ``gsm8k_think`` (the test set)
@@ -23,7 +23,7 @@ TASKS = {"gsm8k_r1_zero": "GSM8K train, r1_zero prompt; gold = the number after 
 
 def _gsm8k() -> TrainingData:
     from finetune.data import _norm
-    from qa_tasks.math_think import load_gsm8k, r1_zero_prompt
+    from qa_tasks.math import load_gsm8k, r1_zero_prompt
 
     items = load_gsm8k("train")
     return TrainingData([{"prompt": r1_zero_prompt(x["question"]), "gold": x["answer"]} for x in items],
@@ -35,7 +35,7 @@ def _jsonl(path: str) -> TrainingData:
     from pathlib import Path
 
     from qa_tasks.data import read_jsonl
-    from qa_tasks.math_think import r1_zero_prompt
+    from qa_tasks.math import r1_zero_prompt
 
     try:
         raw = read_jsonl(Path(path))

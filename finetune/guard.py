@@ -1,7 +1,7 @@
 """The guard: training never sees an evaluation document.
 
 For every evaluation task of the run (``eval_tasks``, plus the eval split of the training family itself)
-the task's documents are read the way lm-eval reads them (``qa_tasks.task_index.task_documents``), so a
+the task's documents are read the way lm-eval reads them (``qa_tasks.harness.task_index.task_documents``), so a
 task family added to the pack later is covered with nothing to edit here. Each document is identified by
 its longest text field (the question, query, problem or passage); a training row whose normalised text
 (lower case, punctuation dropped, whitespace collapsed) contains it is refused.
@@ -34,8 +34,7 @@ def document_text(doc: dict) -> str:
 def eval_tasks_of(task: str, fold: int, eval_tasks: list[str]) -> list[str]:
     """The pack tasks whose documents the training data must not contain (groups expanded)."""
     from qa_tasks.family import training_sets
-    from qa_tasks.plugin import pack_tasks
-    from qa_tasks.task_index import leaf_tasks
+    from qa_tasks.harness.task_index import leaf_tasks, pack_tasks
 
     # the training set's own evaluation split, as its family declares it
     own = training_sets()[task][1].eval_task.format(fold=fold) if task in training_sets() else ""
@@ -48,7 +47,7 @@ def eval_tasks_of(task: str, fold: int, eval_tasks: list[str]) -> list[str]:
 
 def _index(task: str) -> dict[tuple[str, ...], list[list[str]]]:
     """First MIN_WORDS words of each document text -> the documents' word lists."""
-    from qa_tasks.task_index import task_documents
+    from qa_tasks.harness.task_index import task_documents
 
     index: dict[tuple[str, ...], list[list[str]]] = defaultdict(list)
     for doc in task_documents(task):
@@ -70,7 +69,7 @@ def _first_match(words: list[str], index) -> str | None:
 def matching_documents(rows: list[dict], task: str) -> list[int]:
     """Indices (in lm-eval's document order) of the documents of ``task`` that some row contains, by the
     same text rule as the guard."""
-    from qa_tasks.task_index import task_documents
+    from qa_tasks.harness.task_index import task_documents
 
     index: dict[tuple[str, ...], list[tuple[int, list[str]]]] = defaultdict(list)
     for i, doc in enumerate(task_documents(task)):

@@ -5,7 +5,7 @@ dataset column (here ``gold``) as keyword lists, it returns one float per comple
 
 - ``format``: 1.0 iff the reply passes the format gate, else 0.0 -- the task's ``format_accuracy``;
 - ``answer``: 1.0 iff the reply is format-correct and its answer equals the gold, else 0.0 -- the task's
-  ``accuracy``; graded by the same bounded worker process as the tasks (``qa_tasks.math_worker``: off the
+  ``accuracy``; graded by the same bounded worker process as the tasks (``qa_tasks.math.worker``: off the
   trainer's process, a per-item time bound, a timeout scores 0);
 - ``truncation``: -1.0 for a completion that hit ``max_completion_length`` before the model ended it, else 0.0
   (the task's ``truncated_rate``, negated);
@@ -43,14 +43,14 @@ def reply_text(completion) -> str:
 
 def format_reward(completions: Sequence, **kwargs) -> list[float]:
     """The task's ``format_accuracy`` of each completion."""
-    from qa_tasks.math_grader import check_format
+    from qa_tasks.math.grader import check_format
 
     return [float(check_format(reply_text(c)).ok) for c in completions]
 
 
 def answer_reward(completions: Sequence, gold: Sequence[str], **kwargs) -> list[float]:
     """The task's ``accuracy`` of each completion against its row's ``gold`` (one worker round trip)."""
-    from qa_tasks.math_grader import grade_responses
+    from qa_tasks.math.grader import grade_responses
 
     grades = grade_responses([(reply_text(c), g) for c, g in zip(completions, gold, strict=True)])
     return [float(g.correct) for g in grades]

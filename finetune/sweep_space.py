@@ -126,7 +126,7 @@ def parse_space(space, known: set[str], where: str, sampler: str) -> tuple[dict,
 
 def _metrics_of(task: str) -> dict[str, bool]:
     """metric -> higher_is_better, from the task's YAML metric_list (as lm-eval reads it)."""
-    from qa_tasks.task_index import task_config
+    from qa_tasks.harness.task_index import task_config
 
     metrics = {}
     for item in task_config(task).get("metric_list") or []:
@@ -136,8 +136,7 @@ def _metrics_of(task: str) -> dict[str, bool]:
 
 
 def parse_objective(text, where: str) -> Objective:
-    from qa_tasks.plugin import pack_tasks
-    from qa_tasks.task_index import leaf_tasks
+    from qa_tasks.harness.task_index import leaf_tasks, pack_tasks
 
     if not isinstance(text, str) or text.count("/") != 1:
         raise QAPackError(f"{where}: objective must be '<task>/<metric>', e.g. recipe_mpr_gen/acc; got {text!r}")
@@ -160,7 +159,7 @@ def parse_objective(text, where: str) -> Objective:
 
 def _filters_of(task: str) -> list[str]:
     """The task's filter names, as lm-eval keys its metrics (``none`` without a filter_list)."""
-    from qa_tasks.task_index import task_config
+    from qa_tasks.harness.task_index import task_config
 
     names = [str(f["name"]) for f in task_config(task).get("filter_list") or [] if isinstance(f, dict) and "name" in f]
     return names or ["none"]

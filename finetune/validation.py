@@ -48,8 +48,7 @@ def validation_samples(held_out: TrainingData, train: TrainingData, tasks: list[
     """lm-eval ``samples``: per leaf task, the documents a held-out row contains and no training row does
     (``limit``: the first N, or a fraction, of them)."""
     from finetune.guard import matching_documents
-    from qa_tasks.plugin import pack_tasks
-    from qa_tasks.task_index import leaf_tasks
+    from qa_tasks.harness.task_index import leaf_tasks, pack_tasks
 
     out: dict[str, list[int]] = {}
     for name in tasks:

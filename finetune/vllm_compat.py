@@ -20,7 +20,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from qa_tasks.plugin import VLLM_MAX_LORA_RANKS
+from qa_tasks.harness.checks import VLLM_MAX_LORA_RANKS
 
 __all__ = ["LM_EVAL_MAX_LORA_RANK", "VLLM_MAX_LORA_RANKS", "serving_problems", "warn_unservable"]
 

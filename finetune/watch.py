@@ -38,7 +38,7 @@ def pending_checkpoints(run: Path) -> list[Path]:
 
 def _base(run: Path, model: str | None) -> str:
     if model:
-        from qa_tasks.plugin import check_model_args
+        from qa_tasks.harness.checks import check_model_args
 
         check_model_args("hf", {"pretrained": model})  # a local path that does not exist: one line
         return model

@@ -2,7 +2,7 @@
 
 Reads the folders ``lm_eval --output_path ... --log_samples`` writes (``results_*.json``,
 ``samples_*.jsonl``; SQuAD ``latency_*.json``; finetune ``eval/step-N`` folders) and writes markdown
-(with PNG plots beside it), CSV or JSON. ``python -m qa_tasks.demo`` runs the whole pipeline.
+(with PNG plots beside it), CSV or JSON. ``python -m qa_pack_demo`` runs the whole pipeline.
 """
 
 from leaderboards.build import FORMATS, BuildReport, build

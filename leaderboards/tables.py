@@ -15,7 +15,8 @@ from leaderboards.checks import LETTERS, Caution
 from leaderboards.kinds import metric_kind
 from leaderboards.reader import Collection, Run, TaskResult
 from leaderboards.stats import Estimate, PairedTest, estimate
-from qa_tasks.family import Family, family_named, family_of, family_of_yaml
+from qa_tasks.family import Family, family_named, family_of_yaml
+from qa_tasks.harness.task_index import family_of
 from qa_tasks.recipe_mpr import QUERY_TYPES
 
 __all__ = [

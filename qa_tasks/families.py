@@ -6,5 +6,5 @@ Adding a family = its module + its ``tasks_yaml/<folder>`` + one line here.
 FAMILIES = (
     "qa_tasks.recipe_mpr",
     "qa_tasks.squad",
-    "qa_tasks.math_think",
+    "qa_tasks.math",
 )

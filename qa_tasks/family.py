@@ -4,7 +4,7 @@ Each family module exports one ``FAMILY = Family(...)``; everything else reads i
 checking task names: the startup hook (data preflight, rollout programs), ``finetune`` (training sets and
 the documents the guard keeps out of them), ``leaderboards`` (main metric, detail tables) and the demo.
 Which family owns a task is the ``tasks_yaml`` subfolder its YAML lives in, from lm-eval's own index of the
-pack folder (``qa_tasks.task_index.pack_tasks``), or, for a finished run, from the YAML path its results file
+pack folder (``qa_tasks.harness.task_index.family_of``), or, for a finished run, from the YAML path its results file
 records (``family_of_yaml``: no lm-eval import).
 
 Functions of the layers above ``qa_tasks`` (training-set builders, leaderboard tables) are named by
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from qa_tasks.errors import QAPackError
 
-__all__ = ["Family", "TrainingSet", "families", "family_named", "family_of", "family_of_yaml", "resolve",
+__all__ = ["Family", "TrainingSet", "families", "family_named", "family_of_yaml", "resolve",
            "training_sets"]
 
 
@@ -49,7 +49,7 @@ class Family:
     tables: tuple[str, ...] = ()  # "module:function"(models, collection) -> Table | list[Table] | None
     rollout_programs: Mapping[str, str] = field(default_factory=dict)  # program name -> "module:function"
     multi_round_tasks: tuple[str, ...] = ()  # rollout tasks calling the model in more than one round
-    demo_tasks: tuple[str, ...] = ()  # what ``python -m qa_tasks.demo`` evaluates
+    demo_tasks: tuple[str, ...] = ()  # what ``python -m qa_pack_demo`` evaluates
 
     @property
     def task_folder(self) -> str:
@@ -72,14 +72,6 @@ def families() -> tuple[Family, ...]:
 
 def family_named(name: str) -> Family | None:
     return next((f for f in families() if f.name == name), None)
-
-
-def family_of(task: str) -> Family | None:
-    """The family owning pack task (or group) ``task``: the one whose folder holds its YAML."""
-    from qa_tasks.task_index import pack_tasks
-
-    folder = pack_tasks().get(task)
-    return next((f for f in families() if f.task_folder == folder), None) if folder else None
 
 
 def family_of_yaml(path: str) -> Family | None:

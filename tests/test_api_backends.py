@@ -9,7 +9,7 @@ Three lm_eval runs share the server, each running several tasks at --limit 2:
   ``transformers serve`` answers an empty stop list with HTTP 400;
 - ``local-chat-completions`` with a local tokenizer, ``--apply_chat_template``, a system instruction
   and ``num_concurrent=2``.
-API models run the multi-call strategies barrier-free (``qa_tasks.rollout_stream``); that it gives the
+API models run the multi-call strategies barrier-free (``qa_tasks.rollout.stream``); that it gives the
 replies and accounting of round-batching is tested in tests/test_rollout.py.
 """
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import qa_pack_demo as demo
 from leaderboards.render import fmt
-from qa_tasks import demo
 from qa_tasks.errors import QAPackError
 from tests.conftest import ROOT, lm_eval_env
 
@@ -20,7 +20,7 @@ ADAPTER_RESULTS = "eval/recipe-mpr-lora/final"  # python -m finetune.evaluate's 
 
 
 def _demo(*args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "qa_tasks.demo", *args], capture_output=True, text=True, check=False,
+    return subprocess.run([sys.executable, "-m", "qa_pack_demo", *args], capture_output=True, text=True, check=False,
                           cwd=ROOT, env=lm_eval_env(), timeout=timeout)
 
 
@@ -118,10 +118,10 @@ def test_demo_refuses_a_folder_it_did_not_write(tmp_path):
 
 
 def test_demo_names_a_missing_family(monkeypatch):
-    from qa_tasks import plugin
+    from qa_tasks.harness import task_index
 
     known = {t: fam for fam, tasks in demo.FAMILY_TASKS.items() for t in tasks if fam != "math"}
-    monkeypatch.setattr(plugin, "pack_tasks", lambda: known)
+    monkeypatch.setattr(task_index, "pack_tasks", lambda: known)
     with pytest.raises(QAPackError, match=r"math: gsm8k_think, math500_think"):
         demo._check_tasks()
 

@@ -21,7 +21,7 @@ SIM_SITE = ROOT / "tests" / "toolkit" / "sim_site"
 ALL_OPTIONAL = ",".join([*(m for modules in EXTRAS.values() for m in modules if m not in ("requests", "tqdm")),
                          "tensorboardX", "bitsandbytes"])  # requests and tqdm: core dependencies too
 COMMANDS = ["finetune.sft", "finetune.sweep", "finetune.watch", "finetune.merge", "leaderboards",
-            "leaderboards build", "qa_tasks.demo"]
+            "leaderboards build", "qa_pack_demo"]
 SFT = ["-m", "finetune.sft", "--model_name_or_path", "m", "--task", "recipe_mpr", "--output_dir", "out"]
 SWEEP = ["-m", "finetune.sweep", "--config", "sweep.yaml", "--model_name_or_path", "m", "--output_dir", "out"]
 API = "aiohttp,tenacity"  # what lm-eval[api] adds to the core dependencies
@@ -58,8 +58,8 @@ def _slow(*values):
     ("trl", ["-m", "finetune.sft", "--help-all"],
      f"python -m finetune.sft needs trl, which is not installed: {_pip('train')}"),
     ("trl", SWEEP, f"python -m finetune.sweep needs trl, which is not installed: {_pip('sweep,train')}"),
-    ("trl", ["-m", "qa_tasks.demo", "--out", "demo"],
-     f"python -m qa_tasks.demo needs trl, which is not installed: {_pip('train,math')}"),
+    ("trl", ["-m", "qa_pack_demo", "--out", "demo"],
+     f"python -m qa_pack_demo needs trl, which is not installed: {_pip('train,math')}"),
     ("bitsandbytes", ["-m", "finetune.watch", "run", "--tasks", "recipe_mpr_gen", "--load_in_4bit"],
      f"--load_in_4bit needs bitsandbytes, which is not installed: {_pip('train')}"),
     _slow("bitsandbytes", [*SFT, "--method", "qlora"],
@@ -70,8 +70,8 @@ def _slow(*values):
           f"report_to tensorboard needs tensorboard, which is not installed: {_pip('logging')}"),
     _slow("wandb", ["-m", "finetune.watch", "run", "--tasks", "recipe_mpr_gen", "--model", "m", "--once"],
           f"the run's report_to wandb needs wandb, which is not installed: {_pip('logging')}"),
-    _slow("math_verify", ["-m", "qa_tasks.demo", "--out", "demo"],
-          f"python -m qa_tasks.demo needs math_verify, which is not installed: {_pip('train,math')}"),
+    _slow("math_verify", ["-m", "qa_pack_demo", "--out", "demo"],
+          f"python -m qa_pack_demo needs math_verify, which is not installed: {_pip('train,math')}"),
     # lm_eval: the pack's startup hook checks the backend and the tasks before any model loads or network use
     _slow("math_verify", ["lm_eval", "run", "--model", "hf", "--model_args", "pretrained=org/name", "--tasks",
                           "gsm8k_think", "--limit", "1"],

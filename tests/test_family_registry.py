@@ -140,7 +140,7 @@ def _add_toy_family(pack: Path) -> None:
     (pack / "tasks_yaml" / "toy" / "utils.py").write_text(TOY_UTILS, encoding="utf-8")
     registry = pack / "qa_tasks" / "families.py"
     text = registry.read_text(encoding="utf-8")
-    registry.write_text(text.replace('    "qa_tasks.math_think",\n', '    "qa_tasks.math_think",\n    "qa_tasks.toy",\n'),
+    registry.write_text(text.replace('    "qa_tasks.math",\n', '    "qa_tasks.math",\n    "qa_tasks.toy",\n'),
                         encoding="utf-8")
 
 

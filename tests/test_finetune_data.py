@@ -9,8 +9,9 @@ import pytest
 
 from finetune.data import build_training_data, read_user_jsonl
 from finetune.guard import check_no_overlap
-from qa_tasks import math_think, squad
+from qa_tasks import math as math_family
 from qa_tasks import recipe_mpr as r
+from qa_tasks import squad
 from qa_tasks.errors import QAPackError
 
 
@@ -44,8 +45,8 @@ def test_squad_batch_and_sequential_rows():
 
 def test_gsm8k_rows_are_r1_zero():
     data = build_training_data("gsm8k_r1_zero", max_examples=3)
-    item = math_think.load_gsm8k("train")[2]
-    assert data.rows[2]["prompt"] == math_think.r1_zero_prompt(item["question"])
+    item = math_family.load_gsm8k("train")[2]
+    assert data.rows[2]["prompt"] == math_family.r1_zero_prompt(item["question"])
     assert data.rows[2]["prompt"].endswith("Assistant: <think>")
     completion = data.rows[2]["completion"]
     assert completion.endswith(f"</think> <answer> {item['answer']} </answer>") and "####" not in completion
@@ -62,15 +63,15 @@ def test_guard_refuses_training_on_eval_items(monkeypatch):
         check_no_overlap(data, "recipe_mpr", ["recipe_mpr_fold3"])
     # a fold file whose train and test parts overlap is caught
     train, test = r.load_folds()[0]
-    monkeypatch.setattr(r, "load_folds", lambda: ((train, test + train[:1]),) * 5)
+    monkeypatch.setattr(r.data, "load_folds", lambda: ((train, test + train[:1]),) * 5)
     with pytest.raises(QAPackError, match="1 training row.* of recipe_mpr_gen_fold0"):
         check_no_overlap(data, "recipe_mpr", [])
 
 
 def test_guard_refuses_gsm8k_test_question():
     data = build_training_data("gsm8k_r1_zero", max_examples=2)
-    leaked = math_think.load_gsm8k("test")[7]
-    data.rows[1] = {"prompt": math_think.r1_zero_prompt(leaked["question"]), "completion": " x"}
+    leaked = math_family.load_gsm8k("test")[7]
+    data.rows[1] = {"prompt": math_family.r1_zero_prompt(leaked["question"]), "completion": " x"}
     with pytest.raises(QAPackError, match="1 training row.* of gsm8k_think .*training example 2"):
         check_no_overlap(data, "gsm8k_r1_zero", [])
 

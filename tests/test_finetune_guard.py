@@ -11,8 +11,7 @@ import pytest
 from finetune.data import read_user_jsonl
 from finetune.guard import check_no_overlap, document_text, normalise
 from qa_tasks.errors import QAPackError
-from qa_tasks.plugin import pack_tasks
-from qa_tasks.task_index import is_pack_only, leaf_tasks, task_documents, task_manager
+from qa_tasks.harness.task_index import is_pack_only, leaf_tasks, pack_tasks, task_documents, task_manager
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "hendrycks_math")
 EVAL_TASKS = sorted(pack_tasks())

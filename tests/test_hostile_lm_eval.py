@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from qa_tasks.api_endpoint import describe_failure
+from qa_tasks.harness.api_endpoint import describe_failure
 from tests.conftest import lm_eval_env, run_lm_eval
 from tests.toolkit.serve import free_port
 
@@ -128,7 +128,7 @@ def test_debug_verbosity_keeps_the_whole_traceback(servers):
 def test_pack_error_without_the_hook_is_one_line(tiny_model):
     """With the startup hook switched off and the pack's tasks named through --include_path, the pack's own
     error (no rollout layer) is still its one line and exit 2."""
-    from qa_tasks.plugin import tasks_dir
+    from qa_tasks.harness.task_index import tasks_dir
 
     proc, _ = run_lm_eval(["run", "--model", "hf", "--model_args", f"pretrained={tiny_model}", "--tasks",
                            "squad_collab", "--include_path", str(tasks_dir()), "--limit", "1"],

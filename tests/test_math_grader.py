@@ -1,4 +1,4 @@
-"""Table-driven tests of the math grader (qa_tasks.math_grader) and metric assembly (qa_tasks.math_think).
+"""Table-driven tests of the math grader (qa_tasks.math.grader) and metric assembly (qa_tasks.math).
 
 Grading cases name the gold by where it comes from in the shared data ("math500:<line index>" is the
 ``answer`` field of math/math500_test.jsonl, "gsm8k:<i>" the number after "####" in gsm8k_test.jsonl),
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from qa_tasks import math_grader as mg
-from qa_tasks import math_think as mt
+from qa_tasks import math as mt
 from qa_tasks.errors import QAPackError
+from qa_tasks.math import grader as mg
 from tests.conftest import DATA_DIR
 
 T, F = True, False
@@ -449,7 +449,7 @@ def test_malformed_gsm8k_file_is_one_clear_error(monkeypatch, tmp_path):
 @pytest.mark.parametrize("task,source", [("math500_think", "math500"), ("gsm8k_think_chat", "gsm8k"),
                                          ("hendrycks_math_think", "hendrycks_math"), ("squad_v1", None)])
 def test_each_math_task_names_its_data_set(task, source):
-    from qa_tasks.task_index import task_options
+    from qa_tasks.harness.task_index import task_options
 
     assert task_options(task).get("source") == source  # what the preflight and the loader read
 
@@ -470,7 +470,7 @@ def test_readme_failure_examples_match_the_grader():
     assert seen == set(mg.FAILURE_KINDS)
 
 
-# --- where the pack departs from CS336's r1_zero_reward_fn (see qa_tasks.math_grader) ----------------
+# --- where the pack departs from CS336's r1_zero_reward_fn (see qa_tasks.math.grader) ----------------
 
 def _formatted(answer: str) -> str:
     return f" r </think> <answer> {answer} </answer>"
@@ -556,7 +556,7 @@ def test_long_answers_of_repeated_units_are_graded_within_the_bound(grader):
 
 def test_clean_up_runs_in_the_worker_not_the_caller(grader, monkeypatch):
     """Normalisation is inside the per-item bound: the caller never calls it."""
-    from qa_tasks import math_normalize
+    from qa_tasks.math import normalize as math_normalize
 
     def boom(*args):
         raise AssertionError("normalisation ran in the caller")

@@ -15,7 +15,7 @@ import zlib
 
 import pytest
 
-from qa_tasks.math_grader import FAILURE_KINDS
+from qa_tasks.math.grader import FAILURE_KINDS
 from tests.conftest import lm_eval_env, read_samples, run_lm_eval
 from tests.toolkit.math_responders import HOSTILE_KINDS, hostile_answer, kind_of, tricky_answer
 
@@ -179,21 +179,22 @@ def test_tiny_hf_model_runs(hf_run, task):
 
 
 def test_preflight_checks_the_data_before_any_model_loads(monkeypatch, tmp_path):
-    """plugin.preflight (run by lm_eval before the model loads) reaches this family's loaders."""
-    from qa_tasks import math_think, plugin
+    """The harness's preflight (run by lm_eval before the model loads) reaches this family's loaders."""
     from qa_tasks.errors import QAPackError
+    from qa_tasks.harness import checks, task_index
+    from qa_tasks.math import data
 
     assert {"math500_think", "gsm8k_think", "hendrycks_math_think", "math500_think_chat", "gsm8k_think_chat",
-            "hendrycks_math_think_chat"} <= {t for t, f in plugin.pack_tasks().items() if f == "math"}
-    plugin.preflight("math500_think,gsm8k_think_chat")
+            "hendrycks_math_think_chat"} <= {t for t, f in task_index.pack_tasks().items() if f == "math"}
+    checks.preflight("math500_think,gsm8k_think_chat")
     monkeypatch.setenv("QA_PACK_HENDRYCKS_MATH_DIR", str(tmp_path / "missing"))
-    math_think.load_hendrycks_math.cache_clear()
+    data.load_hendrycks_math.cache_clear()
     with pytest.raises(QAPackError, match="QA_PACK_HENDRYCKS_MATH_DIR"):
-        plugin.preflight(["hendrycks_math_think"])
-    math_think.load_hendrycks_math.cache_clear()
+        checks.preflight(["hendrycks_math_think"])
+    data.load_hendrycks_math.cache_clear()
     monkeypatch.setenv("QA_PACK_MATH_TIMEOUT_S", "-1")  # a bad bound fails before the model loads too
     with pytest.raises(QAPackError, match="QA_PACK_MATH_TIMEOUT_S=-1"):
-        plugin.preflight(["gsm8k_think"])
+        checks.preflight(["gsm8k_think"])
 
 
 @pytest.fixture(scope="module")

@@ -77,7 +77,7 @@ def _python_lm_eval(python: Path, *args: str, cwd: Path) -> subprocess.Completed
 @pytest.mark.slow
 def test_install_lists_validates_and_runs(installed, tiny_model):
     kind, python, tmp, listing = installed
-    where = subprocess.run([str(python), "-c", "import qa_tasks.plugin as p; print(p.tasks_dir())"],
+    where = subprocess.run([str(python), "-c", "from qa_tasks.harness import task_index as p; print(p.tasks_dir())"],
                            capture_output=True, text=True, env=_env(), cwd=tmp, check=True).stdout.strip()
     if kind == "wheel":
         assert where.startswith(str(tmp / "venv")), where
@@ -112,7 +112,7 @@ def test_user_include_path_still_works(installed):
 def test_hook_switch_off(tmp_path):
     """QA_PACK_DISABLE_HOOK=1 leaves lm-eval untouched; by default the hook arms on lm_eval import."""
     code = ("import sys, lm_eval.tasks as t; "
-            "print(getattr(t.TaskManager, '__qa_pack_patched__', False), 'qa_tasks._startup' in sys.modules)")
+            "print(getattr(t.TaskManager, '__qa_pack_patched__', False), 'qa_tasks.harness.startup' in sys.modules)")
     on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=_env(), cwd=tmp_path)
     off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
                          env={**_env(), "QA_PACK_DISABLE_HOOK": "1"}, cwd=tmp_path)
@@ -124,11 +124,11 @@ def test_hook_imports_nothing_heavy(tmp_path):
     """A process that never imports lm_eval pays for the finder only: no lm_eval, torch or importlib.abc."""
     code = "import sys; print(sorted(m for m in sys.modules if m.split('.')[0] in ('lm_eval', 'torch', 'qa_tasks') or m == 'importlib.abc'))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=_env(), cwd=tmp_path)
-    assert out.stdout.strip() == "['qa_tasks', 'qa_tasks._startup']", out.stdout + out.stderr
+    assert out.stdout.strip() == "['qa_tasks', 'qa_tasks.harness', 'qa_tasks.harness.startup']", out.stdout + out.stderr
 
 
 def test_pack_task_index_holds_the_contract_names_only():
-    from qa_tasks.plugin import pack_tasks
+    from qa_tasks.harness.task_index import pack_tasks
 
     names = pack_tasks()
     contract = {"recipe_mpr", "recipe_mpr_gen", "squad_v1", "squad_all_in_one", "squad_sequential", "squad_batch",
@@ -150,7 +150,7 @@ def test_pack_task_index_holds_the_contract_names_only():
     ("", None, False),
 ])
 def test_runs_of_pack_tasks_only_use_the_pack_only_index(tasks, include_path, pack_only):
-    from qa_tasks.plugin import _pack_only
+    from qa_tasks.harness.checks import pack_only as _pack_only
 
     assert _pack_only(tasks, include_path) is pack_only
 
@@ -160,13 +160,14 @@ def test_lm_eval_run_indexes_only_the_pack_for_pack_tasks():
     built-in entries indexed (seconds saved per run), and the task names resolve as before."""
     from lm_eval.config.evaluate_config import EvaluatorConfig
 
-    from qa_tasks.plugin import _PACK_ONLY, pack_tasks
+    from qa_tasks.harness.hook import _SCOPE
+    from qa_tasks.harness.task_index import pack_tasks
 
     cfg = EvaluatorConfig(tasks="recipe_mpr,squad_strategies")
     manager = cfg.process_tasks({"seed": 1})
     assert set(manager.task_index) == set(pack_tasks()) | {"squad_strategies"}
     assert cfg.tasks == ["recipe_mpr", "squad_strategies"] and manager.metadata == {"seed": 1}
-    assert _PACK_ONLY.get() is False  # reset after the call: later TaskManagers index everything
+    assert _SCOPE.get().pack_only is False  # reset after the call: later TaskManagers index everything
 
 
 @pytest.mark.parametrize(("tasks", "pack_only"), [("recipe_mpr,recipe_mpr_gen", True), ("recipe_mpr,arc_easy", False)])
@@ -176,7 +177,8 @@ def test_lm_eval_validate_indexes_only_the_pack_for_pack_tasks(tasks, pack_only,
     import lm_eval.tasks
     from lm_eval._cli.harness import HarnessCLI
 
-    from qa_tasks.plugin import _PACK_ONLY, pack_tasks
+    from qa_tasks.harness.hook import _SCOPE
+    from qa_tasks.harness.task_index import pack_tasks
 
     pack_tasks()  # the pack's own index (cached) is built before the CLI's manager is replaced
     seen = []
@@ -185,7 +187,7 @@ def test_lm_eval_validate_indexes_only_the_pack_for_pack_tasks(tasks, pack_only,
         pass
 
     def manager(include_path=None):
-        seen.append(_PACK_ONLY.get())
+        seen.append(_SCOPE.get().pack_only)
         raise Indexed
 
     monkeypatch.setattr(lm_eval.tasks, "TaskManager", manager)
@@ -194,7 +196,7 @@ def test_lm_eval_validate_indexes_only_the_pack_for_pack_tasks(tasks, pack_only,
     with pytest.raises(Indexed):
         cli.execute(cli.parse_args())
     assert seen == [pack_only]
-    assert _PACK_ONLY.get() is False  # reset after the command
+    assert _SCOPE.get().pack_only is False  # reset after the command
 
 
 # --- a hook that never breaks lm_eval -------------------------------------------------------------
@@ -249,35 +251,59 @@ def _fn_renamed(name):
     (_fake(), "is missing"),
     (_fake(get_model=1), "is missing"),
 ])
-def test_a_moved_target_is_left_untouched_with_one_warning(owner, problem, monkeypatch, caplog):
-    from qa_tasks import plugin
+def test_a_moved_target_is_left_untouched_with_one_warning(owner, problem, caplog, monkeypatch):
+    from qa_tasks.harness import hook
 
-    monkeypatch.setitem(plugin._HOOK, "off", False)
-    fits = plugin._fits(owner, "get_model", ("model_name",), "lm_eval.api.registry.get_model")
+    monkeypatch.setattr(hook, "_WARNED", set())
+    [patch] = [p for p in hook.PATCHES if p.attr == "get_model"]
+    fits = hook.fits(owner, patch)
     if problem is None:
         assert fits is owner.get_model and not caplog.records
         return
-    assert fits is None and plugin._HOOK["off"]
+    assert fits is None
     [record] = caplog.records
     assert f"lm_eval.api.registry.get_model {problem}" in record.getMessage()
-    # from then on the hook patches nothing, silently
-    assert plugin._fits(_fake(get_model=staticmethod(_fn_model_name)), "get_model", ("model_name",), "x") is None
-    assert len(caplog.records) == 1
+
+
+def test_a_target_that_does_not_fit_leaves_the_other_patches_applied(caplog, monkeypatch):
+    """Each patch stands alone: a moved target is named once and skipped; the rest still apply, once."""
+    import types
+
+    from qa_tasks.harness import hook
+
+    monkeypatch.setattr(hook, "_WARNED", set())
+    def parse_args(self):
+        return "parsed"
+
+    cli = type("HarnessCLI", (), {"parse_args": parse_args, "execute": lambda self, renamed: None})
+    module = types.SimpleNamespace(HarnessCLI=cli)
+    hook.apply("lm_eval._cli.harness", module)
+    hook.apply("lm_eval._cli.harness", module)
+    [record] = caplog.records
+    assert "lm_eval._cli.harness.HarnessCLI.execute takes (self, renamed), without args" in record.getMessage()
+    assert cli.parse_args is not parse_args and cli.parse_args.__wrapped__ is parse_args  # wrapped once
+    assert cli().parse_args() == "parsed"
+
+
+def test_the_startup_hook_names_every_patched_module():
+    from qa_tasks.harness import hook, startup
+
+    assert startup.TARGETS == {p.module for p in hook.PATCHES}
 
 
 def test_a_failing_patch_never_breaks_the_import(monkeypatch):
-    from qa_tasks import _startup, plugin
+    from qa_tasks.harness import hook, startup
 
-    def broken(module):
+    def broken(name, module):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(plugin, "patch_registry", broken)
+    monkeypatch.setattr(hook, "apply", broken)
     with pytest.warns(UserWarning, match=r"could not hook lm_eval.api.registry \(RuntimeError: boom\)"):
-        _startup._patch("lm_eval.api.registry", object())
+        startup._patch("lm_eval.api.registry", object())
 
 
 def test_rollout_tasks_are_the_squad_strategies_and_their_group():
-    from qa_tasks.plugin import rollout_tasks
+    from qa_tasks.harness.task_index import rollout_tasks
 
     assert rollout_tasks() == {"squad_all_in_one", "squad_batch", "squad_sequential", "squad_collab",
                                "squad_strategies"}
@@ -298,7 +324,7 @@ class _Entry:
     ([{"task": "my_yaml_task"}], True),   # a config dict from a YAML path
 ])
 def test_the_rollout_layer_wraps_models_only_for_runs_that_need_it(tasks, needed):
-    from qa_tasks.plugin import _needs_rollout
+    from qa_tasks.harness.checks import needs_rollout as _needs_rollout
 
     manager = type("TM", (), {"task_index": {"arithmetic_1dc": _Entry("TASK"), "mmlu": _Entry("GROUP")}})()
     assert _needs_rollout(tasks, manager) is needed
@@ -307,16 +333,14 @@ def test_the_rollout_layer_wraps_models_only_for_runs_that_need_it(tasks, needed
 def test_get_model_adds_the_layer_only_when_wanted():
     from lm_eval.api import registry
 
-    from qa_tasks import plugin
+    from qa_tasks.harness.hook import run_scope
+    from qa_tasks.rollout import RolloutMixin
 
     wrapped = registry.get_model("dummy")  # also fills lm-eval's lazily filled registry
     plain = registry.model_registry.get("dummy")
-    token = plugin._ROLLOUT_WANTED.set(False)
-    try:
+    with run_scope(rollout=False):
         assert registry.get_model("dummy") is plain
-    finally:
-        plugin._ROLLOUT_WANTED.reset(token)
-    assert wrapped is not plain and wrapped._rollout_base is plain
+    assert wrapped.__mro__[1:3] == (RolloutMixin, plain)
 
 
 @pytest.mark.parametrize(("model", "model_args", "tasks", "error"), [
@@ -335,7 +359,7 @@ def test_get_model_adds_the_layer_only_when_wanted():
 def test_model_args_checks(model, model_args, tasks, error, monkeypatch):
     import importlib.util
 
-    from qa_tasks.plugin import check_model_args
+    from qa_tasks.harness.checks import check_model_args
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())  # every backend installed
     if error is None:
@@ -353,7 +377,7 @@ def test_model_args_checks(model, model_args, tasks, error, monkeypatch):
     ("some other ValueError", None),
 ])
 def test_misspelled_pack_task_suggestion(message, expected):
-    from qa_tasks.plugin import _suggest_pack_task
+    from qa_tasks.harness.hook import _suggest_pack_task
 
     hint = _suggest_pack_task(ValueError(message))
     assert (hint is None) if expected is None else expected in str(hint)

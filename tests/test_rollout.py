@@ -309,7 +309,7 @@ def test_every_call_carries_stop_strings(strategy, lm):
 def test_every_generating_task_has_stop_strings():
     from lm_eval.tasks._yaml_loader import load_yaml
 
-    from qa_tasks.plugin import tasks_dir
+    from qa_tasks.harness.task_index import tasks_dir
 
     configs = [load_yaml(p, resolve_func=False) for p in sorted(Path(tasks_dir()).rglob("*.yaml"))]
     generating = {c["task"]: c for c in configs if c.get("output_type") == "generate_until"}

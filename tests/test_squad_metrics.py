@@ -4,7 +4,7 @@ lines and planner validation. F1 values were worked out by hand from the token b
 
 import pytest
 
-from qa_tasks import squad_metrics as m
+from qa_tasks.squad import metrics as m
 
 D, B = "Denver Broncos", "Broncos"
 # (case, prediction, golds, official EM, official F1)

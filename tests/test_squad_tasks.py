@@ -14,8 +14,8 @@ import sys
 import pytest
 
 from qa_tasks import rollout, squad
-from qa_tasks import squad_metrics as m
 from qa_tasks.errors import QAPackError
+from qa_tasks.squad import metrics as m
 from tests.conftest import DATA_DIR, ROOT, lm_eval_env, read_samples, run_command, run_lm_eval
 from tests.toolkit.scripted_lm import ScriptedLM, one_line_error
 
@@ -180,7 +180,7 @@ def test_tiny_hf_model_runs_all_tasks(tiny_run, tiny_model):
 
 
 def test_latency_mode_writes_the_leaderboard_record(tiny_model, tmp_path):
-    proc = run_command([sys.executable, "-m", "qa_tasks.squad_latency", "--model", "hf", "--model_args",
+    proc = run_command([sys.executable, "-m", "qa_tasks.squad.latency", "--model", "hf", "--model_args",
                         f"pretrained={tiny_model}", "--limit", "2", "--output_path", str(tmp_path)],
                        lm_eval_env(OMP_NUM_THREADS="1"), ROOT, 600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -194,7 +194,7 @@ def test_latency_mode_writes_the_leaderboard_record(tiny_model, tmp_path):
 
 
 def test_latency_mode_bad_limit_is_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "qa_tasks.squad_latency", "--limit", "0", "--output_path",
+    proc = subprocess.run([sys.executable, "-m", "qa_tasks.squad.latency", "--limit", "0", "--output_path",
                            str(tmp_path)], check=False, capture_output=True, text=True, env=lm_eval_env(),
                           cwd=ROOT)
     assert proc.returncode == 2 and proc.stderr.startswith("error: --limit 0") and "Traceback" not in proc.stderr

@@ -195,8 +195,8 @@ def test_finetune_warns_exactly_for_adapters_vllm_refuses(tiny_model, tmp_path):
 # lm_eval's CLI with the pack's data-parallel refusal switched off, to count what it prevents
 UNGUARDED_LM_EVAL = """
 import sys
-import qa_tasks.plugin
-qa_tasks.plugin._multi_round = lambda tasks: []
+import qa_tasks.harness.checks
+qa_tasks.harness.checks.multi_round = lambda tasks: []
 from lm_eval.__main__ import cli_evaluate
 sys.argv = ["lm_eval", *sys.argv[1:]]
 cli_evaluate()

@@ -1,8 +1,8 @@
-"""lm-eval glue for the math think/answer tasks; the logic lives in ``qa_tasks.math_think``."""
+"""lm-eval glue for the math think/answer tasks; the logic lives in ``qa_tasks.math``."""
 
 import datasets
 
-from qa_tasks import math_think as m
+from qa_tasks import math as m
 from qa_tasks.aggregations import count  # noqa: F401 (the YAMLs name it utils.count)
 
 

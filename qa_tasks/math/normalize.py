@@ -4,7 +4,7 @@ Every step is linear in the answer's length (no regular expression here can back
 repeated unit), and the whole module runs inside the bounded grading worker (``math_worker``), so
 even a pathological answer is stopped at the per-item time bound.
 
-Rules that differ from CS336's grader are listed in ``qa_tasks.math_grader``'s docstring.
+Rules that differ from CS336's grader are listed in ``qa_tasks.math.grader``'s docstring.
 """
 
 from __future__ import annotations

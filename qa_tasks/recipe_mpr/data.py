@@ -1,9 +1,4 @@
-"""Recipe-MPR (Zhang et al., 2023): 500 multi-aspect recipe queries, 5 options each.
-
-The gold option is the FIRST option in every record of the released file, so options are shuffled
-with a seeded, per-query permutation (``option_order``) before anything is shown to a model.
-Query types are multi-label: a query counts toward every type it is flagged with.
-"""
+"""Recipe-MPR data: the 500 records, the 5 folds, and each query's shuffled option order."""
 
 from __future__ import annotations
 
@@ -11,34 +6,10 @@ import functools
 import hashlib
 import json
 import random
-import re
-import unicodedata
 from dataclasses import dataclass
 
 from qa_tasks.data import fetch_pinned, int_option, read_json
 from qa_tasks.errors import QAPackError
-from qa_tasks.family import Family, TrainingSet
-
-__all__ = [
-    "FAMILY",
-    "LETTERS",
-    "QUERY_TYPES",
-    "SHUFFLE_SEED",
-    "RecipeDoc",
-    "build_docs",
-    "fold_option",
-    "gen_completion",
-    "gen_prompt",
-    "load_folds",
-    "load_records",
-    "mc_prompt",
-    "option_order",
-    "parse_letter",
-    "preflight",
-    "run_fold",
-    "score_choice",
-    "score_generation",
-]
 
 QUERY_TYPES = ("Specific", "Commonsense", "Negated", "Analogical", "Temporal")
 LETTERS = "ABCDE"
@@ -190,103 +161,6 @@ def build_docs(fold: object = None, part: str = "test") -> list[RecipeDoc]:
     return [_doc(i, records[i]) for i in indices]
 
 
-# --- prompts: the single builder used by the eval tasks and by finetune ---------------------------
-
-def mc_prompt(doc: RecipeDoc) -> str:
-    """Context for the loglikelihood task; each option text is scored as the continuation."""
-    return f"Query: {doc.query}\nThe recipe that best satisfies this query is:"
-
-
-def gen_prompt(doc: RecipeDoc) -> str:
-    """Lettered options in the shuffled order, answered with one letter."""
-    lines = "\n".join(f"{LETTERS[i]}. {text}" for i, text in enumerate(doc.options))
-    return (f"Query: {doc.query}\nOptions:\n{lines}\n"
-            f"Which option best satisfies the query? Answer with a single letter (A-E).\nAnswer:")
-
-
-def gen_completion(doc: RecipeDoc) -> str:
-    """The gold completion for fine-tuning on ``gen_prompt``."""
-    return f" {doc.gold_letter}"
-
-
-# A letter as an answer: a capital A-E standing alone (markdown, brackets and quotes around it are fine),
-# not the start of a word or of an abbreviation ("E.g.", "A's").
-_L = r"[(\[*\"']*(?<![A-Za-z0-9])([A-E])(?![A-Za-z0-9]|\.[A-Za-z]|'[a-z])[)\]*\"'.:]*"
-# More letters offered next to one: "A or B", "A, B", "(B) and (C)", "A/B"
-_MORE = re.compile(rf"\s*(?:,|/|&|\bor\b|\band\b)\s*(?i:(?:option|choice)\s+)?{_L}")
-# Explicit statements of the answer, strongest first; the first kind present decides.
-_STATEMENTS = [
-    re.compile(rf"(?i:\b(?:answer|choice|option|pick|selection)(?:\s+(?:here|would|will|should|must))?"
-               rf"\s*(?:\bis\b|\bbe\b|:|=|-)\s*(?:(?:option|choice)\s+)?){_L}"),  # "The answer is C"
-    re.compile(rf"(?i:\b(?:i\s+(?:would\s+|will\s+|'d\s+|'ll\s+)?)?(?:choose|chose|pick|select|go\s+with)"
-               rf"\s+(?:(?:option|choice)\s+)?){_L}"),  # "I'd go with B"
-    re.compile(rf"(?i:\b(?:it['’]s|it\s+is|that['’]s|that\s+is)\s+(?:(?:option|choice)\s+)?){_L}"),  # "it's C"
-    re.compile(rf"(?i:\b(?:option|choice)\s+){_L}"),  # "Option C"
-]
-_LEADING = re.compile(rf"^\s*{_L}")
-_ANY = re.compile(_L)
-# "A" that opens a sentence and is followed by a lower-case word is the article ("A vegetarian lasagna"),
-# unless that word is one a letter answer is followed by ("A is the one", "A because ...").
-_ARTICLE = re.compile(r"(?:^|(?<=[.!?\n])\s*)\s*(A) (?!(?:is|was|fits|matches|satisfies|seems|because|since|as|"
-                      r"or|and)\b)[a-z]")
-
-
-def _offered(pattern: re.Pattern, text: str, skip: set[int]) -> set[str]:
-    """Letters of every match of ``pattern`` (with the alternatives listed after each), except matches
-    whose letter sits at a position in ``skip``."""
-    letters: set[str] = set()
-    for match in pattern.finditer(text):
-        if match.start(1) in skip:
-            continue
-        letters.add(match.group(1))
-        end = match.end()
-        while more := _MORE.match(text, end):
-            letters.add(more.group(1))
-            end = more.end()
-    return letters
-
-
-def parse_letter(text: str) -> str | None:
-    """The option letter a reply chooses, or None when it names none or offers several (rules and examples
-    in tasks_yaml/recipe_mpr/README.md): an explicit statement ("The answer is C", "Option C") wins, then a
-    leading letter ("B) Greek salad"), then the only letter standing alone anywhere ("Definitely B")."""
-    text = unicodedata.normalize("NFKC", text).strip()  # full-width "Ｂ" -> "B"
-    articles = {m.start(1) for m in _ARTICLE.finditer(text)}
-    for pattern in (*_STATEMENTS, _LEADING):
-        letters = _offered(pattern, text, articles)
-        if letters:
-            return letters.pop() if len(letters) == 1 else None
-    letters = {m.group(1) for m in _ANY.finditer(text) if m.start(1) not in articles}
-    return letters.pop() if len(letters) == 1 else None
-
-
-# --- scorers: pure functions, results as lm-eval metric dicts ------------------------------------
-
-def _type_metrics(types: tuple[str, ...], correct: float) -> dict[str, float]:
-    """acc_<type> only for the types the query has, so each is averaged over its own queries (and the
-    samples log says which queries stand behind it: the leaderboard counts them there)."""
-    return {f"acc_{t}": correct for t in types}
-
-
-def score_choice(doc: RecipeDoc, loglikelihoods: list[float]) -> dict[str, float]:
-    """Metrics of the loglikelihood task: argmax option (acc) and its char-length-normalised form."""
-    pred = max(range(len(loglikelihoods)), key=loglikelihoods.__getitem__)
-    norm = [ll / max(len(text), 1) for ll, text in zip(loglikelihoods, doc.options)]
-    pred_norm = max(range(len(norm)), key=norm.__getitem__)
-    correct = float(pred == doc.gold)
-    return {"acc": correct, "acc_norm": float(pred_norm == doc.gold), "n": 1.0, **_type_metrics(doc.types, correct)}
-
-
-def score_generation(doc: RecipeDoc, reply: str) -> dict[str, float]:
-    """Metrics of the generative task, with the position-bias diagnostics."""
-    letter = parse_letter(reply)
-    correct = float(letter == doc.gold_letter)
-    out = {"acc": correct, "invalid_rate": float(letter is None), "n": 1.0, **_type_metrics(doc.types, correct)}
-    out[f"acc_gold_{doc.gold_letter}"] = correct  # accuracy by position of the gold letter
-    out.update({f"pred_{x}": float(letter == x) for x in LETTERS})  # share of each predicted letter
-    return out
-
-
 def run_fold(fold: object = None, task_fold: object = None, task: str = "this task") -> int | None:
     """The fold a run evaluates: a fold variant's own (``task_fold``) or ``--metadata`` ``fold`` on the base
     tasks; both, disagreeing, is an error (the results file would record one fold and score another)."""
@@ -296,29 +170,3 @@ def run_fold(fold: object = None, task_fold: object = None, task: str = "this ta
                           f"or run the base task with it")
     return own if own is not None else given
 
-
-def preflight(task_name: str, metadata: dict | None = None) -> None:
-    """Load and validate the data (and folds) before any model loads; with the run's ``--metadata``
-    (None: not known) also its ``fold``."""
-    from qa_tasks.task_index import task_options
-
-    load_records()
-    fold = run_fold((metadata or {}).get("fold"), task_options(task_name).get("task_fold"), task_name)
-    if fold is not None:
-        load_folds()
-
-
-_TABLES = "leaderboards.family_tables"
-FAMILY = Family(
-    name="recipe_mpr",
-    preflight=preflight,
-    training_sets={"recipe_mpr": TrainingSet(
-        "finetune.data:recipe_mpr_set", "Recipe-MPR train indices of `fold`, recipe_mpr_gen prompt + gold letter",
-        eval_task="recipe_mpr_gen_fold{fold}", folds=N_FOLDS)},
-    main_metric="acc",
-    compared_metrics=("acc", "acc_norm", "invalid_rate"),
-    progress_metrics=("acc", "acc_norm", "invalid_rate"),
-    chance=1 / len(LETTERS),
-    tables=(f"{_TABLES}:recipe_types_table", f"{_TABLES}:position_bias_table"),
-    demo_tasks=("recipe_mpr_fold0", "recipe_mpr_gen_fold0"),  # fold 0's test split: the demo trains on fold 0
-)

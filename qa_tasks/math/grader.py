@@ -43,7 +43,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from qa_tasks.math_format import (
+from qa_tasks.math.format import (
     ANSWER_CLOSE,
     ANSWER_OPEN,
     FAILURE_KINDS,
@@ -57,8 +57,8 @@ from qa_tasks.math_format import (
     gold_from_math,
     last_boxed,
 )
-from qa_tasks.math_normalize import Verdict, normalize_answer, quick_verdict
-from qa_tasks.math_worker import DEFAULT_TIMEOUT_S, TIMEOUT_ENV, Grader, default_grader, timeout_from_env
+from qa_tasks.math.normalize import Verdict, normalize_answer, quick_verdict
+from qa_tasks.math.worker import DEFAULT_TIMEOUT_S, TIMEOUT_ENV, Grader, default_grader, timeout_from_env
 
 __all__ = [
     "ANSWER_CLOSE",
@@ -90,7 +90,7 @@ __all__ = [
 
 def equivalent_unbounded(pred: str, gold: str) -> Verdict:
     """Full equivalence test with no time bound; in-process, so only for trusted answers."""
-    from qa_tasks.math_equivalence import equivalent_unbounded as unbounded
+    from qa_tasks.math.equivalence import equivalent_unbounded as unbounded
 
     return unbounded(pred, gold)
 

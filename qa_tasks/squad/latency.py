@@ -3,7 +3,7 @@
 QLoRA SQuAD studies report p95 latency and peak VRAM for single-query inference; this runs the exact
 ``squad_v1`` requests (same prompts, same greedy decoding) one at a time through any lm-eval model::
 
-    python -m qa_tasks.squad_latency --model hf --model_args pretrained=Qwen/Qwen2.5-0.5B-Instruct \\
+    python -m qa_tasks.squad.latency --model hf --model_args pretrained=Qwen/Qwen2.5-0.5B-Instruct \\
         --limit 200 --output_path results/ [--device cuda:0] [--apply_chat_template] [--warmup 2]
 
 It writes ``OUTPUT_PATH/<model name>/latency_<timestamp>.json`` (the folder lm_eval uses for the same
@@ -83,7 +83,7 @@ def write_result(output_path: Path, model_args: str, record: dict) -> Path:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m qa_tasks.squad_latency", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m qa_tasks.squad.latency", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="hf", help="lm-eval model type (hf, vllm, local-completions, ...)")
     p.add_argument("--model_args", default="", help="lm-eval model args, e.g. pretrained=NAME,dtype=float16")
     p.add_argument("--limit", type=int, default=100, help="questions to time (after warm-up)")
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> Path:
     squad.preflight(TASK)  # data problems show before the model loads
     from lm_eval.api.registry import get_model
 
-    from qa_tasks.task_index import task_manager
+    from qa_tasks.harness.task_index import task_manager
 
     extra = {"batch_size": 1, "device": args.device or _default_device()}
     lm = get_model(args.model).create_from_arg_string(args.model_args, extra)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from qa_tasks.math_normalize import Verdict, latex_form, normalize_answer, quick_verdict
+from qa_tasks.math.normalize import Verdict, latex_form, normalize_answer, quick_verdict
 
 __all__ = ["equivalent_unbounded", "math_verify_form"]
 

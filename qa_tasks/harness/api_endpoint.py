@@ -2,7 +2,7 @@
 
 lm-eval's ``local-completions`` / ``local-chat-completions`` retry a failed request, then end the run with
 one to eight chained tracebacks (requests, urllib3, aiohttp, tenacity) that never say which endpoint failed.
-The CLI hook (``qa_tasks.plugin``) checks the endpoint before any work, and turns a failure during the run
+The CLI hook (``qa_tasks.harness.hook``) checks the endpoint before any work, and turns a failure during the run
 into one line naming the endpoint and what to check.
 """
 

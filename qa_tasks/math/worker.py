@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from qa_tasks.errors import QAPackError
-from qa_tasks.math_normalize import Verdict
+from qa_tasks.math.normalize import Verdict
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -51,7 +51,7 @@ def _grade_one(pred: str, gold: str, timeout_s: float) -> tuple:
     """("ok", correct, method) or ("timeout",), with the soft alarm armed around the whole test."""
     import signal
 
-    from qa_tasks.math_equivalence import equivalent_unbounded
+    from qa_tasks.math.equivalence import equivalent_unbounded
 
     try:
         signal.setitimer(signal.ITIMER_REAL, timeout_s)
@@ -116,11 +116,11 @@ class _Worker:
         import sys
         from multiprocessing.connection import Connection
 
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # above qa_tasks/
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from qa_tasks.math_worker import worker_main; worker_main()"],
+            [sys.executable, "-c", "from qa_tasks.math.worker import worker_main; worker_main()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True)
         self.writer = Connection(os.dup(self.proc.stdin.fileno()), readable=False)
         self.reader = Connection(os.dup(self.proc.stdout.fileno()), writable=False)

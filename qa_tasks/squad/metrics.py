@@ -19,6 +19,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from qa_tasks.squad.data import Passage
+
 __all__ = [
     "QUESTION_METRICS",
     "PlannerOrder",
@@ -278,3 +280,38 @@ def _has_cycle(links: dict[str, tuple[str, ...]]) -> bool:
         return False
 
     return any(visit(n) for n in list(links))
+
+
+def question_metrics(passage: Passage, replies: dict[str, str | None]) -> list[dict[str, float]]:
+    """Per-question scores, in question order (a missing reply scores 0 everywhere)."""
+    return [score_answer(replies.get(q.qid), q.answers) for q in passage.questions]
+
+
+def passage_metrics(passage: Passage, result: dict) -> dict:
+    """lm-eval metrics of one passage from a rollout result (``{"output", "rollout"}``).
+
+    Per-question metrics are (sum, count) pairs so the task can micro-average them over questions;
+    cost metrics are per passage.
+    """
+    output, rollout = result["output"], result["rollout"]
+    scores = question_metrics(passage, output["replies"])
+    n = len(scores)
+    metrics: dict = {k: (sum(s[k] for s in scores), n) for k in QUESTION_METRICS}
+    calls = rollout["calls"]
+    answer_calls = [c for c in calls if c["kind"] != "planner"]
+    planner_calls = [c for c in calls if c["kind"] == "planner"]
+    metrics.update(
+        prompt_tokens=float(sum(c["new_prompt_tokens"] for c in answer_calls)),
+        prompt_tokens_api=float(sum(c["prompt_tokens"] for c in calls)),
+        gen_tokens=float(sum(c["gen_tokens"] for c in answer_calls)),
+        gen_tokens_api=float(sum(c["gen_tokens"] for c in calls)),
+        dep_tokens=float(sum(c["prompt_tokens"] + c["gen_tokens"] for c in planner_calls)),
+        calls=float(len(calls)),
+        rounds=float(rollout["rounds"]),
+        latency_s=float(rollout["latency_s"]),
+        n_questions=float(n),
+        n_passages=1.0,
+    )
+    if output.get("strategy") == "collab":
+        metrics["planner_failures"] = float(output.get("planner_failure") is not None)
+    return metrics

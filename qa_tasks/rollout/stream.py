@@ -9,21 +9,19 @@ Set ``QA_PACK_ROLLOUT=rounds`` to round-batch API models too.
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+from qa_tasks.rollout.plan import Plan
 
 __all__ = ["stream"]
 
 
-def stream(lm, requests, plans: list, plain: list[int], results: list, workers: int) -> None:
-    """Run the ``plans`` (``qa_tasks.rollout._Plan``) and the ``plain`` requests through ``lm``'s
-    wrapped ``generate_until`` one request at a time on ``workers`` threads; plain replies go to ``results``."""
-    from qa_tasks.rollout import _instance
-
-    def send(request, prompt, kwargs) -> tuple[str, float]:
-        start = time.perf_counter()
-        [out] = lm._rollout_base.generate_until(lm, [_instance(request, prompt, kwargs)], True)
-        return out, time.perf_counter() - start
+def stream(send: Callable, render: Callable, count: Callable, requests, plans: list[Plan], plain: list[int],
+           results: list, workers: int) -> None:
+    """Run the ``plans`` and the ``plain`` requests one call at a time on ``workers`` threads; plain replies go
+    to ``results``. ``send(request, prompt, kwargs)`` returns (reply, seconds) from the wrapped model,
+    ``render(plan, call)`` a call's prompt and ``count(prompt)`` its tokens (``RolloutMixin``'s methods)."""
 
     flying: dict[Future, tuple] = {}
     done_calls: dict[int, list] = {}  # id(plan) -> per pending call: (call, prompt, reply, seconds)
@@ -32,7 +30,7 @@ def stream(lm, requests, plans: list, plain: list[int], results: list, workers: 
         def launch(plan) -> None:
             done_calls[id(plan)] = [None] * len(plan.pending)
             for j, call in enumerate(plan.pending):
-                prompt = lm._rollout_render(plan, call)
+                prompt = render(plan, call)
                 flying[pool.submit(send, requests[plan.index], prompt, plan.kwargs(call))] = (plan, j, call, prompt)
 
         for i in plain:
@@ -54,7 +52,7 @@ def stream(lm, requests, plans: list, plain: list[int], results: list, workers: 
                     if any(slot is None for slot in slots):
                         continue
                     for call_, prompt_, out_, seconds_ in slots:  # in call order, as round-batching does
-                        plan.record(call_, prompt_, out_, seconds_, lm._rollout_count)
+                        plan.record(call_, prompt_, out_, seconds_, count)
                     plan.feed([slot[2] for slot in slots])
                     if plan.pending:
                         launch(plan)

@@ -2,16 +2,16 @@
 family -> leaderboard with the base vs adapter comparison. Runs offline on CPU (2 cores: about 7 minutes,
 ``--quick`` about 4)::
 
-    QA_PACK_DATA_DIR=../shared/data python -m qa_tasks.demo --out demo_out
-    QA_PACK_DATA_DIR=../shared/data python -m qa_tasks.demo --out demo_out --quick   # fewer documents and steps
+    QA_PACK_DATA_DIR=../shared/data python -m qa_pack_demo --out demo_out
+    QA_PACK_DATA_DIR=../shared/data python -m qa_pack_demo --out demo_out --quick   # fewer documents and steps
 
 The adapter is trained by ``python -m finetune.sft`` and evaluated with the base by ``python -m
 finetune.evaluate`` (one loaded base, output in lm-eval's own layout), exactly as a user would run them; the
 commands are printed as they run and their full output is kept under ``OUT/logs``.
 
 The tiny model is built by ``qa_tasks.testing`` (``--model DIR`` uses an existing Hugging Face model folder
-instead). The demo drives the whole product, so it is the one ``qa_tasks`` module that uses ``finetune``
-(as a subprocess) and ``leaderboards`` (imported when their step runs).
+instead). The demo is the top layer: it drives ``qa_tasks``, ``finetune`` (as subprocesses) and
+``leaderboards``; nothing imports it.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class DemoPlan:
 
     def eval_groups(self, tasks: list[str]) -> list[tuple[list[str], int]]:
         """(tasks, --limit) per lm_eval call: passages get a smaller limit than single questions."""
-        from qa_tasks.plugin import rollout_tasks
+        from qa_tasks.harness.task_index import rollout_tasks
 
         dear = [t for t in tasks if t in rollout_tasks()]  # the multi-call strategies: one doc = a passage
         cheap = [t for t in tasks if t not in dear]
@@ -86,7 +86,7 @@ class _Progress:
 
 def _check_tasks() -> list[str]:
     """Every family the demo shows must be installed: a missing one is an error, never a silent skip."""
-    from qa_tasks.plugin import pack_tasks
+    from qa_tasks.harness.task_index import pack_tasks
 
     known = pack_tasks()
     missing = {fam: [t for t in tasks if t not in known] for fam, tasks in FAMILY_TASKS.items()}
@@ -99,7 +99,7 @@ def _check_tasks() -> list[str]:
         raise QAPackError("the demo needs the finetune module (python -m finetune.sft), which is not installed; "
                           "install lm-eval-qa-pack[train] from a complete checkout")
     # checked before the first step, so a plain `pip install .` fails at once instead of after the training
-    require("train,math", what="python -m qa_tasks.demo")
+    require("train,math", what="python -m qa_pack_demo")
     return [t for tasks in FAMILY_TASKS.values() for t in tasks]
 
 
@@ -113,7 +113,7 @@ def _prepare_out(out: Path) -> None:
         for path in out.glob("LEADERBOARD*"):
             path.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("written by python -m qa_tasks.demo\n", encoding="utf-8")
+    (out / MARKER).write_text("written by python -m qa_pack_demo\n", encoding="utf-8")
     (out / "logs").mkdir(exist_ok=True)
 
 
@@ -218,7 +218,7 @@ def run_demo(out: Path, quick: bool = False, model: Path | None = None) -> dict[
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m qa_tasks.demo", description=__doc__.split("::")[0].strip(),
+    p = argparse.ArgumentParser(prog="python -m qa_pack_demo", description=__doc__.split("::")[0].strip(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, type=Path, help="folder for everything the demo writes")
     p.add_argument("--quick", action="store_true", help="fewer documents and training steps (for tests and a first look)")
@@ -235,7 +235,3 @@ def main(argv: list[str] | None = None) -> int:
     for key, path in paths.items():
         print(f"  {key:<{width}}  {path}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,7 @@
 """lm-eval task indexes, built once per process: pack-only when every task is the pack's.
 
+May import: the ground modules of ``qa_tasks``; lm-eval's ``TaskManager`` and its index (inside functions).
+
 ``TaskManager()`` indexes lm-eval's ~14,700 built-in entries (about 12 s); the pack's own folder alone
 takes a fraction of a second (0.05 s). A task list naming any non-pack task falls back to the full index.
 The pack-only index is also where the pack's task names, their families (the ``tasks_yaml`` subfolder of
@@ -9,12 +11,23 @@ their YAML) and their YAML options come from.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 from qa_tasks.errors import QAPackError
-from qa_tasks.plugin import tasks_dir
+from qa_tasks.family import Family, families
 
-__all__ = ["is_pack_only", "leaf_tasks", "pack_entries", "pack_tasks", "task_config", "task_documents",
-           "task_manager", "task_options"]
+__all__ = ["family_of", "is_pack_only", "leaf_tasks", "pack_entries", "pack_tasks", "rollout_tasks", "task_config",
+           "task_documents", "task_manager", "task_options", "tasks_dir"]
+
+
+def tasks_dir() -> Path:
+    """The pack's YAML task folder: inside the wheel (``qa_tasks/tasks_yaml``), or beside the package in a
+    source checkout. Also the ``lm_eval.tasks`` entry point, for harness versions that read entry points."""
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "tasks_yaml", package.parent / "tasks_yaml"):
+        if candidate.is_dir():
+            return candidate
+    raise QAPackError(f"the pack's tasks_yaml folder is missing next to {package}; reinstall lm-eval-qa-pack")
 
 
 def is_pack_only(tasks: list[str]) -> bool:
@@ -46,6 +59,24 @@ def pack_tasks() -> dict[str, str]:
         if path is not None and root in path.resolve().parents:
             out[name] = path.resolve().relative_to(root).parts[0]
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def rollout_tasks() -> frozenset[str]:
+    """Pack tasks whose results go through the rollout layer (their YAML, or the template it includes,
+    uses ``process_rollout``), and the pack groups holding any of them."""
+    entries = {n: e for n, e in pack_entries().items() if n in pack_tasks()}
+    found = {n for n, e in entries.items()
+             if str((e.cfg or {}).get("process_results", "")).endswith("process_rollout")}
+    groups = {n: (e.cfg or {}).get("task") or [] for n, e in entries.items() if "group" in (e.cfg or {})}
+    found |= {g for g, members in groups.items() if found.intersection(m for m in members if isinstance(m, str))}
+    return frozenset(found)
+
+
+def family_of(task: str) -> Family | None:
+    """The family owning pack task (or group) ``task``: the one whose folder holds its YAML."""
+    folder = pack_tasks().get(task)
+    return next((f for f in families() if f.task_folder == folder), None) if folder else None
 
 
 def task_options(name: str) -> dict:
