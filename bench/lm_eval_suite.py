@@ -10,8 +10,6 @@ every test whose outcome (passed/failed/skipped/error) differs. Exit status 1 wh
     python -m bench.lm_eval_suite [-k test_task_manager.py ...] [--jobs 2] [--out summary.json]
 """
 
-from __future__ import annotations
-
 import argparse
 import hashlib
 import json
@@ -31,23 +29,31 @@ import tomllib
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / "requirements" / "lock.txt"
 LM_EVAL = "0.4.13"
-EXTRAS = "dev,hf,api,math"  # lm-eval's test extra plus the backends and task extras its tests import
+EXTRAS = "dev,hf,api,math,ruler"  # lm-eval's test extra plus the backends and task extras its tests import
 # The sdist ships only tests/test*.py (its MANIFEST.in says `recursive-include tests` with no pattern).
 # lm_eval_fixtures/ holds what those files need from EleutherAI/lm-evaluation-harness (commit 4e7e0d47,
 # 0.4.13.dev0; these files last changed in Feb 2026, before the release): tests/__init__.py, conftest.py
 # (fixtures), utils.py (test_tasks.py), test_configs/ (test_task_manager.py), testconfigs/*.yaml
 # (test_unitxt_tasks.py); import blocks re-sorted for ruff. Left out: tests/testdata (expected tables
-# of test_evaluator.py's runs of Hub models, which fail offline before reading it) and
-# scripts/requests_caching.py (test_requests_caching.py: Hub model and datasets).
+# of test_evaluator.py's runs of Hub models, which fail offline before reading it),
+# scripts/requests_caching.py (test_requests_caching.py: a Hub model and datasets) and the repository's
+# tests/models/ and tests/scripts/, which are not in the sdist.
 FIXTURES = Path(__file__).resolve().parent / "lm_eval_fixtures"
 NETWORK = re.compile(r"offline|OfflineModeIsEnabled|LocalEntryNotFound|ConnectionError|resolve host|"
                      r"couldn't reach|cannot find the requested files|not found in cache", re.IGNORECASE)
+EXCEPTION = re.compile(r"^E\s+([\w.]*(?:Error|Exception|Exit|Warning)\b.*)")
 RANK = {"error": 3, "failed": 2, "skipped": 1, "passed": 0}
 
 
-def sh(cmd: list, **kw) -> subprocess.CompletedProcess:
+def reason(message: str) -> str:
+    """The line that says what went wrong: the last exception pytest printed, else the first line."""
+    found = [m[1] for line in message.splitlines() if (m := EXCEPTION.match(line))]
+    return found[-1] if found else (message.strip().splitlines() or [""])[0]
+
+
+def sh(cmd: list, check: bool = True, **kw) -> subprocess.CompletedProcess:
     print("+", " ".join(map(str, cmd)), flush=True)
-    return subprocess.run(cmd, check=True, **kw)
+    return subprocess.run(cmd, check=check, **kw)
 
 
 def pip_env() -> dict:
@@ -94,8 +100,8 @@ def install_pack(cache: Path, env_b: Path) -> None:
 def check_pack(path: Path, env: dict, installed: bool) -> None:
     """A must not see the pack; in B, importing lm_eval must start the hook without errors."""
     probe = "import sys, lm_eval.tasks; print(any(m.startswith('qa_tasks') for m in sys.modules))"
-    out = subprocess.run([path / "bin" / "python", "-c", probe], check=False, env=env, capture_output=True, text=True,
-                         cwd=path)
+    out = subprocess.run([path / "bin" / "python", "-c", probe], check=False, env=env, cwd=path,
+                         capture_output=True, text=True)
     if out.returncode or out.stdout.strip() != str(installed) or "Error processing line" in out.stderr:
         sys.exit(f"{path.name}: expected the pack's hook {'active' if installed else 'absent'}:\n"
                  f"{out.stdout}{out.stderr}")
@@ -114,8 +120,9 @@ def run_suite(src: Path, path: Path, work: Path, select: list[str], jobs: int, e
     xml = work / "junit.xml"
     cmd = [path / "bin" / "python", "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", str(jobs),
            "--dist", "loadfile", f"--junitxml={xml}", *(select or ["tests"])]
-    print("+", " ".join(map(str, cmd)), flush=True)
-    subprocess.run(cmd, check=False, cwd=work, env=env, stdout=subprocess.DEVNULL)
+    sh(cmd, check=False, cwd=work, env=env, stdout=subprocess.DEVNULL)
+    if not xml.is_file():
+        sys.exit(f"{path.name}: pytest wrote no {xml}")
     results: dict = {}
     for case in ET.parse(xml).iter("testcase"):
         parts, name = case.get("classname", "").split("."), case.get("name", "")
@@ -141,8 +148,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="JSON summary (default CACHE/summary.json)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild both virtualenvs")
     args = parser.parse_args()
-    cache = args.cache.expanduser().resolve()
-    cache.mkdir(parents=True, exist_ok=True)
+    (cache := args.cache.expanduser().resolve()).mkdir(parents=True, exist_ok=True)
     select = [s if s.startswith("tests/") else f"tests/{s}" for s in args.select]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "QA_PACK_DISABLE_HOOK")}
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
@@ -159,33 +165,31 @@ def main() -> int:
         results[name] = run_suite(src, path, cache / f"run-{name}", select, args.jobs, env)
         seconds[name] = round(time.monotonic() - start, 1)
 
-    a, b = results["A"], results["B"]
-    ids = sorted(a.keys() | b.keys())
-    missing = ("absent", "")
-    differ = [i for i in ids if a.get(i, missing)[0] != b.get(i, missing)[0]]
+    ids = sorted(results["A"].keys() | results["B"].keys())
+    a, b = ({i: r.get(i, ("absent", "")) for i in ids} for r in (results["A"], results["B"]))
+    differ = [i for i in ids if a[i][0] != b[i][0]]
     both_bad = [i for i in ids if i not in differ and a[i][0] in ("failed", "error")]
+    network = [i for i in both_bad if NETWORK.search(a[i][1])]
     counts = {n: Counter(o for o, _ in r.values()) for n, r in results.items()}
     print(f"\n{'':10}{'A (no pack)':>12}{'B (pack)':>12}")
     for outcome in RANK:
         print(f"{outcome:10}{counts['A'][outcome]:>12}{counts['B'][outcome]:>12}")
     print(f"{'seconds':10}{seconds['A']:>12}{seconds['B']:>12}")
-    network = [i for i in both_bad if NETWORK.search(a[i][1])]
-    print(f"\ntests run: {len(ids)}   same outcome: {len(ids) - len(differ)}   different: {len(differ)}"
-          f"   (failed or error in both: {len(both_bad)}, {len(network)} of them offline/network)")
+    print(f"\nfailed or error in both ({len(network)} of {len(both_bad)} offline/network):")
+    for i in both_bad:
+        print(f"  {i[:110]}  {reason(a[i][1])[:100]}")
+    print(f"\ntests run: {len(ids)}   same outcome: {len(ids) - len(differ)}   different: {len(differ)}")
     for i in differ:
-        first = next((line for line in b.get(i, missing)[1].splitlines() if line.strip()), "")
-        print(f"  {i}: {a.get(i, missing)[0]} -> {b.get(i, missing)[0]}  {first[:200]}")
-
+        print(f"  {i}: {a[i][0]} -> {b[i][0]}  {reason(b[i][1])[:200]}")
     summary = {
         "lm_eval": LM_EVAL, "select": select, "jobs": args.jobs, "seconds": seconds, "run": len(ids),
         "same": len(ids) - len(differ), "counts": {n: dict(c) for n, c in counts.items()},
-        "different": [{"id": i, "A": a.get(i, missing)[0], "B": b.get(i, missing)[0],
-                       "A_message": a.get(i, missing)[1], "B_message": b.get(i, missing)[1]} for i in differ],
+        "different": [{"id": i, "A": a[i][0], "B": b[i][0], "A_message": a[i][1], "B_message": b[i][1]}
+                      for i in differ],
         "failed_in_both": [{"id": i, "A": a[i][0], "B": b[i][0], "network": i in network,
-                            "message": a[i][1].splitlines()[0] if a[i][1] else ""} for i in both_bad],
+                            "reason": reason(a[i][1])} for i in both_bad],
     }
-    out = args.out or cache / "summary.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    (out := args.out or cache / "summary.json").parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"\nsummary: {out}")
     return 1 if differ else 0

@@ -1,9 +1,12 @@
 """Typed, documented configuration of ``python -m finetune.sft`` and one parser over all of it.
 
-Three dataclasses are parsed together by TRL's ``TrlParser``: :class:`TaskArguments` (model,
-training data, evaluation during training), :class:`LoraArguments` (LoRA / QLoRA) and TRL's own
-``SFTConfig`` (learning rate, epochs, batch size, ``report_to`` ...). Every field works as a key of the
-``--config`` YAML file and as a ``--field value`` flag; flags win over the file.
+TRL's ``TrlParser`` parses three dataclasses together, as ``trl sft`` does: :class:`TaskArguments` (the
+pack's own options: training data, evaluation during training, ``--resume``), TRL's ``SFTConfig`` (learning
+rate, epochs, batch size, ``report_to`` ...) and :class:`ModelArguments`, TRL's ``ModelConfig`` (base model,
+dtype, LoRA, 4-bit) with the pack's defaults and its few adapter options TRL has no field for (``method``,
+``bnb_4bit_use_double_quant``, ``bnb_4bit_compute_dtype``). Every field works as a key of the ``--config``
+YAML file and as a ``--field value`` flag; flags win over the file. ``validate`` finds every user mistake
+before any model loads.
 
 On a machine without CUDA the defaults become ``use_cpu=True, bf16=False`` (SFTConfig defaults to bf16
 and refuses to start on CPU otherwise).
@@ -11,10 +14,14 @@ and refuses to start on CPU otherwise).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from trl import ModelConfig
 
 from finetune.loggers import require_loggers
 from qa_tasks.errors import QAPackError
@@ -25,18 +32,34 @@ __all__ = [
     "RUN_FILE",
     "TASKS",
     "LoraArguments",
+    "ModelArguments",
     "SftParser",
     "TaskArguments",
+    "adapter_record",
     "cpu_defaults",
+    "help_text",
     "parse_config",
+    "tasks",
     "validate",
 ]
 
-# Training data: task name -> what it trains on; the families' training sets (qa_tasks.family), then the
-# user's own file (see finetune.data)
-TASKS = {**{name: ts.help for name, (_, ts) in training_sets().items()},
-         "jsonl": "`data_path`: JSONL rows with chat `messages` or `prompt`/`completion`"}
 RUN_FILE = "run_config.json"  # written when a run starts; identifies the run an output dir holds
+CHOICES = "{choices}"  # in a help text: the training tasks known when the help is printed
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@functools.cache
+def tasks() -> dict[str, str]:
+    """Training data: task name -> what it trains on; the families' training sets (qa_tasks.family), then
+    the user's own file (see finetune.data). Computed on first use, after every family has registered."""
+    return {**{name: ts.help for name, (_, ts) in training_sets().items()},
+            "jsonl": "`data_path`: JSONL rows with chat `messages` or `prompt`/`completion`"}
+
+
+def __getattr__(name: str):
+    if name == "TASKS":  # the mapping under its older constant name
+        return tasks()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def read_yaml_mapping(path: Path, what: str, shape: str) -> dict:
@@ -58,16 +81,13 @@ def read_yaml_mapping(path: Path, what: str, shape: str) -> dict:
 
 @dataclass
 class TaskArguments:
-    """What to train and on which data; evaluation during training."""
+    """What to train on; evaluation during training. The base model is ``ModelArguments``' (``model``)."""
 
-    model_name_or_path: str = field(default=None, metadata={"help": "Base model: local folder or Hub id."})
-    task: str = field(default=None, metadata={"help": f"Training data family, one of: {', '.join(TASKS)}."})
+    task: str = field(default=None, metadata={"help": f"Training data family, one of: {CHOICES}."})
     fold: int = field(default=0, metadata={"help": "recipe_mpr: fold 0..4 (train indices; its test split is the "
                                                    "eval split of recipe_mpr_fold<k> / recipe_mpr_gen_fold<k>)."})
     data_path: str | None = field(default=None, metadata={"help": "jsonl: path of the JSONL training file."})
     max_examples: int | None = field(default=None, metadata={"help": "Keep only the first N examples."})
-    dtype: str = field(default="auto", metadata={"help": "Weights dtype: auto (bfloat16 on CUDA, float32 on "
-                                                         "CPU), float32, bfloat16, float16."})
     eval_tasks: str | None = field(default=None, metadata={
         "help": "Comma-separated lm-eval tasks run on the current adapter every `eval_steps` steps and at the end; "
                 "results go to OUTPUT_DIR/eval/step-<step>/ in lm-eval's output layout."})
@@ -83,38 +103,89 @@ class TaskArguments:
     validation_seed: int = field(default=0, metadata={"help": "Seed of the validation split's random draw."})
     resume: bool = field(default=False, metadata={"help": "Continue the run in output_dir from its last "
                                                           "checkpoint."})
+    # the parsed ModelArguments, set by SftParser.parse; not an option
+    model: ModelArguments | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def model_name_or_path(self) -> str | None:
+        return self.model.model_name_or_path if self.model is not None else None
+
+    @property
+    def dtype(self) -> str:
+        return self.model.dtype if self.model is not None else "auto"
 
 
 @dataclass
-class LoraArguments:
-    """Adapter: LoRA on a full-precision base, or QLoRA on a 4-bit NF4 base (bitsandbytes)."""
+class ModelArguments(ModelConfig):
+    """TRL's ModelConfig with the pack's defaults: base model and dtype; LoRA on a full-precision base, or
+    QLoRA on a 4-bit bitsandbytes base. Module lists are comma-separated (or a YAML list)."""
 
-    method: Literal["lora", "qlora"] = field(default="lora", metadata={"help": "lora or qlora."})
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Base model: local folder or Hub id."})
+    dtype: str | None = field(default="auto", metadata={"help": "Weights dtype: auto (bfloat16 on CUDA, float32 "
+                                                                "on CPU), float32, bfloat16, float16."})
+    use_peft: bool = field(default=True, metadata={"help": "Train a LoRA adapter (the only kind these commands "
+                                                           "train; must stay true)."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank (> 0)."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
     lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input, 0 <= p < 1."})
-    lora_target_modules: str = field(default="all-linear", metadata={
+    lora_target_modules: list[str] | None = field(default="all-linear", metadata={
         "help": "'all-linear', or a comma-separated list of module names (e.g. q_proj,k_proj,v_proj,o_proj)."})
-    lora_modules_to_save: str = field(default="", metadata={
+    lora_modules_to_save: list[str] | None = field(default=None, metadata={
         "help": "Comma-separated modules trained in full and saved with the adapter (peft modules_to_save), e.g. "
                 "lm_head when the output layer must move (new tokens, an untrained head). vLLM's lora_local_path "
                 "refuses such adapters: merge first (python -m finetune.merge)."})
-    bnb_4bit_quant_type: Literal["nf4", "fp4"] = field(default="nf4", metadata={"help": "qlora: 4-bit type."})
+    load_in_4bit: bool = field(default=False, metadata={"help": "4-bit base: the same as method=qlora."})
+    bnb_4bit_quant_type: str = field(default="nf4", metadata={"help": "qlora: 4-bit type, nf4 or fp4.",
+                                                              "choices": ["fp4", "nf4"]})
+    use_bnb_nested_quant: bool = field(default=True, metadata={"help": "qlora: the same as "
+                                                                       "bnb_4bit_use_double_quant."})
+    method: Literal["lora", "qlora"] = field(default="lora", metadata={"help": "lora or qlora (4-bit NF4/FP4 "
+                                                                              "base, bitsandbytes)."})
     bnb_4bit_use_double_quant: bool = field(default=True, metadata={"help": "qlora: quantize the quantization "
                                                                            "constants too."})
     bnb_4bit_compute_dtype: str = field(default="auto", metadata={"help": "qlora: compute dtype, auto "
                                                                          "(bfloat16 on CUDA, float32 on CPU)."})
 
-    def target_modules(self) -> str | list[str]:
-        value = self.lora_target_modules.strip()
-        return value if value == "all-linear" else _names(value)
+    def __post_init__(self):
+        super().__post_init__()
+        # peft reads a single string as a regex over full module paths: names stay a list
+        targets = _names(self.lora_target_modules)
+        self.lora_target_modules = "all-linear" if targets in (None, ["all-linear"]) else targets
+        self.lora_modules_to_save = _names(self.lora_modules_to_save) or None
+        # TRL's names and the pack's name the same choices: either one sets them
+        self.method = "qlora" if self.load_in_4bit or self.method == "qlora" else "lora"
+        self.load_in_4bit = self.method == "qlora"
+        nested = self.use_bnb_nested_quant and self.bnb_4bit_use_double_quant
+        self.use_bnb_nested_quant = self.bnb_4bit_use_double_quant = nested
 
-    def modules_to_save(self) -> list[str] | None:
-        return _names(self.lora_modules_to_save) or None
+
+LoraArguments = ModelArguments  # the adapter half of the model options, under its older name
 
 
-def _names(value: str) -> list[str]:
-    return [m.strip() for m in value.split(",") if m.strip()]
+def _names(value: str | list[str] | None) -> list[str] | None:
+    """Module names from a comma-separated string or a list (each item may hold commas too)."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else value
+    return [name.strip() for item in items for name in str(item).split(",") if name.strip()]
+
+
+def adapter_record(model: ModelArguments) -> dict:
+    """The adapter settings as a run records them (run_config.json, manifest.json): module lists written
+    comma-separated, as in a config file."""
+    targets = model.lora_target_modules
+    return {"method": model.method, "lora_r": model.lora_r, "lora_alpha": model.lora_alpha,
+            "lora_dropout": model.lora_dropout,
+            "lora_target_modules": targets if isinstance(targets, str) else ",".join(targets),
+            "lora_modules_to_save": ",".join(model.lora_modules_to_save or []),
+            **{k: getattr(model, k) for k in ("bnb_4bit_quant_type", "bnb_4bit_use_double_quant",
+                                              "bnb_4bit_compute_dtype")}}
+
+
+def help_text(cls, name: str) -> str:
+    """The help of field ``name`` of ``cls``, with the training tasks known now in place of {choices}."""
+    text = next(f for f in dataclasses.fields(cls) if f.name == name).metadata.get("help", "")
+    return text.replace(CHOICES, ", ".join(tasks())) if CHOICES in text else text
 
 
 def cpu_defaults() -> dict:
@@ -125,12 +196,14 @@ def cpu_defaults() -> dict:
 
 
 class SftParser:
-    """TRL's ``TrlParser`` over the three dataclasses: ``--config FILE.yaml`` (with its ``env:`` mapping) reads
-    as it does for ``trl sft``, ``--field value`` flags win over the file; mistakes are one line."""
+    """TRL's ``TrlParser`` over the pack's dataclasses, the training config and ModelArguments:
+    ``--config FILE.yaml`` (with its ``env:`` mapping) reads as it does for ``trl sft``, ``--field value``
+    flags win over the file; mistakes are one line."""
 
-    def __init__(self, groups: tuple = (TaskArguments, LoraArguments), training_config: str = "SFTConfig",
+    def __init__(self, groups: tuple = (TaskArguments,), training_config: str = "SFTConfig",
                  prog: str = "python -m finetune.sft"):
-        """``groups`` then TRL's ``training_config`` (a class name in ``trl``) are parsed together."""
+        """``groups`` (the task's dataclass first), TRL's ``training_config`` (a class name in ``trl``) and
+        ModelArguments are parsed together."""
         require("train", what=prog)
         import trl
         from trl import TrlParser
@@ -141,7 +214,10 @@ class SftParser:
             def error(self, message):  # argparse prints usage + message; one line is enough here
                 raise QAPackError(f"{message}; run `{prog} --help` for the options")
 
-        self.parser = _Parser((*groups, getattr(trl, training_config)), prog=prog)
+        self.parser = _Parser((*groups, getattr(trl, training_config), ModelArguments), prog=prog)
+        for action in self.parser._actions:  # --help-all lists the choices known now
+            if action.help and CHOICES in action.help:
+                action.help = action.help.replace(CHOICES, ", ".join(tasks()))
 
     def _check_config_file(self, argv: list[str]) -> None:
         """What TrlParser would report as a traceback, said in one line first."""
@@ -159,23 +235,43 @@ class SftParser:
                               f"see `{self.prog} --help-all`")
 
     def parse(self, argv: list[str]) -> tuple:
-        """One instance per group, the training config last."""
+        """(task, model, *other groups, training config): the task's dataclass, ModelArguments, the other
+        groups, then the training config; ``task.model`` is the ModelArguments."""
         argv = list(argv)
         if "--config" in argv:
             self._check_config_file(argv)
         self.parser.set_defaults_with_config(**cpu_defaults())  # the config file and flags still win
         try:
-            *groups, sft = self.parser.parse_args_and_config(argv)
+            task, *groups, sft, model = self.parser.parse_args_and_config(argv)
         except (ValueError, TypeError) as e:  # SFTConfig/TrainingArguments __post_init__ checks
             raise QAPackError(f"bad training option: {str(e).splitlines()[0]}") from None
         if isinstance(sft.report_to, list):  # `--report_to tensorboard,wandb` names two loggers
             sft.report_to = [name.strip() for item in sft.report_to for name in item.split(",") if name.strip()]
-        return (*groups, sft)
+        task.model = model
+        return (task, model, *groups, sft)
+
+
+MODEL_OPTIONS = ("model_name_or_path", "dtype")  # ModelArguments in --help's first section
+ADAPTER_OPTIONS = ("method", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_modules_to_save",
+                   "bnb_4bit_quant_type", "bnb_4bit_use_double_quant", "bnb_4bit_compute_dtype")
+
+
+def help_sections(task_cls, *groups) -> list[tuple[str, list[tuple[str, str]]]]:
+    """--help's sections: (title, [(option, help)]); ``groups``: further (title, dataclass) pairs."""
+    def options(cls, names=None):
+        names = names or [f.name for f in dataclasses.fields(cls) if f.init]
+        return [(name, help_text(cls, name)) for name in names]
+
+    return [("task, data and evaluation during training",
+             options(ModelArguments, MODEL_OPTIONS) + options(task_cls)),
+            ("adapter (LoRA / QLoRA; every TRL ModelConfig option: --help-all)",
+             options(ModelArguments, ADAPTER_OPTIONS)),
+            *((title, options(cls)) for title, cls in groups)]
 
 
 def parse_config(argv: list[str] | None = None):
-    """(TaskArguments, LoraArguments, SFTConfig) from ``argv`` (default: sys.argv[1:]); ``--help`` prints the
-    pack's own options and exits, ``--help-all`` every option."""
+    """(TaskArguments, ModelArguments, SFTConfig) from ``argv`` (default: sys.argv[1:]); ``--help`` prints
+    the pack's own options and exits, ``--help-all`` every option."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--help-all" in argv:
         SftParser().parser.print_help()
@@ -184,52 +280,9 @@ def parse_config(argv: list[str] | None = None):
         from finetune.cli_help import short_help
 
         print(short_help("python -m finetune.sft", "Fine-tune a LoRA / QLoRA adapter with TRL's SFTTrainer.",
-                         (("task, data and evaluation during training", TaskArguments),
-                          ("adapter (LoRA / QLoRA)", LoraArguments))))
+                         help_sections(TaskArguments)))
         raise SystemExit(0)
     return SftParser().parse(argv)
-
-
-def _model_config(name: str):
-    """The model's config.json only (no weights): proves the path and gives the module layout."""
-    from transformers import AutoConfig
-
-    path = Path(name).expanduser()
-    looks_local = path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1
-    if looks_local and not (path / "config.json").is_file():
-        raise QAPackError(f"model_name_or_path={name}: no model there (expected a folder with config.json); "
-                          "fix the path")
-    try:
-        return AutoConfig.from_pretrained(str(path) if looks_local else name)
-    except (OSError, ValueError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise QAPackError(f"model_name_or_path={name}: cannot load its config ({reason[:160]}); give a local "
-                          "model folder or a Hub id that is cached (HF_HUB_OFFLINE=1 allows no download)") from None
-
-
-def _module_layout(config) -> tuple[list[str], list[str], set[str]]:
-    """All module names, the Linear / Conv1D ones, and the embedding layers' names (input and output),
-    from the architecture built on the meta device (no weights)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
-    modules = [(name, m) for name, m in model.named_modules() if name]
-    linear = [name for name, m in modules if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D"]
-    ends = (model.get_input_embeddings(), model.get_output_embeddings())
-    embeddings = {name for name, m in modules if any(m is e for e in ends)}
-    return [name for name, _ in modules], linear, embeddings
-
-
-def _matches(target: str, names) -> bool:
-    """peft's rule: a target names a module exactly or as a '.'-suffix."""
-    return any(n == target or n.endswith("." + target) for n in names)
-
-
-def _unmatched_targets(targets: list[str], names: list[str]) -> list[str]:
-    """Entries of a LoRA target list that match no module."""
-    return [t for t in targets if not _matches(t, names)]
 
 
 def _check_training_options(sft) -> None:
@@ -268,12 +321,11 @@ def _check_output_dir(task: TaskArguments, sft) -> None:
                           "empty/new output_dir")
 
 
-def validate(task: TaskArguments, lora: LoraArguments, sft) -> object:
-    """Every user mistake found before any model loads; returns the model's config."""
-    if not task.model_name_or_path:
-        raise QAPackError("model_name_or_path is required (a local model folder or a Hub id)")
-    if task.task not in TASKS:
-        raise QAPackError(f"task={task.task!r} is unknown; use one of: {', '.join(TASKS)}")
+
+def _check_task(task: TaskArguments) -> None:
+    """The training data exists and is what the pack can train on."""
+    if task.task not in tasks():
+        raise QAPackError(f"task={task.task!r} is unknown; use one of: {', '.join(tasks())}")
     folds = training_sets()[task.task][1].folds if task.task in training_sets() else 0
     if folds and not 0 <= task.fold < folds:
         raise QAPackError(f"fold={task.fold} is not valid; use 0..{folds - 1}")
@@ -284,58 +336,62 @@ def validate(task: TaskArguments, lora: LoraArguments, sft) -> object:
             raise QAPackError(f"data_path={task.data_path} does not exist; fix the path")
     if task.max_examples is not None and task.max_examples <= 0:
         raise QAPackError(f"max_examples={task.max_examples} must be > 0")
-    if lora.lora_r <= 0:
-        raise QAPackError(f"lora_r={lora.lora_r} must be > 0 (published studies use 8-64, e.g. 16)")
-    if lora.lora_alpha <= 0:
-        raise QAPackError(f"lora_alpha={lora.lora_alpha} must be > 0 (e.g. 2 * lora_r)")
-    if not 0 <= lora.lora_dropout < 1:
-        raise QAPackError(f"lora_dropout={lora.lora_dropout} must be in [0, 1)")
-    for name, value in (("dtype", task.dtype), ("bnb_4bit_compute_dtype", lora.bnb_4bit_compute_dtype)):
-        if value not in ("auto", "float32", "bfloat16", "float16"):
-            raise QAPackError(f"{name}={value!r} is not valid; use auto, float32, bfloat16 or float16")
-    if task.validation_size is not None:
-        size = task.validation_size
-        if not (0 < size < 1 or (size >= 1 and float(size).is_integer())):
-            raise QAPackError(f"validation_size={size} must be a fraction in (0, 1) or a whole count >= 1")
-        if not task.eval_tasks:
-            raise QAPackError("validation_size holds examples out for eval_tasks to score; set eval_tasks too "
-                              "(e.g. recipe_mpr_gen)")
-    if lora.method == "qlora":  # transformers finds out only once the base model loads
-        require("train", "bitsandbytes", what="method=qlora")
-    require_loggers(sft.report_to, "report_to")
-    if task.eval_tasks:
-        from finetune.eval_callback import check_tasks
 
-        check_tasks(task.eval_tasks)
-        if task.eval_limit is not None and task.eval_limit <= 0:
-            raise QAPackError(f"eval_limit={task.eval_limit} must be > 0")
-        if sft.eval_steps is not None and sft.eval_steps <= 0:
-            raise QAPackError(f"eval_steps={sft.eval_steps} must be > 0")
+
+def _check_adapter(model: ModelArguments) -> None:
+    """LoRA hyper-parameters, dtypes and the 4-bit base."""
+    if not model.use_peft:
+        raise QAPackError("use_peft=false would train the whole model; these commands train a LoRA adapter")
+    if model.load_in_8bit:
+        raise QAPackError("load_in_8bit is not supported; use method=qlora for a 4-bit base")
+    if model.lora_r <= 0:
+        raise QAPackError(f"lora_r={model.lora_r} must be > 0 (published studies use 8-64, e.g. 16)")
+    if model.lora_alpha <= 0:
+        raise QAPackError(f"lora_alpha={model.lora_alpha} must be > 0 (e.g. 2 * lora_r)")
+    if not 0 <= model.lora_dropout < 1:
+        raise QAPackError(f"lora_dropout={model.lora_dropout} must be in [0, 1)")
+    for name in ("dtype", "bnb_4bit_compute_dtype"):
+        if getattr(model, name) not in DTYPES:
+            raise QAPackError(f"{name}={getattr(model, name)!r} is not valid; use auto, float32, bfloat16 or float16")
+    if model.method == "qlora":  # transformers finds out only once the base model loads
+        require("train", "bitsandbytes", what="method=qlora")
+
+
+def _check_validation_split(task: TaskArguments) -> None:
+    size = task.validation_size
+    if size is None:
+        return
+    if not (0 < size < 1 or (size >= 1 and float(size).is_integer())):
+        raise QAPackError(f"validation_size={size} must be a fraction in (0, 1) or a whole count >= 1")
+    if not task.eval_tasks:
+        raise QAPackError("validation_size holds examples out for eval_tasks to score; set eval_tasks too "
+                          "(e.g. recipe_mpr_gen)")
+
+
+def _check_evaluation(task: TaskArguments, sft) -> None:
+    """The lm-eval tasks run during training exist; their limit and interval are positive."""
+    if not task.eval_tasks:
+        return
+    from finetune.eval_callback import check_tasks
+
+    check_tasks(task.eval_tasks)
+    if task.eval_limit is not None and task.eval_limit <= 0:
+        raise QAPackError(f"eval_limit={task.eval_limit} must be > 0")
+    if sft.eval_steps is not None and sft.eval_steps <= 0:
+        raise QAPackError(f"eval_steps={sft.eval_steps} must be > 0")
+
+
+def validate(task: TaskArguments, model: ModelArguments, sft) -> object:
+    """Every user mistake found before any model loads; returns the base model's config."""
+    if not model.model_name_or_path:
+        raise QAPackError("model_name_or_path is required (a local model folder or a Hub id)")
+    _check_task(task)
+    _check_adapter(model)
+    _check_validation_split(task)
+    require_loggers(sft.report_to, "report_to")
+    _check_evaluation(task, sft)
     _check_training_options(sft)
     _check_output_dir(task, sft)
-    config = _model_config(task.model_name_or_path)
-    names, linear, embeddings = _module_layout(config)
-    targets = lora.target_modules()
-    if targets != "all-linear":
-        if not targets:
-            raise QAPackError("lora_target_modules is empty; use all-linear or a list such as q_proj,v_proj")
-        missing = _unmatched_targets(targets, linear)
-        if missing:
-            leaves = sorted({n.rsplit(".", 1)[-1] for n in linear if n not in embeddings})
-            raise QAPackError(f"lora_target_modules {', '.join(missing)} match no module of "
-                              f"{task.model_name_or_path}; its linear modules are: {', '.join(leaves)}")
-        heads = [t for t in targets if _matches(t, embeddings)]
-        if heads:  # TRL computes the loss from lm_head.weight directly: an adapter there would never train
-            raise QAPackError(f"lora_target_modules {', '.join(heads)} is the output layer, which TRL cannot "
-                              "train through an adapter; train it in full with lora_modules_to_save instead")
-    saved = lora.modules_to_save() or []
-    missing = _unmatched_targets(saved, names)
-    if missing:
-        raise QAPackError(f"lora_modules_to_save {', '.join(missing)} match no module of {task.model_name_or_path}"
-                          f"; e.g. {', '.join(sorted(n.rsplit('.', 1)[-1] for n in embeddings))}")
-    tied = [m for m in saved if _matches(m, embeddings)]
-    if tied and getattr(config, "tie_word_embeddings", False):  # lm-eval's tie_weights() fails on the saved copy
-        raise QAPackError(f"lora_modules_to_save {', '.join(tied)}: {task.model_name_or_path} ties its input and "
-                          "output embeddings, and an adapter holding a copy of a tied layer does not load back "
-                          "into lm-eval; drop it, or use a model with untied embeddings")
-    return config
+    from finetune.layout import check_lora_modules
+
+    return check_lora_modules(model)  # last: builds the architecture (on the meta device)

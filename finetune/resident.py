@@ -12,27 +12,22 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from qa_tasks.hardware import torch_dtype
-
 __all__ = ["ResidentHF", "ResidentVLLM", "load_base", "vllm_max_lora_rank"]
 
 
 def load_base(base: str, quant: dict | None = None, dtype: str = "auto", **kwargs):
     """The base model as lm-eval's HFLM loads it (``dtype=auto``: the checkpoint's own), or 4-bit with a
-    QLoRA run's recorded settings (quant type, double quantization, compute dtype)."""
-    import torch
+    QLoRA run's recorded settings (``finetune.quant``: quant type, double quantization, compute dtype)."""
     from lm_eval.models.utils_hf import get_dtype
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM
 
     if quant:
-        weights = torch_dtype(quant.get("dtype") or "auto")
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type=quant["bnb_4bit_quant_type"],
-            bnb_4bit_use_double_quant=bool(quant["bnb_4bit_use_double_quant"]),
-            bnb_4bit_compute_dtype=torch_dtype(quant.get("bnb_4bit_compute_dtype") or "auto"))
-        kwargs["dtype"] = weights
-        if torch.cuda.is_available():  # 4-bit weights are placed at load time
-            kwargs.setdefault("device_map", {"": 0})
+        from finetune.quant import load_kwargs
+
+        placed = load_kwargs(quant)
+        if "device_map" in kwargs:  # the caller's placement wins
+            placed.pop("device_map", None)
+        kwargs.update(placed)
     else:
         kwargs["dtype"] = get_dtype(dtype)
     model = AutoModelForCausalLM.from_pretrained(base, **kwargs)

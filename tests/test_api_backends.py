@@ -20,7 +20,7 @@ import json
 import pytest
 
 from qa_tasks import rollout, squad
-from tests.conftest import read_samples, run_lm_eval
+from tests.toolkit.lm_eval_runs import read_samples, run_lm_eval
 from tests.toolkit.serve import transformers_server  # noqa: F401 (module-scoped fixture)
 
 pytestmark = pytest.mark.slow

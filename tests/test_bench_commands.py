@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.conftest import DATA_DIR, ROOT
+from tests.toolkit.env import DATA_DIR, ROOT
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 _COMMAND = re.compile(r"python -m (bench\.\w+)([^`\n]*)")

@@ -13,7 +13,9 @@ import pytest
 import qa_pack_demo as demo
 from leaderboards.render import fmt
 from qa_tasks.errors import QAPackError
-from tests.conftest import ROOT, lm_eval_env
+from tests.toolkit.env import ROOT, lm_eval_env
+
+pytestmark = pytest.mark.heavy(order=6)
 
 ALL_TASKS = [t for tasks in demo.FAMILY_TASKS.values() for t in tasks]
 ADAPTER_RESULTS = "eval/recipe-mpr-lora/final"  # python -m finetune.evaluate's folder for the run's final adapter

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from qa_tasks.extras import EXTRAS
-from tests.conftest import BIN, ROOT, lm_eval_env
+from tests.toolkit.env import BIN, ROOT, lm_eval_env
 
 SIM_SITE = ROOT / "tests" / "toolkit" / "sim_site"
 # every optional module at once: transformers also writes TensorBoard logs through tensorboardX

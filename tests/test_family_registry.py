@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, ROOT, lm_eval_env, run_lm_eval
+from tests.toolkit.env import BIN, ROOT, lm_eval_env
+from tests.toolkit.lm_eval_runs import run_lm_eval
 
 PACKAGES = ("qa_tasks", "finetune", "leaderboards", "tasks_yaml")
 

@@ -13,7 +13,8 @@ import yaml
 from finetune import sft
 from finetune.config import TASKS, parse_config
 from qa_tasks.errors import QAPackError
-from tests.conftest import ROOT, lm_eval_env, run_command
+from tests.toolkit.env import ROOT, lm_eval_env
+from tests.toolkit.lm_eval_runs import run_command
 
 CONFIGS = sorted((ROOT / "finetune" / "configs").glob("*.yaml"))
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, DATA_DIR, ROOT, lm_eval_env, read_samples, run_command, run_lm_eval
+from tests.toolkit.env import BIN, DATA_DIR, ROOT, lm_eval_env
+from tests.toolkit.lm_eval_runs import read_samples, run_command, run_lm_eval
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy(order=2)]
 
 CONFIG = ROOT / "finetune" / "configs" / "recipe_mpr_lora.yaml"
 FAST = ["--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1", "--learning_rate", "1e-2",

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, SITE, lm_eval_env, read_samples, run_command, run_lm_eval
+from tests.toolkit.env import ROOT, SITE, lm_eval_env
+from tests.toolkit.lm_eval_runs import read_samples, run_command, run_lm_eval
 from tests.test_bench_commands import commands
 
 CONFIG = ROOT / "finetune" / "configs" / "recipe_mpr_lora.yaml"

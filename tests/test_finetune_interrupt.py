@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, lm_eval_env, run_command
+from tests.toolkit.env import ROOT, lm_eval_env
+from tests.toolkit.lm_eval_runs import run_command
 from tests.test_finetune_e2e import CONFIG, FAST
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy(order=5)]
 
 TASK = "recipe_mpr_gen_fold0"
 # the evaluation must run long enough to be interrupted in the middle

@@ -15,8 +15,11 @@ import threading
 import pytest
 
 from qa_tasks.harness.api_endpoint import describe_failure
-from tests.conftest import lm_eval_env, run_lm_eval
+from tests.toolkit.env import lm_eval_env
+from tests.toolkit.lm_eval_runs import run_lm_eval
 from tests.toolkit.serve import free_port
+
+pytestmark = pytest.mark.heavy(order=8)
 
 
 class _Answer(http.server.BaseHTTPRequestHandler):

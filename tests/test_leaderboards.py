@@ -23,7 +23,8 @@ from leaderboards.reader import Run, TaskResult, model_label, parse_model_args, 
 from leaderboards.stats import cluster_t_test, mcnemar_exact
 from leaderboards.tables import setup_differences
 from qa_tasks.errors import QAPackError
-from tests.conftest import ROOT, lm_eval_env, run_command, run_lm_eval
+from tests.toolkit.env import ROOT, lm_eval_env
+from tests.toolkit.lm_eval_runs import run_command, run_lm_eval
 
 TASKS = ["recipe_mpr", "recipe_mpr_gen", "squad_v1", "squad_batch", "gsm8k_think"]
 LIMIT = 4

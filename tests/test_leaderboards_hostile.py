@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, lm_eval_env
+from tests.toolkit.env import ROOT, lm_eval_env
 from tests.test_leaderboards import synthetic_run
 
 pytest.importorskip("optuna")

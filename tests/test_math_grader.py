@@ -17,7 +17,7 @@ import pytest
 from qa_tasks import math as mt
 from qa_tasks.errors import QAPackError
 from qa_tasks.math import grader as mg
-from tests.conftest import DATA_DIR
+from tests.toolkit.env import DATA_DIR
 
 T, F = True, False
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "hendrycks_math")

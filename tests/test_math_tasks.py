@@ -16,7 +16,8 @@ import zlib
 import pytest
 
 from qa_tasks.math.grader import FAILURE_KINDS
-from tests.conftest import lm_eval_env, read_samples, run_lm_eval
+from tests.toolkit.env import lm_eval_env
+from tests.toolkit.lm_eval_runs import read_samples, run_lm_eval
 from tests.toolkit.math_responders import HOSTILE_KINDS, hostile_answer, kind_of, tricky_answer
 
 pytestmark = pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -12,7 +13,10 @@ from pathlib import Path
 import pytest
 
 from qa_tasks.errors import QAPackError
-from tests.conftest import ROOT, lm_eval_env, run_lm_eval
+from tests.toolkit.env import ROOT, lm_eval_env
+from tests.toolkit.lm_eval_runs import run_lm_eval
+
+pytestmark = pytest.mark.heavy(order=4)
 
 PACK_TASKS = ("recipe_mpr", "recipe_mpr_gen", "recipe_mpr_fold0")
 
@@ -112,12 +116,56 @@ def test_user_include_path_still_works(installed):
 def test_hook_switch_off(tmp_path):
     """QA_PACK_DISABLE_HOOK=1 leaves lm-eval untouched; by default the hook arms on lm_eval import."""
     code = ("import sys, lm_eval.tasks as t; "
-            "print(getattr(t.TaskManager, '__qa_pack_patched__', False), 'qa_tasks.harness.startup' in sys.modules)")
+            "print(getattr(t.TaskManager.__init__, '__qa_pack_patch__', False), 'qa_tasks.harness.startup' in sys.modules)")
     on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=_env(), cwd=tmp_path)
     off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
                          env={**_env(), "QA_PACK_DISABLE_HOOK": "1"}, cwd=tmp_path)
     assert on.stdout.split() == ["True", "True"], on.stderr
     assert off.stdout.split() == ["False", "False"], off.stderr
+
+
+@pytest.mark.slow
+def test_a_hook_line_of_an_earlier_install_keeps_working(tmp_path):
+    """A `.pth` written by an install of the earlier layout (it imports qa_tasks._startup) still arms the hook,
+    with nothing on stderr."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "old_hook.pth").write_text('import os; os.environ.get("QA_PACK_DISABLE_HOOK", "0") not in ("", "0") '
+                                       'or __import__("qa_tasks._startup")\n')
+    code = ("import site, sys; site.addsitedir(sys.argv[1]); import lm_eval.tasks as t; "
+            "print(getattr(t.TaskManager.__init__, '__qa_pack_patch__', False))")
+    # -S: no site-packages .pth runs (the installed hook line stays out); the packages come in as plain paths
+    env = lm_eval_env()
+    env["PYTHONPATH"] = os.pathsep.join((env["PYTHONPATH"], sysconfig.get_paths()["purelib"]))
+    proc = subprocess.run([sys.executable, "-S", "-c", code, str(site)], capture_output=True, text=True, check=False,
+                          env=env, cwd=tmp_path)
+    assert proc.stdout.split() == ["True"] and proc.stderr == "", proc.stderr
+
+
+def test_a_caller_choosing_its_folders_gets_exactly_them(tmp_path):
+    """TaskManager(include_defaults=False, include_path=...) indexes the caller's folder alone: no pack tasks."""
+    from lm_eval.tasks import TaskManager
+
+    (tmp_path / "own.yaml").write_text(OWN_TASK)
+    assert set(TaskManager(include_defaults=False, include_path=str(tmp_path)).task_index) == {"my_own_task"}
+
+
+def test_lm_eval_warnings_point_at_the_callers_line(tmp_path):
+    """lm-eval's `verbosity` DeprecationWarning names the line that built the TaskManager, not the hook."""
+    from lm_eval.tasks import TaskManager
+
+    (tmp_path / "own.yaml").write_text(OWN_TASK)
+    with pytest.warns(DeprecationWarning, match="verbosity") as caught:
+        TaskManager(verbosity="INFO", include_defaults=False, include_path=str(tmp_path))
+    assert [Path(w.filename).name for w in caught] == [Path(__file__).name]
+
+
+def test_a_plain_lm_eval_run_without_a_task_manager_gets_no_rollout_layer():
+    """simple_evaluate(model=..., tasks=["arc_easy"]) builds lm-eval's own index: its tasks cannot hold a pack task."""
+    from qa_tasks.harness.checks import needs_rollout
+
+    assert needs_rollout(["arc_easy"]) is False and needs_rollout("arc_easy,recipe_mpr") is False
+    assert needs_rollout(["arc_easy", "squad_batch"]) is True
 
 
 def test_hook_imports_nothing_heavy(tmp_path):

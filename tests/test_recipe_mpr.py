@@ -241,7 +241,8 @@ def test_real_file_has_one_string_answer_and_distinct_option_texts_per_record():
 
 @pytest.mark.slow
 def test_list_answer_is_one_line_in_lm_eval_before_the_model_loads(tmp_path):
-    from tests.conftest import lm_eval_env, run_lm_eval
+    from tests.toolkit.env import lm_eval_env
+    from tests.toolkit.lm_eval_runs import run_lm_eval
 
     records = json.loads(json.dumps(r.load_records()[:3]))
     records[2]["answer"] = [records[2]["answer"]]

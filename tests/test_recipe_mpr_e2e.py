@@ -7,7 +7,8 @@ import json
 import pytest
 
 from qa_tasks import recipe_mpr as r
-from tests.conftest import lm_eval_env, read_samples, run_lm_eval
+from tests.toolkit.env import lm_eval_env
+from tests.toolkit.lm_eval_runs import read_samples, run_lm_eval
 from tests.toolkit.scripted_lm import one_line_error
 
 pytestmark = pytest.mark.slow

@@ -228,7 +228,8 @@ def test_tasks_stop_before_generating_without_the_layer(data_dir):
 def test_cached_requests_rerun_gives_identical_prompts_and_scores(tiny_model, tmp_path):
     """--cache_requests: the second run restores the chat-rendered requests without calling
     apply_chat_template, and must still send the same prompts and score the same."""
-    from tests.conftest import lm_eval_env, read_samples, run_lm_eval
+    from tests.toolkit.env import lm_eval_env
+    from tests.toolkit.lm_eval_runs import read_samples, run_lm_eval
 
     env = lm_eval_env(LM_HARNESS_CACHE_PATH=str(tmp_path / "cache"))
     args = ["--model", "hf", "--model_args", f"pretrained={tiny_model}", "--tasks", "squad_sequential,squad_collab",

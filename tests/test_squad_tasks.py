@@ -16,7 +16,8 @@ import pytest
 from qa_tasks import rollout, squad
 from qa_tasks.errors import QAPackError
 from qa_tasks.squad import metrics as m
-from tests.conftest import DATA_DIR, ROOT, lm_eval_env, read_samples, run_command, run_lm_eval
+from tests.toolkit.env import DATA_DIR, ROOT, lm_eval_env
+from tests.toolkit.lm_eval_runs import read_samples, run_command, run_lm_eval
 from tests.toolkit.scripted_lm import ScriptedLM, one_line_error
 
 STRATEGY_TASKS = ["squad_all_in_one", "squad_batch", "squad_sequential", "squad_collab"]

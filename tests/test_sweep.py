@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, lm_eval_env, run_command
+from tests.toolkit.env import ROOT, lm_eval_env
+from tests.toolkit.lm_eval_runs import run_command
+
+pytestmark = pytest.mark.heavy(order=1)
 
 optuna = pytest.importorskip("optuna")
 

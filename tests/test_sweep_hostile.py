@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, lm_eval_env, run_command
+from tests.toolkit.env import ROOT, lm_eval_env
+from tests.toolkit.lm_eval_runs import run_command
 from tests.test_sweep import TPE
 
 optuna = pytest.importorskip("optuna")

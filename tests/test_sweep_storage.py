@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, lm_eval_env
+from tests.toolkit.env import ROOT, lm_eval_env
 from tests.test_sweep import TPE
+
+pytestmark = pytest.mark.heavy(order=7)
 
 optuna = pytest.importorskip("optuna")
 

@@ -14,7 +14,8 @@ import sys
 
 import pytest
 
-from tests.conftest import BIN, ROOT, SITE, lm_eval_env, read_samples, run_lm_eval
+from tests.toolkit.env import BIN, ROOT, SITE, lm_eval_env
+from tests.toolkit.lm_eval_runs import read_samples, run_lm_eval
 
 STANDIN = ROOT / "tests" / "toolkit" / "vllm_standin"
 TASKS = "recipe_mpr,squad_batch,squad_sequential"

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, lm_eval_env, run_command
+from tests.toolkit.env import ROOT, lm_eval_env
+from tests.toolkit.lm_eval_runs import run_command
 
 pytestmark = pytest.mark.slow  # every case is a python -m finetune.watch process
 TASK = "recipe_mpr_gen_fold0"
