@@ -1,12 +1,13 @@
 """``python -m finetune.sft --help``: the pack's own options on one screen (``--help-all``: every option).
 
-Built from the dataclasses' field metadata without importing TRL, so it prints at once.
+Formats the option lists ``finetune.config`` gathers from the dataclasses' help texts: each option with the first
+sentence of its help, wrapped beside it, never cut. Nothing here imports torch, so it prints at once.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
+import textwrap
 
 __all__ = ["SFT_OPTIONS", "short_help"]
 
@@ -27,30 +28,46 @@ SFT_OPTIONS = {
 }
 
 
+# no line may end on one of these: the word after belongs with them
+_ABBREVIATIONS = ("e.g.", "i.e.", "cf.", "etc.", "vs.")
+_NBSP = "\u00a0"  # textwrap breaks at ASCII whitespace only
+
+
 def _first_sentence(text: str) -> str:
-    return re.split(r"(?<!e\.g)(?<=\.)\s", " ".join(text.split()), maxsplit=1)[0]
+    text = " ".join(text.split())
+    for abbreviation in _ABBREVIATIONS:
+        text = text.replace(f"{abbreviation} ", f"{abbreviation}{_NBSP}")
+    return re.split(r"(?<=\.) ", text, maxsplit=1)[0]
 
 
-def _line(name: str, text: str, width: int) -> str:
+def _option(name: str, text: str, width: int) -> list[str]:
+    """``--name`` and its help's first sentence, wrapped (never cut) in the column beside it."""
     head = f"  --{name:<28} "
-    text = _first_sentence(text)
-    room = width - len(head)
-    return head + (text if len(text) <= room else text[:room - 3].rstrip() + "...")
+    lines = textwrap.wrap(_first_sentence(text), width - len(head), break_long_words=False,
+                          break_on_hyphens=False) or [""]
+    if len(head) > _HEAD:  # a long option name: its help starts on the next line
+        return [head.rstrip(), *(" " * _HEAD + line.replace(_NBSP, " ") for line in lines)]
+    return [(head if i == 0 else " " * len(head)) + line.replace(_NBSP, " ") for i, line in enumerate(lines)]
 
 
-def short_help(prog: str, description: str, groups, options: dict[str, str] | None = None,
-               config: str = "TRL SFTConfig") -> str:
-    """``groups``: (title, dataclass) pairs, then the curated ``options`` of the TRL ``config`` (default: SFT's)."""
+_HEAD = 33  # "  --" + 28 + " ": the column the help texts start in
+
+
+def short_help(prog: str, description: str, sections, options: dict[str, str] | None = None,
+               config: str = "TRL SFTConfig", width: int = 110) -> str:
+    """``sections``: (title, [(option, help)]) pairs, then the curated ``options`` of the TRL ``config``
+    (default: SFT's)."""
     options = SFT_OPTIONS if options is None else options
-    width = 110
     lines = [f"usage: {prog} --config FILE.yaml [--option value ...] [--resume]", "", description,
              "Every option is also a key of the --config YAML file; flags win over the file.", "",
-             _line("config FILE", "YAML file of option: value pairs (any option below or in --help-all).", width),
-             _line("help-all", f"List every option, {config} and transformers TrainingArguments included.",
-                   width)]
-    for title, cls in groups:
+             *_option("config FILE", "YAML file of option: value pairs (any option below or in --help-all).", width),
+             *_option("help-all", f"List every option, {config}, TRL ModelConfig and transformers "
+                                  "TrainingArguments included.", width)]
+    for title, entries in sections:
         lines += ["", f"{title}:"]
-        lines += [_line(f.name, f.metadata.get("help", ""), width) for f in dataclasses.fields(cls)]
+        for name, text in entries:
+            lines += _option(name, text, width)
     lines += ["", f"training ({config}, the most used; every other one: --help-all):"]
-    lines += [_line(name, text, width) for name, text in options.items()]
+    for name, text in options.items():
+        lines += _option(name, text, width)
     return "\n".join(lines)

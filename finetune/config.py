@@ -21,18 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from trl import ModelConfig
-
 from finetune.loggers import require_loggers
+from finetune.run_checks import RUN_FILE, check_output_dir, check_training_options
 from qa_tasks.errors import QAPackError
 from qa_tasks.extras import require
 from qa_tasks.family import training_sets
 
 __all__ = [
     "RUN_FILE",
-    "TASKS",
-    "LoraArguments",
-    "ModelArguments",
+    "PackModelOptions",
     "SftParser",
     "TaskArguments",
     "adapter_record",
@@ -43,7 +40,6 @@ __all__ = [
     "validate",
 ]
 
-RUN_FILE = "run_config.json"  # written when a run starts; identifies the run an output dir holds
 CHOICES = "{choices}"  # in a help text: the training tasks known when the help is printed
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -59,6 +55,8 @@ def tasks() -> dict[str, str]:
 def __getattr__(name: str):
     if name == "TASKS":  # the mapping under its older constant name
         return tasks()
+    if name in ("ModelArguments", "LoraArguments"):  # LoraArguments: its older name
+        return _model_arguments()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -104,7 +102,7 @@ class TaskArguments:
     resume: bool = field(default=False, metadata={"help": "Continue the run in output_dir from its last "
                                                           "checkpoint."})
     # the parsed ModelArguments, set by SftParser.parse; not an option
-    model: ModelArguments | None = field(default=None, init=False, repr=False, compare=False)
+    model: object = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def model_name_or_path(self) -> str | None:
@@ -116,9 +114,10 @@ class TaskArguments:
 
 
 @dataclass
-class ModelArguments(ModelConfig):
-    """TRL's ModelConfig with the pack's defaults: base model and dtype; LoRA on a full-precision base, or
-    QLoRA on a 4-bit bitsandbytes base. Module lists are comma-separated (or a YAML list)."""
+class PackModelOptions:
+    """The pack's defaults and help texts for fields of TRL's ModelConfig, and its adapter options TRL has no
+    field for: base model and dtype; LoRA on a full-precision base, or QLoRA on a 4-bit bitsandbytes base.
+    Module lists are comma-separated (or a YAML list). Parsed as ``ModelArguments``."""
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "Base model: local folder or Hub id."})
     dtype: str | None = field(default="auto", metadata={"help": "Weights dtype: auto (bfloat16 on CUDA, float32 "
@@ -146,20 +145,31 @@ class ModelArguments(ModelConfig):
     bnb_4bit_compute_dtype: str = field(default="auto", metadata={"help": "qlora: compute dtype, auto "
                                                                          "(bfloat16 on CUDA, float32 on CPU)."})
 
-    def __post_init__(self):
-        super().__post_init__()
-        # peft reads a single string as a regex over full module paths: names stay a list
-        targets = _names(self.lora_target_modules)
-        self.lora_target_modules = "all-linear" if targets in (None, ["all-linear"]) else targets
-        self.lora_modules_to_save = _names(self.lora_modules_to_save) or None
-        # TRL's names and the pack's name the same choices: either one sets them
-        self.method = "qlora" if self.load_in_4bit or self.method == "qlora" else "lora"
-        self.load_in_4bit = self.method == "qlora"
-        nested = self.use_bnb_nested_quant and self.bnb_4bit_use_double_quant
-        self.use_bnb_nested_quant = self.bnb_4bit_use_double_quant = nested
 
+@functools.cache
+def _model_arguments() -> type:
+    """``ModelArguments``: TRL's ModelConfig with ``PackModelOptions`` over it. Built on first use: TRL is an
+    optional extra, and ``--help`` prints without it."""
+    from trl import ModelConfig
 
-LoraArguments = ModelArguments  # the adapter half of the model options, under its older name
+    @dataclass
+    class ModelArguments(PackModelOptions, ModelConfig):
+        __doc__ = PackModelOptions.__doc__
+
+        def __post_init__(self):
+            super().__post_init__()
+            # peft reads a single string as a regex over full module paths: names stay a list
+            targets = _names(self.lora_target_modules)
+            self.lora_target_modules = "all-linear" if targets in (None, ["all-linear"]) else targets
+            self.lora_modules_to_save = _names(self.lora_modules_to_save) or None
+            # TRL's names and the pack's name the same choices: either one sets them
+            self.method = "qlora" if self.load_in_4bit or self.method == "qlora" else "lora"
+            self.load_in_4bit = self.method == "qlora"
+            nested = self.use_bnb_nested_quant and self.bnb_4bit_use_double_quant
+            self.use_bnb_nested_quant = self.bnb_4bit_use_double_quant = nested
+
+    ModelArguments.__module__, ModelArguments.__qualname__ = __name__, "ModelArguments"  # pickles by name
+    return ModelArguments
 
 
 def _names(value: str | list[str] | None) -> list[str] | None:
@@ -170,7 +180,7 @@ def _names(value: str | list[str] | None) -> list[str] | None:
     return [name.strip() for item in items for name in str(item).split(",") if name.strip()]
 
 
-def adapter_record(model: ModelArguments) -> dict:
+def adapter_record(model) -> dict:
     """The adapter settings as a run records them (run_config.json, manifest.json): module lists written
     comma-separated, as in a config file."""
     targets = model.lora_target_modules
@@ -214,7 +224,7 @@ class SftParser:
             def error(self, message):  # argparse prints usage + message; one line is enough here
                 raise QAPackError(f"{message}; run `{prog} --help` for the options")
 
-        self.parser = _Parser((*groups, getattr(trl, training_config), ModelArguments), prog=prog)
+        self.parser = _Parser((*groups, getattr(trl, training_config), _model_arguments()), prog=prog)
         for action in self.parser._actions:  # --help-all lists the choices known now
             if action.help and CHOICES in action.help:
                 action.help = action.help.replace(CHOICES, ", ".join(tasks()))
@@ -263,9 +273,9 @@ def help_sections(task_cls, *groups) -> list[tuple[str, list[tuple[str, str]]]]:
         return [(name, help_text(cls, name)) for name in names]
 
     return [("task, data and evaluation during training",
-             options(ModelArguments, MODEL_OPTIONS) + options(task_cls)),
+             options(PackModelOptions, MODEL_OPTIONS) + options(task_cls)),
             ("adapter (LoRA / QLoRA; every TRL ModelConfig option: --help-all)",
-             options(ModelArguments, ADAPTER_OPTIONS)),
+             options(PackModelOptions, ADAPTER_OPTIONS)),
             *((title, options(cls)) for title, cls in groups)]
 
 
@@ -285,43 +295,6 @@ def parse_config(argv: list[str] | None = None):
     return SftParser().parse(argv)
 
 
-def _check_training_options(sft) -> None:
-    """What TrainingArguments accepts but fails (or silently does nothing) once the model is loaded."""
-    if not sft.learning_rate > 0:
-        raise QAPackError(f"learning_rate={sft.learning_rate} must be > 0 (LoRA runs use 1e-5..2e-4, e.g. 1e-4)")
-    if sft.max_steps <= 0 and not sft.num_train_epochs > 0:
-        raise QAPackError(f"max_steps={sft.max_steps} and num_train_epochs={sft.num_train_epochs} train 0 steps; "
-                          "set max_steps > 0 or num_train_epochs > 0")
-    for name in ("per_device_train_batch_size", "gradient_accumulation_steps"):
-        if getattr(sft, name) <= 0:
-            raise QAPackError(f"{name}={getattr(sft, name)} must be > 0")
-    if sft.save_steps is not None and sft.save_steps <= 0:
-        raise QAPackError(f"save_steps={sft.save_steps} must be > 0")
-    if getattr(sft, "max_length", None) is not None and sft.max_length <= 0:  # GRPOConfig has none
-        raise QAPackError(f"max_length={sft.max_length} must be > 0 (or null for no truncation)")
-
-
-def _check_output_dir(task: TaskArguments, sft) -> None:
-    out = Path(sft.output_dir)
-    if out.exists() and not out.is_dir():
-        raise QAPackError(f"output_dir={out} is a file; choose a folder")
-    has_run = out.is_dir() and (out / RUN_FILE).is_file()
-    if task.resume:
-        if not has_run:
-            raise QAPackError(f"--resume: output_dir={out} holds no run to continue ({RUN_FILE} missing); "
-                              "drop --resume to start a new run")
-        from finetune.manifest import run_finished
-
-        if run_finished(out):
-            raise QAPackError(f"--resume: the run in {out} already finished (manifest.json present); "
-                              "choose a new output_dir")
-    elif out.is_dir() and any(out.iterdir()):
-        what = "another run" if has_run else "other files"
-        raise QAPackError(f"output_dir={out} already holds {what}; pass --resume to continue it or choose an "
-                          "empty/new output_dir")
-
-
-
 def _check_task(task: TaskArguments) -> None:
     """The training data exists and is what the pack can train on."""
     if task.task not in tasks():
@@ -338,7 +311,7 @@ def _check_task(task: TaskArguments) -> None:
         raise QAPackError(f"max_examples={task.max_examples} must be > 0")
 
 
-def _check_adapter(model: ModelArguments) -> None:
+def _check_adapter(model) -> None:
     """LoRA hyper-parameters, dtypes and the 4-bit base."""
     if not model.use_peft:
         raise QAPackError("use_peft=false would train the whole model; these commands train a LoRA adapter")
@@ -381,7 +354,7 @@ def _check_evaluation(task: TaskArguments, sft) -> None:
         raise QAPackError(f"eval_steps={sft.eval_steps} must be > 0")
 
 
-def validate(task: TaskArguments, model: ModelArguments, sft) -> object:
+def validate(task: TaskArguments, model, sft) -> object:
     """Every user mistake found before any model loads; returns the base model's config."""
     if not model.model_name_or_path:
         raise QAPackError("model_name_or_path is required (a local model folder or a Hub id)")
@@ -390,8 +363,8 @@ def validate(task: TaskArguments, model: ModelArguments, sft) -> object:
     _check_validation_split(task)
     require_loggers(sft.report_to, "report_to")
     _check_evaluation(task, sft)
-    _check_training_options(sft)
-    _check_output_dir(task, sft)
+    check_training_options(sft)
+    check_output_dir(task.resume, sft.output_dir)
     from finetune.layout import check_lora_modules
 
     return check_lora_modules(model)  # last: builds the architecture (on the meta device)

@@ -63,10 +63,10 @@ class TrainingData:
 
 
 def recipe_mpr_set(fold: int) -> TrainingData:
-    from qa_tasks import recipe_mpr as r
+    from qa_tasks import recipe_mpr
 
-    docs = r.build_docs(fold, "train")
-    rows = [{"prompt": r.gen_prompt(d), "completion": r.gen_completion(d)} for d in docs]
+    docs = recipe_mpr.build_docs(fold, "train")
+    rows = [{"prompt": recipe_mpr.gen_prompt(d), "completion": recipe_mpr.gen_completion(d)} for d in docs]
     return TrainingData(rows, [f"recipe_mpr:{d.idx}" for d in docs], "recipe_mpr/500QA.json", "train", fold,
                         extra={"eval_split": f"recipe_mpr_fold{fold} / recipe_mpr_gen_fold{fold} (test indices)"})
 

@@ -15,7 +15,7 @@ files only, and the rewards are the tasks' metrics (``finetune.rewards``: ``form
     lm_eval --model hf --model_args pretrained=BASE,peft=runs/gsm8k_grpo --tasks gsm8k_think
 
 Everything else is as in ``python -m finetune.sft``: every field of ``finetune.config``, of the reward options
-below and of TRL's ``GRPOConfig`` works as a YAML key and as a flag (``--help``, ``--help-all``); the same
+below and of TRL's ``GRPOConfig`` and ``ModelConfig`` works as a YAML key and as a flag (``--help``, ``--help-all``); the same
 manifest, ``--resume``, SIGTERM handling, eval-split guard, evaluation during training through lm-eval and
 ``report_to`` loggers (the rewards are logged as ``reward`` and ``rewards/<name>_reward/mean``, the share of
 completions cut at ``max_completion_length`` as ``completions/clipped_ratio``).
@@ -33,7 +33,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from finetune.config import RUN_FILE, LoraArguments, TaskArguments, validate
+from finetune.config import RUN_FILE, TaskArguments, validate
 from finetune.rewards import DEFAULT_REWARDS, REWARDS, parse_rewards
 from qa_tasks.errors import QAPackError, exit_code_of
 
@@ -82,27 +82,26 @@ class RewardArguments:
 
 
 def parse_config(argv: list[str] | None = None):
-    """(TaskArguments, LoraArguments, RewardArguments, GRPOConfig); ``--help`` prints at once."""
+    """(GrpoTaskArguments, ModelArguments, RewardArguments, GRPOConfig); ``--help`` prints at once."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    groups = (GrpoTaskArguments, LoraArguments, RewardArguments)
     if "-h" in argv or "--help" in argv:
         from finetune.cli_help import short_help
+        from finetune.config import help_sections
 
         print(short_help(PROG, "Train a LoRA / QLoRA adapter with TRL's GRPOTrainer on the math tasks' own rewards.",
-                         (("task, data and evaluation during training", GrpoTaskArguments),
-                          ("adapter (LoRA / QLoRA)", LoraArguments), ("rewards", RewardArguments)),
-                         GRPO_OPTIONS, "TRL GRPOConfig"))
+                         help_sections(GrpoTaskArguments, ("rewards", RewardArguments)), GRPO_OPTIONS,
+                         "TRL GRPOConfig"))
         raise SystemExit(0)
     from finetune.config import SftParser
 
-    parser = SftParser(groups, "GRPOConfig", PROG)
+    parser = SftParser((GrpoTaskArguments, RewardArguments), "GRPOConfig", PROG)
     if "--help-all" in argv:
         parser.parser.print_help()
         raise SystemExit(0)
     return parser.parse(argv)
 
 
-def check(task, lora, rewards, cfg) -> list[str]:
+def check(task, model_args, rewards, cfg) -> list[str]:
     """Every GRPO-specific mistake, then finetune.sft's checks; before any model loads. Returns the rewards."""
     from finetune.grpo_data import TASKS
 
@@ -122,7 +121,7 @@ def check(task, lora, rewards, cfg) -> list[str]:
 
         require("math", what="reward answer")  # the grading worker imports math_verify
         timeout_from_env()
-    validate(task, lora, cfg)
+    validate(task, model_args, cfg)
     return names
 
 
@@ -140,14 +139,14 @@ def _grpo_trainer(names: list[str], max_completion_length: int):
 
 
 def run(argv: list[str] | None = None) -> int:
-    from finetune.sft import run_interruptible
+    from finetune.interrupt import run_interruptible
 
     return run_interruptible(_run, argv)
 
 
 def _run(argv: list[str] | None, interrupt) -> int:
-    task, lora, rewards, cfg = parse_config(argv)
-    names = check(task, lora, rewards, cfg)
+    task, model_args, rewards, cfg = parse_config(argv)
+    names = check(task, model_args, rewards, cfg)
     from finetune.eval_callback import split_tasks
     from finetune.grpo_data import build_prompts, guard_view
     from finetune.guard import check_no_overlap
@@ -158,8 +157,8 @@ def _run(argv: list[str] | None, interrupt) -> int:
     eval_tasks = split_tasks(task.eval_tasks) if task.eval_tasks else []
     check_no_overlap(guard_view(data), task.task, eval_tasks, task.fold)
     out = Path(cfg.output_dir)
-    identity = {**_identity(task, lora, data), "trainer": "grpo", "reward_funcs": names}
-    hyperparameters = {**_hyperparameters(lora, cfg),
+    identity = {**_identity(task, model_args, data), "trainer": "grpo", "reward_funcs": names}
+    hyperparameters = {**_hyperparameters(model_args, cfg),
                        **json.loads(json.dumps({k: getattr(cfg, k, None) for k in GRPO_FIXED}, default=str))}
     if task.resume:
         _check_resume(out, identity, hyperparameters)
@@ -174,7 +173,7 @@ def _run(argv: list[str] | None, interrupt) -> int:
                                     "argv": list(argv or sys.argv[1:])})
     extra = {"trainer": "grpo", "rewards": {"funcs": names, "weights": cfg.reward_weights}}
     try:
-        return _train(task, lora, cfg, data, eval_tasks, out, interrupt, datasets,
+        return _train(task, model_args, cfg, data, eval_tasks, out, interrupt, datasets,
                       build_trainer=_grpo_trainer(names, cfg.max_completion_length), manifest_extra=extra)
     except BaseException:  # an error, or a signal while the model loads
         if cfg.process_index == 0 and not task.resume and last_checkpoint(out) is None:

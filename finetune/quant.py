@@ -20,7 +20,8 @@ def quant_settings(model) -> dict | None:
     """The 4-bit settings of a run's ModelConfig (``finetune.config.ModelArguments``); None: full precision."""
     if not model.load_in_4bit:
         return None
-    return {key: getattr(model, key) for key in QUANT_KEYS}
+    storage = {"bnb_4bit_quant_storage": model.bnb_4bit_quant_storage} if model.bnb_4bit_quant_storage else {}
+    return {**{key: getattr(model, key) for key in QUANT_KEYS}, **storage}
 
 
 def bnb_config(settings: dict):
@@ -31,7 +32,8 @@ def bnb_config(settings: dict):
     # TRL takes the compute dtype from `dtype`; the pack records it apart from the weights dtype
     return get_quantization_config(ModelConfig(
         load_in_4bit=True, bnb_4bit_quant_type=settings.get("bnb_4bit_quant_type") or "nf4",
-        use_bnb_nested_quant=bool(settings.get("bnb_4bit_use_double_quant")), dtype=compute))
+        use_bnb_nested_quant=bool(settings.get("bnb_4bit_use_double_quant")), dtype=compute,
+        bnb_4bit_quant_storage=settings.get("bnb_4bit_quant_storage")))
 
 
 def load_kwargs(settings: dict, device_index: int = 0) -> dict:

@@ -11,8 +11,8 @@ lm-eval and vLLM::
     python -m finetune.sft --config ... --output_dir runs/x --resume   # continue an interrupted run
     lm_eval --model hf --model_args pretrained=BASE,peft=runs/recipe_mpr_fold0 --tasks recipe_mpr_gen_fold0
 
-Every field of ``finetune.config`` and of TRL's ``SFTConfig`` works as a YAML key and as a flag
-(``--help`` lists the pack's own, ``--help-all`` all of them). SIGTERM/SIGINT stop within seconds at any
+Every field of ``finetune.config`` and of TRL's ``SFTConfig`` and ``ModelConfig`` works as a YAML key and as
+a flag (``--help`` lists the pack's own, ``--help-all`` all of them). SIGTERM/SIGINT stop within seconds at any
 moment (training step, checkpoint save, evaluation, manifest write): the last complete checkpoint is kept,
 manifest.json says ``"status": "interrupted"`` and the exit code is 143 (130 for SIGINT); ``--resume``
 continues from that checkpoint.
@@ -23,12 +23,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
-from finetune.config import RUN_FILE, parse_config, validate
+from finetune.config import RUN_FILE, adapter_record, parse_config, validate
 from finetune.data import build_training_data
+from finetune.interrupt import (
+    EXIT_INTERRUPTED,
+    Interrupt,
+    Interrupted,
+    TrainingDone,
+    run_interruptible,
+    stop_at_max_steps,
+)
 from finetune.manifest import build_manifest
 from finetune.vllm_compat import warn_unservable
 from qa_tasks.errors import QAPackError, exit_code_of
@@ -45,41 +53,36 @@ __all__ = [
     "main",
     "prepare_config",
     "run",
+    "run_interruptible",
     "whole_run_loss",
 ]
 
-EXIT_INTERRUPTED = 128 + signal.SIGTERM
 _ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
-def load_base_model(task, lora):
-    """The base model: full precision for LoRA, 4-bit NF4 (bitsandbytes) for QLoRA."""
-    import torch
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+def load_base_model(model):
+    """The base model of ``model`` (ModelArguments): full precision for LoRA, 4-bit (bitsandbytes,
+    ``finetune.quant``) for QLoRA."""
+    from transformers import AutoModelForCausalLM
 
-    kwargs: dict = {"dtype": torch_dtype(task.dtype)}
-    if lora.method == "qlora":
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type=lora.bnb_4bit_quant_type,
-            bnb_4bit_use_double_quant=lora.bnb_4bit_use_double_quant,
-            bnb_4bit_compute_dtype=torch_dtype(lora.bnb_4bit_compute_dtype))
-        if torch.cuda.is_available():  # 4-bit weights are placed at load time, one device per process
-            from accelerate import PartialState
+    from finetune.quant import load_kwargs, quant_settings
 
-            kwargs["device_map"] = {"": PartialState().local_process_index}
-    return AutoModelForCausalLM.from_pretrained(task.model_name_or_path, **kwargs)
+    kwargs: dict = {"dtype": torch_dtype(model.dtype)}
+    settings = quant_settings(model)
+    if settings:
+        from accelerate import PartialState
+
+        kwargs = load_kwargs(settings, PartialState().local_process_index)
+    return AutoModelForCausalLM.from_pretrained(model.model_name_or_path, revision=model.model_revision,
+                                                attn_implementation=model.attn_implementation, **kwargs)
 
 
-def lora_config(lora):
-    """The peft LoraConfig, built by TRL's own ``get_peft_config`` as ``trl sft`` builds it."""
-    from trl import ModelConfig, get_peft_config
+def lora_config(model):
+    """The peft LoraConfig of ``model`` (ModelArguments), built by TRL's ``get_peft_config`` as ``trl sft``
+    builds it."""
+    from trl import get_peft_config
 
-    model_config = ModelConfig(use_peft=True, lora_r=lora.lora_r, lora_alpha=lora.lora_alpha,
-                               lora_dropout=lora.lora_dropout, lora_modules_to_save=lora.modules_to_save(),
-                               lora_task_type="CAUSAL_LM")
-    # set after __post_init__, which turns a one-name list into a string that peft reads as a regex
-    model_config.lora_target_modules = lora.target_modules()
-    return get_peft_config(model_config)
+    return get_peft_config(model)
 
 
 def prepare_config(sft, data) -> None:
@@ -111,12 +114,12 @@ def collect_evals(output_dir: Path) -> list[dict]:
     return out
 
 
-def _identity(task, lora, data) -> dict:
+def _identity(task, model, data) -> dict:
     """What makes two invocations the same run (checked by --resume)."""
-    return {"base_model": task.model_name_or_path, "task": task.task, "data_sha256": data.sha256,
-            "method": lora.method, "lora_r": lora.lora_r, "lora_alpha": lora.lora_alpha,
-            "lora_target_modules": lora.lora_target_modules,
-            **({"lora_modules_to_save": lora.lora_modules_to_save} if lora.lora_modules_to_save else {})}
+    record = adapter_record(model)
+    return {"base_model": model.model_name_or_path, "task": task.task, "data_sha256": data.sha256,
+            **{k: record[k] for k in ("method", "lora_r", "lora_alpha", "lora_target_modules")},
+            **({"lora_modules_to_save": record["lora_modules_to_save"]} if record["lora_modules_to_save"] else {})}
 
 
 # What shapes the optimisation from the first step on: a resumed run that changed one of these would train
@@ -128,10 +131,10 @@ RESUME_FIXED = ("learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "wa
                 "completion_only_loss", "assistant_only_loss", "bf16", "fp16")
 
 
-def _hyperparameters(lora, sft) -> dict:
+def _hyperparameters(model, sft) -> dict:
     """The run's optimisation settings as JSON values (checked by --resume)."""
     values = {name: getattr(sft, name, None) for name in RESUME_FIXED}
-    values["lora_dropout"] = lora.lora_dropout
+    values["lora_dropout"] = model.lora_dropout
     return json.loads(json.dumps(values, default=str))
 
 
@@ -151,96 +154,6 @@ def _check_resume(out: Path, identity: dict, hyperparameters: dict) -> None:
         raise QAPackError(f"--resume: {out} was trained with other settings ({'; '.join(changed)}); a resumed "
                           "run keeps the checkpoint's optimizer and schedule: resume with the run's own values, "
                           "or train the new ones in a new output_dir")
-
-
-class TrainingDone(BaseException):
-    """Raised at the first step of a run resumed from its last step (``max_steps``): transformers' loop
-    would train one step more before it checks ``max_steps``."""
-
-
-def _stop_at_max_steps():
-    """The last callback: the others (a resumed run's pending evaluation) see the step begin first."""
-    from transformers import TrainerCallback
-
-    class StopAtMaxSteps(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            if 0 < args.max_steps <= state.global_step:
-                raise TrainingDone
-
-    return StopAtMaxSteps()
-
-
-class Interrupted(BaseException):
-    """Raised by the signal handler to abandon an evaluation or an overlong training step (a BaseException,
-    so that no library's ``except Exception`` swallows it)."""
-
-
-class _Interrupt:
-    """SIGTERM/SIGINT: stop within seconds, keep the last complete checkpoint.
-
-    During a training step the step is allowed ``GRACE_S`` to finish, then a checkpoint is saved at that
-    step; a step still running after that is abandoned. A checkpoint being written is finished (a checkpoint
-    without trainer_state.json does not count). An evaluation is abandoned at once. A second signal stops
-    at once."""
-
-    GRACE_S = 5.0
-
-    def __init__(self):
-        self.signum: int | None = None
-        self.phase = "start"  # start | train | save | eval | final
-
-    def install(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + (self.signum or signal.SIGTERM)
-
-    def _handle(self, signum, frame):
-        first = self.signum is None
-        self.signum = self.signum or signum
-        if not first or self.phase in ("start", "eval"):
-            raise Interrupted(signum)
-        if self.phase == "train":
-            self._arm()
-
-    def _arm(self) -> None:
-        signal.signal(signal.SIGALRM, self._grace_over)
-        signal.setitimer(signal.ITIMER_REAL, self.GRACE_S)
-
-    def _grace_over(self, signum, frame):
-        if self.phase == "train":
-            raise Interrupted(self.signum)
-
-    def enter(self, phase: str) -> None:
-        if phase != "train":
-            signal.setitimer(signal.ITIMER_REAL, 0)
-        self.phase = phase
-        if self.signum is not None and phase == "eval":
-            raise Interrupted(self.signum)
-        if self.signum is not None and phase == "train":  # the signal came between steps: one more, then save
-            self._arm()
-
-    def callback(self):
-        from transformers import TrainerCallback
-
-        interrupt = self
-
-        class SaveAndStopOnSignal(TrainerCallback):
-            def on_step_begin(self, args, state, control, **kwargs):
-                interrupt.enter("train")
-
-            def on_step_end(self, args, state, control, **kwargs):
-                interrupt.enter("save")
-                if interrupt.signum is not None:
-                    control.should_save = True
-                    control.should_training_stop = True
-                if control.should_save:  # the log history then covers every step a checkpoint holds
-                    control.should_log = True
-                return control
-
-        return SaveAndStopOnSignal()
 
 
 def whole_run_loss(log_history: list[dict], resumed_step: int, session_loss: float, global_step: int) -> float:
@@ -293,31 +206,20 @@ def _train_metrics(trainer, result, resume_from: Path | None, model_bytes: int) 
     return metrics
 
 
-def _write_manifest(out: Path, task, lora, sft, data, metrics: dict, world_size: int, status: str,
+def _write_manifest(out: Path, task, model_args, sft, data, metrics: dict, world_size: int, status: str,
                     extra: dict | None = None) -> None:
-    write_json(out / "manifest.json", build_manifest(task, lora, sft, data, metrics, collect_evals(out),
-                                                            world_size, status=status, extra=extra))
-
-
-def run_interruptible(body, argv: list[str] | None = None) -> int:
-    """``body(argv, interrupt)`` with SIGTERM/SIGINT handled (``_Interrupt``); its exit code."""
-    interrupt = _Interrupt()
-    interrupt.install()  # from here on a signal never leaves a half-written file behind
-    try:
-        return body(argv, interrupt)
-    except Interrupted:
-        if interrupt.phase == "start":  # nothing trained yet, nothing to keep
-            print("[finetune] interrupted before training started", file=sys.stderr, flush=True)
-        return interrupt.exit_code
+    adapter = SimpleNamespace(**adapter_record(model_args))  # module lists as the config wrote them
+    write_json(out / "manifest.json", build_manifest(task, adapter, sft, data, metrics, collect_evals(out),
+                                                     world_size, status=status, extra=extra))
 
 
 def run(argv: list[str] | None = None) -> int:
     return run_interruptible(_run, argv)
 
 
-def _run(argv: list[str] | None, interrupt: _Interrupt) -> int:
-    task, lora, sft = parse_config(argv)
-    validate(task, lora, sft)
+def _run(argv: list[str] | None, interrupt: Interrupt) -> int:
+    task, model_args, sft = parse_config(argv)
+    validate(task, model_args, sft)
     data = build_training_data(task.task, task.fold, task.data_path, task.max_examples)
     from finetune.eval_callback import split_tasks
     from finetune.guard import check_no_overlap
@@ -333,7 +235,7 @@ def _run(argv: list[str] | None, interrupt: _Interrupt) -> int:
     else:
         check_no_overlap(data, task.task, eval_tasks, task.fold)
     out = Path(sft.output_dir)
-    identity, hyperparameters = _identity(task, lora, data), _hyperparameters(lora, sft)
+    identity, hyperparameters = _identity(task, model_args, data), _hyperparameters(model_args, sft)
     if task.resume:
         _check_resume(out, identity, hyperparameters)
 
@@ -347,7 +249,7 @@ def _run(argv: list[str] | None, interrupt: _Interrupt) -> int:
         write_json(out / RUN_FILE, {"identity": identity, "hyperparameters": hyperparameters,
                                     "argv": list(argv or sys.argv[1:])})
     try:
-        return _train(task, lora, sft, data, eval_tasks, out, interrupt, datasets, samples)
+        return _train(task, model_args, sft, data, eval_tasks, out, interrupt, datasets, samples)
     except BaseException:  # an error, or a signal while the model loads
         if sft.process_index == 0 and not task.resume and last_checkpoint(out) is None:
             shutil.rmtree(out, ignore_errors=True)  # a failed start leaves the folder free for the next try
@@ -360,7 +262,7 @@ def _sft_trainer(**kwargs):
     return SFTTrainer(**kwargs)
 
 
-def _train(task, lora, sft, data, eval_tasks, out: Path, interrupt: _Interrupt, datasets, samples=None,
+def _train(task, model_args, sft, data, eval_tasks, out: Path, interrupt: Interrupt, datasets, samples=None,
            build_trainer=_sft_trainer, manifest_extra: dict | None = None) -> int:
     """Load, train, save, write the manifest. ``build_trainer(model=, args=, train_dataset=, processing_class=,
     peft_config=, callbacks=)`` makes the TRL trainer (SFTTrainer; finetune.grpo passes GRPOTrainer's);
@@ -370,30 +272,32 @@ def _train(task, lora, sft, data, eval_tasks, out: Path, interrupt: _Interrupt, 
     from finetune.eval_callback import EvalDuringTraining
 
     world_size = sft.world_size
-    tokenizer = AutoTokenizer.from_pretrained(task.model_name_or_path)
+    base = model_args.model_name_or_path
+    tokenizer = AutoTokenizer.from_pretrained(base, revision=model_args.model_revision)
     tokenizer.padding_side = "right"  # training pads right; generation (eval, saved tokenizer) pads left
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = load_base_model(task, lora)
+    model = load_base_model(model_args)
     model_bytes = model.get_memory_footprint()  # 4-bit vs full-precision base, before the adapter
     from finetune.loggers import record_callback
 
-    callbacks = [interrupt.callback(), record_callback(out)]
+    recorder = record_callback(out)
+    callbacks = [interrupt.callback(), recorder]
     evaluator = None
     if eval_tasks:
-        evaluator = EvalDuringTraining(eval_tasks, task.model_name_or_path, tokenizer,
+        evaluator = EvalDuringTraining(eval_tasks, base, tokenizer,
                                        sft.eval_steps or sft.save_steps, None if samples else task.eval_limit,
                                        task.eval_batch_size, task.eval_gen_kwargs, interrupt=interrupt,
                                        samples=samples)
         callbacks.append(evaluator)
-    callbacks.append(_stop_at_max_steps())
+    callbacks.append(stop_at_max_steps())
     trainer = build_trainer(model=model, args=sft, train_dataset=datasets.Dataset.from_list(data.rows),
-                            processing_class=tokenizer, peft_config=lora_config(lora), callbacks=callbacks)
-    callbacks[1].trainer = trainer  # records where the loggers write, for finetune.watch
+                            processing_class=tokenizer, peft_config=lora_config(model_args), callbacks=callbacks)
+    recorder.trainer = trainer  # records where the trainer's loggers write, for finetune.watch
     if evaluator is not None:
         evaluator.trainer = trainer  # its scores go through the trainer's loggers (report_to)
     if sft.process_index == 0:  # once, not once per accelerate process
-        warn_unservable(lora_config(lora))
+        warn_unservable(lora_config(model_args))  # a fresh one: the trainer may have changed its own
     resume_from = last_checkpoint(out) if task.resume else None
     if task.resume and resume_from is None:
         print(f"[finetune] {out} has no complete checkpoint yet; starting from step 0", flush=True)
@@ -414,12 +318,12 @@ def _train(task, lora, sft, data, eval_tasks, out: Path, interrupt: _Interrupt, 
         return interrupt.exit_code if interrupt.signum is not None else 0
     metrics = _train_metrics(trainer, result, resume_from, model_bytes)
     if interrupt.signum is None:
-        _write_manifest(out, task, lora, sft, data, metrics, world_size, "complete", manifest_extra)
+        _write_manifest(out, task, model_args, sft, data, metrics, world_size, "complete", manifest_extra)
     if interrupt.signum is not None:  # also when the signal came while the manifest was written
         kept = last_checkpoint(out)
         metrics.update(last_checkpoint=kept.name if kept else None, interrupted_at_step=metrics["global_step"],
                        global_step=int(kept.name.split("-")[-1]) if kept else 0)
-        _write_manifest(out, task, lora, sft, data, metrics, world_size, "interrupted", manifest_extra)
+        _write_manifest(out, task, model_args, sft, data, metrics, world_size, "interrupted", manifest_extra)
         print(f"[finetune] interrupted at step {metrics['interrupted_at_step']}; last complete checkpoint: "
               f"{kept.name if kept else 'none'} in {out}; rerun the same command with --resume to continue",
               file=sys.stderr, flush=True)

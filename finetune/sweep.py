@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import math
 import os
 import signal
 import sys
@@ -35,6 +36,7 @@ from finetune import sweep_report as report
 from finetune.sweep_runner import Trial, call
 from finetune.sweep_space import SweepSpec
 from finetune.sweep_storage import Storage, fail_orphaned_trials, open_storage, worker_id
+from finetune.sweep_study import create_study, sampler_for, suggest
 from qa_tasks.errors import QAPackError, exit_code_of
 from qa_tasks.extras import require
 
@@ -90,31 +92,6 @@ def _parse(argv) -> argparse.Namespace:
 def _write_yaml(path: Path, config: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-
-
-def _sampler(kind: str, spec: SweepSpec, seed: int | None):
-    import optuna
-
-    return {"tpe": lambda: optuna.samplers.TPESampler(seed=seed),
-            "random": lambda: optuna.samplers.RandomSampler(seed=seed),
-            "grid": lambda: optuna.samplers.GridSampler(spec.grid, seed=seed)}[kind]()
-
-
-def _study(args, spec: SweepSpec, storage, n_trials: int = 0):
-    import optuna
-
-    sampler = _sampler(args.sampler, spec, args.seed)
-    pruner = optuna.pruners.MedianPruner() if spec.pruner == "median" else optuna.pruners.NopPruner()
-    study = optuna.create_study(study_name=args.study_name, storage=storage, sampler=sampler, pruner=pruner,
-                                direction=spec.objective.direction, load_if_exists=True)
-    identity = {"objective": spec.objective.key, "search_space": sorted(spec.space), "sampler": args.sampler}
-    stored = study.user_attrs.get("identity")
-    if stored is None:
-        study.set_user_attr("identity", identity)
-    elif stored != identity:
-        raise QAPackError(f"study {args.study_name!r} in {args.output_dir} was started with {stored}, not "
-                          f"{identity}; use the same sweep config, or a new --output_dir / --study_name")
-    return study
 
 
 class _Worker:
@@ -195,7 +172,7 @@ class _Worker:
             # one seed per trial number, not one random stream per worker process: two workers (or a
             # resumed worker) given the same --seed would otherwise propose the same values again
             number = len(self.study.get_trials(deepcopy=False))  # the trial Optuna creates next, under the lock
-            self.study.sampler = _sampler(self.args.sampler, self.spec, self.args.seed + number)
+            self.study.sampler = sampler_for(self.args.sampler, self.spec, self.args.seed + number)
         return True  # still locked: the objective unlocks once Optuna has created (asked) the trial
 
     # --- one trial
@@ -208,7 +185,7 @@ class _Worker:
             self.study._storage.set_trial_system_attr(trial._trial_id, "worker", worker_id())
         self._unlock()
         self.current = trial.number
-        _suggest(trial, self.spec.space)
+        suggest(trial, self.spec.space)
         folder = self.out / f"trial-{trial.number:04d}"
         run_dir = folder / "run"
         trial.set_user_attr("output_dir", str(folder))
@@ -269,19 +246,6 @@ class _Worker:
                 print(report.progress_line(trial, self.study, self.spec.objective.key), flush=True)
 
 
-def _suggest(trial, space: dict) -> None:
-    """Sample every field of the search space (an enqueued re-run gets its stored values back)."""
-    from optuna.distributions import CategoricalDistribution, IntDistribution
-
-    for name, d in space.items():
-        if isinstance(d, CategoricalDistribution):
-            trial.suggest_categorical(name, d.choices)
-        elif isinstance(d, IntDistribution):
-            trial.suggest_int(name, d.low, d.high, step=d.step, log=d.log)
-        else:
-            trial.suggest_float(name, d.low, d.high, log=d.log)
-
-
 def _last_line(path: Path) -> str:
     lines = [ln for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
     return lines[-1].strip() if lines else "no output"
@@ -305,7 +269,7 @@ def _open_study(args, spec: SweepSpec, out: Path, storage: Storage | None) -> tu
         storage = storage or open_storage(None, out, args.heartbeat)
         for attempt in range(3):  # workers on other machines may race on a new schema/study too
             try:
-                return storage, _study(args, spec, storage.storage)
+                return storage, create_study(args, spec, storage.storage)
             except sqlalchemy.exc.IntegrityError:
                 if attempt == 2:
                     raise
@@ -347,7 +311,7 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def _sweep(args, spec: SweepSpec, out: Path, storage: Storage, study) -> int:
-    grid_size = len(list(_product(spec.grid))) if spec.grid else None
+    grid_size = math.prod(len(v) for v in spec.grid.values()) if spec.grid else None
     n_trials = args.n_trials or grid_size or 20
     info = spec.base
     print(f"[sweep] study {args.study_name!r} in {storage.label}: {n_trials} trials, {args.sampler} sampler, "
@@ -383,12 +347,6 @@ def _sweep(args, spec: SweepSpec, out: Path, storage: Storage, study) -> int:
           f"{out / report.SWEEP_FILE} and {path}\n[sweep] full run on all the training data: "
           f"{report.full_run_command(out, args.model_name_or_path)}", flush=True)
     return 0
-
-
-def _product(grid: dict):
-    import itertools
-
-    return itertools.product(*grid.values())
 
 
 def _check_output_dir(out: Path) -> None:

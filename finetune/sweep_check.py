@@ -1,6 +1,7 @@
 """The sweep file checked in full before any trial: its fields (``finetune.sweep_space``), then every value
 the search space can give a trial through ``finetune.sft``'s own checks, and the objective task must
-score documents of the validation split carved from the training data.
+score documents of the validation split carved from the training data, whose rows hold no document of the
+training set's evaluation split (SQuAD dev, GSM8K test, the Recipe-MPR fold's test queries).
 
 Runs in a process forked from the trial server (``finetune.sweep_runner.call``), which has imported TRL
 and torch already, so the sweep worker itself never imports them.
@@ -49,7 +50,9 @@ def check_spec(path: str, sampler: str, pruner: str | None, model: str) -> Sweep
     import warnings
 
     from finetune.data import build_training_data
+    from finetune.guard import check_no_overlap
     from finetune.validation import carve, validation_samples
+    from qa_tasks.errors import QAPackError
 
     warnings.simplefilter("ignore")  # deprecations of a field reach each trial's train.log; an error is one line
     spec = load_spec(path, sampler, pruner)
@@ -61,5 +64,9 @@ def check_spec(path: str, sampler: str, pruner: str | None, model: str) -> Sweep
                 _check_config(spec, {**first, name: value}, model, Path(tmp))
     data = build_training_data(task.task, task.fold, task.data_path, task.max_examples)
     train, held_out = carve(data, task.validation_size, task.validation_seed)
+    try:  # the objective is never scored on a dev/test document: the held-out rows must not hold one either
+        check_no_overlap(held_out, task.task, [], task.fold)
+    except QAPackError as e:
+        raise QAPackError(f"{spec.path}: the validation split carved from task={task.task}: {e}") from None
     validation_samples(held_out, train, [spec.objective.task])
     return spec

@@ -4,6 +4,7 @@ space, checked in full before any training.
 ::
 
     objective: recipe_mpr_gen/acc          # <lm-eval task>/<metric>[,<filter>], scored on the validation split
+                                           # (squad_batch/f1, gsm8k_think/accuracy: by their *_train task)
     pruner: median                         # or none
     search_space:
       learning_rate: {log_uniform: [1.0e-5, 1.0e-3]}
@@ -25,7 +26,8 @@ from pathlib import Path
 
 from qa_tasks.errors import QAPackError
 
-__all__ = ["DEFAULT_VALIDATION", "Objective", "SweepSpec", "load_spec", "parse_objective", "parse_space"]
+__all__ = ["DEFAULT_VALIDATION", "Objective", "SweepSpec", "load_spec", "parse_objective", "parse_space",
+           "validation_task"]
 
 DEFAULT_VALIDATION = 0.2
 _OWN = ("objective", "search_space", "pruner")
@@ -37,10 +39,11 @@ _FIXED = ("output_dir", "model_name_or_path", "eval_tasks", "validation_size", "
 
 @dataclass
 class Objective:
-    task: str
+    task: str  # the task scored on the validation split (squad_batch_train for an objective squad_batch/f1)
     metric: str
     filter: str = "none"
     direction: str = "maximize"
+    named: str = ""  # the task as the sweep file names it, when another task scores it
 
     @property
     def key(self) -> str:
@@ -135,26 +138,41 @@ def _metrics_of(task: str) -> dict[str, bool]:
     return metrics
 
 
+def validation_task(task: str) -> str:
+    """The pack task that scores an objective on ``task`` on the validation split: the task whose YAML says
+    ``metadata: {validation_of: <task>}`` (the same task on the family's train file, e.g. squad_batch_train,
+    gsm8k_think_train), else ``task`` itself (its documents cover the training data, e.g. recipe_mpr_gen)."""
+    from qa_tasks.harness.task_index import pack_entries, pack_tasks
+
+    twins = sorted(name for name, entry in pack_entries().items() if name in pack_tasks()
+                   and ((getattr(entry, "cfg", None) or {}).get("metadata") or {}).get("validation_of") == task)
+    return twins[0] if twins else task
+
+
 def parse_objective(text, where: str) -> Objective:
     from qa_tasks.harness.task_index import leaf_tasks, pack_tasks
 
     if not isinstance(text, str) or text.count("/") != 1:
         raise QAPackError(f"{where}: objective must be '<task>/<metric>', e.g. recipe_mpr_gen/acc; got {text!r}")
-    task, metric = text.split("/")
+    named, metric = text.split("/")
     metric, _, filt = metric.partition(",")
-    if task not in pack_tasks() or leaf_tasks(task) != [task]:
-        raise QAPackError(f"{where}: objective task {task!r} is not a single lm-eval-qa-pack task; use one "
-                          "whose documents cover the training data, e.g. recipe_mpr_gen or recipe_mpr")
+    if named not in pack_tasks() or leaf_tasks(named) != [named]:
+        raise QAPackError(f"{where}: objective task {named!r} is not a single lm-eval-qa-pack task; use one "
+                          "whose documents cover the training data, e.g. recipe_mpr_gen, recipe_mpr, "
+                          "squad_batch or gsm8k_think")
+    task = validation_task(named)
+    label = task if named == task else f"{named} (scored on the validation split by {task})"
     metrics = _metrics_of(task)
     if metric not in metrics:
-        raise QAPackError(f"{where}: {task} does not produce metric {metric!r}; it reports "
+        raise QAPackError(f"{where}: {label} does not produce metric {metric!r}; it reports "
                           f"{', '.join(sorted(metrics))}")
     filters = _filters_of(task)
     if (filt or "none") not in filters:  # else every trial would run and find no value to report
-        raise QAPackError(f"{where}: {task} has no filter {filt!r}; its filters: {', '.join(filters)} "
-                          f"(e.g. objective: {task}/{metric}" + ("" if filters[0] == "none" else f",{filters[0]}")
+        raise QAPackError(f"{where}: {label} has no filter {filt!r}; its filters: {', '.join(filters)} "
+                          f"(e.g. objective: {named}/{metric}" + ("" if filters[0] == "none" else f",{filters[0]}")
                           + ")")
-    return Objective(task, metric, filt or "none", "maximize" if metrics[metric] else "minimize")
+    return Objective(task, metric, filt or "none", "maximize" if metrics[metric] else "minimize",
+                     named if named != task else "")
 
 
 def _filters_of(task: str) -> list[str]:

@@ -5,7 +5,10 @@ and held out of training; rows that come from one source item (a SQuAD passage's
 together. ``eval_tasks`` are then scored, through lm-eval's ``samples`` option, only on their documents
 that a held-out row contains (the guard's text rule) and no training row does: never on an evaluation
 split. A task whose documents do not cover the training data (e.g. ``recipe_mpr_gen_fold0``, the fold's
-test split) scores nothing and is refused before any model loads.
+test split) scores nothing and is refused before any model loads. SQuAD and GSM8K evaluate their dev/test
+files, so their validation tasks read the train files instead (``squad_batch_train``, ``squad_sequential_train``,
+``squad_v1_train``, ``gsm8k_think_train``: YAMLs with ``metadata: {validation_of: <task>}``, which
+``finetune.sweep_space.validation_task`` finds for an objective ``squad_batch/f1`` or ``gsm8k_think/accuracy``).
 """
 
 from __future__ import annotations
@@ -61,7 +64,8 @@ def validation_samples(held_out: TrainingData, train: TrainingData, tasks: list[
             if not docs:
                 raise QAPackError(f"eval task {leaf} has no document among the {len(held_out.rows)} held-out "
                                   f"validation examples of task={train.source}; name the task whose documents "
-                                  "cover the training data (e.g. recipe_mpr_gen, not its _fold<k> test split)")
+                                  "cover the training data (e.g. recipe_mpr_gen, not its _fold<k> test split; "
+                                  "squad_batch_train or gsm8k_think_train, the train files of SQuAD and GSM8K)")
             if limit is not None:
                 docs = docs[:max(1, round(limit * len(docs))) if limit < 1 else int(limit)]
             out[leaf] = docs

@@ -16,7 +16,7 @@ from leaderboards.reader import Collection, TaskResult
 from leaderboards.stats import estimate
 from leaderboards.tables import LETTERS, QUERY_TYPES, Caution, Model, Stat, Table, score, tasks_of, value
 
-__all__ = ["MATH_FAILURES", "MATH_LENGTHS", "MATH_SCORES", "SQUAD_COLUMNS", "SQUAD_COSTS", "SQUAD_SCORES",
+__all__ = ["MATH_FAILURES", "MATH_LENGTHS", "MATH_SCORES", "MATH_TRUNCATED", "SQUAD_COLUMNS", "SQUAD_COSTS", "SQUAD_SCORES",
            "adapter_settings_table", "adapters_table", "latency_table", "math_tables", "position_bias_table", "recipe_types_table",
            "squad_table"]
 
@@ -30,6 +30,8 @@ MATH_SCORES = (("accuracy", "Accuracy"), ("format_accuracy", "Format acc."), ("w
                ("format_failure_rate", "Format failure"), ("grader_timeouts", "Grader timeouts"))
 MATH_FAILURES = (("missing_think_close", "Missing </think>"), ("missing_answer_open", "Missing <answer>"),
                  ("missing_answer_close", "Missing </answer>"), ("wrong_order", "Wrong order"))
+# the share of responses cut off at max_gen_toks (measured by the rollout layer; absent when not measured)
+MATH_TRUNCATED = ("truncated_rate", "Truncated")
 MATH_LENGTHS = (("response_chars", "Chars (all)"), ("response_chars_correct", "Chars (correct)"),
                 ("response_chars_incorrect", "Chars (incorrect)"))
 
@@ -132,8 +134,8 @@ def math_tables(models: list[Model], col: Collection | None = None) -> list[Tabl
     if not found:
         return []
     scores = [[m.label, t, *(value(r, k) for k, _ in MATH_SCORES), r.metrics.get("n", r.n)] for m, t, r in found]
-    failures = [[m.label, t, r.metrics.get("format_failure_rate"), *(value(r, k) for k, _ in MATH_FAILURES)]
-                for m, t, r in found]
+    failures = [[m.label, t, r.metrics.get("format_failure_rate"), *(value(r, k) for k, _ in MATH_FAILURES),
+                 value(r, MATH_TRUNCATED[0])] for m, t, r in found]
     lengths = [[m.label, t, *(value(r, k) for k, _ in MATH_LENGTHS)] for m, t, r in found]
     cautions = _cautions(found)
     return [
@@ -141,7 +143,12 @@ def math_tables(models: list[Model], col: Collection | None = None) -> list[Tabl
               "Wrong answer = format correct but answer wrong; format failure = no parsable "
               "`</think> <answer> … </answer>`.", cautions=cautions),
         Table("math_failures", "Math: format failure breakdown",
-              ["Model", "Task", "Format failure", *(h for _, h in MATH_FAILURES)], failures, cautions=cautions),
+              ["Model", "Task", "Format failure", *(h for _, h in MATH_FAILURES), MATH_TRUNCATED[1]], failures,
+              "Each kind is a share of all responses; one failure can have several. Truncated = share of all "
+              "responses that stopped because they used the whole `max_gen_toks` budget (their tokens counted with "
+              "the model's own tokenizer; such a response usually misses `</answer>`), whatever their format; – where "
+              "not measured (replies from lm-eval's `--use_cache`, a model without a local tokenizer).",
+              cautions=cautions),
         Table("math_lengths", "Math: response length", ["Model", "Task", *(h for _, h in MATH_LENGTHS)], lengths,
               "Mean characters per response.", decimals={h: 1 for _, h in MATH_LENGTHS}, cautions=cautions),
     ]

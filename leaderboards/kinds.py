@@ -23,8 +23,8 @@ COUNT: Kind = "count"
 _KINDS: dict[str, Kind] = {
     # lm-eval's own and the pack's 0/1 metrics
     **dict.fromkeys(("acc", "acc_norm", "exact_match", "em", "em_official", "lenient", "lenient_substring",
-                     "accuracy", "format_accuracy", "wrong_answer_rate", "format_failure_rate", "invalid_rate",
-                     "grader_timeouts", "missing_think_close", "missing_answer_open", "missing_answer_close",
+                     "accuracy", "format_accuracy", "wrong_answer_rate", "format_failure_rate", "truncated_rate",
+                     "invalid_rate", "grader_timeouts", "missing_think_close", "missing_answer_open", "missing_answer_close",
                      "wrong_order", "planner_failures"), BINARY),
     **dict.fromkeys(("f1", "latency_s"), CONTINUOUS),
     **dict.fromkeys(("prompt_tokens", "gen_tokens", "prompt_tokens_api", "gen_tokens_api", "dep_tokens", "calls",

@@ -56,11 +56,11 @@ class DemoPlan:
         """(tasks, --limit) per lm_eval call: passages get a smaller limit than single questions."""
         from qa_tasks.harness.task_index import rollout_tasks
 
-        dear = [t for t in tasks if t in rollout_tasks()]  # the multi-call strategies: one doc = a passage
-        cheap = [t for t in tasks if t not in dear]
+        per_passage = [t for t in tasks if t in rollout_tasks()]  # the multi-call strategies: one doc = a passage
+        per_item = [t for t in tasks if t not in per_passage]
         if self.limit == self.passage_limit:
             return [(tasks, self.limit)]
-        return [(group, limit) for group, limit in ((cheap, self.limit), (dear, self.passage_limit)) if group]
+        return [(group, limit) for group, limit in ((per_item, self.limit), (per_passage, self.passage_limit)) if group]
 
 
 def plan(quick: bool) -> DemoPlan:

@@ -1,5 +1,5 @@
-"""Fixtures and hooks only: the offline environment, the tiny model (built once per run), the order and
-grouping of the test files over pytest-xdist workers. Helpers tests import live in ``tests/toolkit``."""
+"""Fixtures and hooks only: the offline environment, the tiny model (built once per run), the order of the
+tests and their pytest-xdist groups (``--dist loadgroup``). Helpers tests import live in ``tests/toolkit``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.toolkit import xdist_groups
 from tests.toolkit.env import DATA_DIR, use_offline_environment
 
 
@@ -43,22 +44,34 @@ def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", data_dir=DATA_DIR)
 
 
-def _start_order(item: pytest.Item) -> tuple[int, float]:
-    heavy = item.get_closest_marker("heavy")
-    return (0, heavy.kwargs.get("order", 0)) if heavy else (1, 0)
+# ---- pytest-xdist: declared groups, heavy ones first (tests/toolkit/xdist_groups.py) ----------------------
 
-
-# tryfirst: pytest-xdist's own hook (--dist loadgroup) reads the xdist_group marks this one adds
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Every test gets a pytest-xdist group, its file unless it declares one (``xdist_group``), so that under
-    ``--dist loadgroup`` a file's tests, and so its module-scoped fixtures (lm_eval runs, training), stay on
-    one worker; a test without a group would be sent to any worker, alone. Tests marked ``heavy`` go first,
-    lowest ``order`` first (a stable sort: otherwise in collection order): pytest-xdist hands out groups in
-    the order their first test comes (with ``--no-loadscope-reorder``; by default it hands out the groups
-    with the most tests first), so the two workers finish together rather than one waiting on the last long
-    group."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
-    items.sort(key=_start_order)
+    """Tests marked ``heavy`` first, lowest ``order`` first, the others in collection order (a stable sort):
+    xdist hands out the groups in the order of their first test (with ``--no-loadscope-reorder``), so the long
+    ones start first and the workers finish together rather than one waiting on the last long group."""
+    items.sort(key=xdist_groups.start_order)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reports its collection to the controller
+def pytest_collection_finish(session):
+    xdist_groups.write_groups(session)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    if node.config.getvalue("dist") == "loadgroup":
+        node.workerinput[xdist_groups.WORKERINPUT_KEY] = str(xdist_groups.groups_dir(node.config))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup``: every test in its declared group (its file unless it has an ``xdist_group``)."""
+    if config.getvalue("dist") == "loadgroup":
+        return xdist_groups.DeclaredGroupScheduling(config, log)
+    return None
+
+
+def pytest_unconfigure(config):
+    xdist_groups.remove_groups_dir(config)

@@ -32,7 +32,8 @@ def test_yaml_fields_and_cli_override(tmp_path, tiny_model):
                  output_dir=str(tmp_path / "out"))
     task, lora, args = parse_config(["--config", str(cfg), "--lora_r", "32", "--learning_rate", "5e-5"])
     assert (task.task, task.fold, task.eval_tasks) == ("recipe_mpr", 2, "recipe_mpr_gen_fold2")
-    assert (lora.lora_r, lora.lora_alpha, lora.target_modules()) == (32, 32, ["q_proj", "v_proj"])
+    assert (lora.lora_r, lora.lora_alpha, lora.lora_target_modules) == (32, 32, ["q_proj", "v_proj"])
+    assert task.model is lora and task.model_name_or_path == str(tiny_model)
     assert (args.learning_rate, args.num_train_epochs, args.gradient_accumulation_steps) == (5e-5, 3, 4)
     assert args.report_to == ["tensorboard"]
     assert args.use_cpu is True and args.bf16 is False  # no CUDA here: SFTConfig would refuse bf16
@@ -115,18 +116,41 @@ def test_bad_config_one_line_exit_2(override, words, tiny_model, tmp_path, capsy
     assert not (tmp_path / "out").exists()  # nothing claimed: the corrected command starts at once
 
 
-@pytest.mark.slow
-def test_help_fits_a_screen():
-    proc = subprocess.run([sys.executable, "-m", "finetune.sft", "--help"], check=False, capture_output=True,
-                          text=True, cwd=ROOT, timeout=120)
+def _help(module: str, flag: str = "--help") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, flag], check=False, capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+
+
+@pytest.mark.parametrize("module", ["finetune.sft", "finetune.grpo"])
+def test_help_lists_every_pack_option_and_choice_in_full(module):
+    from dataclasses import fields
+
+    from finetune import grpo
+    from finetune.config import ADAPTER_OPTIONS, MODEL_OPTIONS, TaskArguments
+    from finetune.grpo_data import TASKS as GRPO_TASKS
+
+    proc = _help(module)
+    assert proc.returncode == 0 and proc.stderr == ""  # no bitsandbytes/kernels start-up noise
     lines = proc.stdout.splitlines()
-    assert proc.returncode == 0 and len(lines) <= 60 and max(map(len, lines)) <= 110
-    assert any(line.startswith("  --config") for line in lines[:10]) and "--help-all" in proc.stdout
-    assert {"--lora_r", "--eval_tasks", "--learning_rate", "--report_to"} <= set(proc.stdout.split())
-    assert proc.stderr == ""  # no bitsandbytes/kernels start-up noise
-    full = subprocess.run([sys.executable, "-m", "finetune.sft", "--help-all"], check=False, capture_output=True,
-                          text=True, cwd=ROOT, timeout=300)
-    assert full.returncode == 0 and "--lr_scheduler_type" in full.stdout and "--lora_r" in full.stdout
+    words = set(proc.stdout.split())
+    task_cls, choices = (grpo.GrpoTaskArguments, GRPO_TASKS) if module == "finetune.grpo" else (TaskArguments, TASKS)
+    pack = [f.name for f in fields(task_cls) if f.init] + list(MODEL_OPTIONS + ADAPTER_OPTIONS)
+    if module == "finetune.grpo":
+        pack += [f.name for f in fields(grpo.RewardArguments)]
+    assert {f"--{name}" for name in pack} | {"--config", "--help-all"} <= words
+    task_help = proc.stdout[proc.stdout.index("  --task "):proc.stdout.index("  --fold ")]
+    assert all(choice in task_help for choice in choices), task_help
+    assert not [line for line in lines if line.rstrip().endswith(("e.g.", "i.e.", "..."))]
+    assert len(lines) <= 90 and "--lr_scheduler_type" not in words  # the pack's options, not TRL's long tail
+
+
+@pytest.mark.slow
+def test_help_all_lists_trl_options_too():
+    full = _help("finetune.sft", "--help-all")
+    assert full.returncode == 0
+    for option in ("--lr_scheduler_type", "--lora_r", "--use_dora", "--load_in_4bit", "--task"):
+        assert option in full.stdout
+    assert "{choices}" not in full.stdout and "gsm8k_r1_zero" in full.stdout
 
 
 def test_output_dir_holding_another_run(tiny_model, tmp_path, capsys, no_model_load):

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_bench_commands import commands
 from tests.toolkit.env import ROOT, SITE, lm_eval_env
 from tests.toolkit.lm_eval_runs import read_samples, run_command, run_lm_eval
-from tests.test_bench_commands import commands
 
 CONFIG = ROOT / "finetune" / "configs" / "recipe_mpr_lora.yaml"
 FAST = ["--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1", "--learning_rate", "1e-2",

@@ -15,9 +15,9 @@ import pytest
 from finetune.rewards import STOP, answer_reward, build_rewards, format_reward, parse_rewards, reply_text
 from qa_tasks import math as mt
 from qa_tasks.errors import QAPackError
+from tests.test_math_grader import CS336_DEPARTURES, FORMAT_CASES, GRADING_CASES, HOSTILE_ANSWERS, gold_of
 from tests.toolkit.env import ROOT, lm_eval_env
 from tests.toolkit.lm_eval_runs import run_command, run_lm_eval
-from tests.test_math_grader import CS336_DEPARTURES, FORMAT_CASES, GRADING_CASES, HOSTILE_ANSWERS, gold_of
 
 LORA = ROOT / "finetune" / "configs" / "grpo" / "gsm8k_grpo_lora.yaml"
 QLORA = ROOT / "finetune" / "configs" / "grpo" / "gsm8k_grpo_qlora.yaml"

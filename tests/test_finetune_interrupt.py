@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_finetune_e2e import CONFIG, FAST
 from tests.toolkit.env import ROOT, lm_eval_env
 from tests.toolkit.lm_eval_runs import run_command
-from tests.test_finetune_e2e import CONFIG, FAST
 
 pytestmark = [pytest.mark.slow, pytest.mark.heavy(order=5)]
 

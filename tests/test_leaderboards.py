@@ -424,9 +424,14 @@ def test_squad_and_math_tables_match_results_json(runs, board):
         results = runs["adapter_json"] if "+" in row[0] else runs["base_json"]
         assert row[2] == _metric(results, "gsm8k_think", "accuracy")
         assert row[5] == _metric(results, "gsm8k_think", "format_failure_rate")
-    for row in _table(board, "math_failures")["rows"]:
+    failures = _table(board, "math_failures")
+    truncated = failures["columns"].index("Truncated")
+    assert truncated == len(failures["columns"]) - 1 and "max_gen_toks" in failures["note"]
+    for row in failures["rows"]:
         results = runs["adapter_json"] if "+" in row[0] else runs["base_json"]
         assert row[3] == _metric(results, "gsm8k_think", "missing_think_close")
+        # the hf backend's replies, counted with the tiny model's tokenizer against max_gen_toks=6
+        assert row[truncated] is not None and row[truncated] == _metric(results, "gsm8k_think", "truncated_rate")
 
 
 @pytest.mark.slow
@@ -557,6 +562,10 @@ def test_progression_from_finetune_eval_folders(runs, tmp_path):
     assert step[6]["method"] == "mcnemar" and step[7]["correction"] == "bh"  # a screening table: BH
     assert step[5]["value"] == pytest.approx(_metric(runs["adapter_json"], "recipe_mpr", "acc")
                                              - _metric(runs["base_json"], "recipe_mpr", "acc"))
+    # the math family's progression follows the share of replies cut off at max_gen_toks, step by step
+    cut = [(r[2], r[4]["value"]) for r in progression["rows"] if r[1] == "gsm8k_think" and r[3] == "truncated_rate"]
+    assert cut == [("base", _metric(runs["base_json"], "gsm8k_think", "truncated_rate")),
+                   *((step, _metric(runs["adapter_json"], "gsm8k_think", "truncated_rate")) for step in ("5", "10"))]
     assert _table(json.loads((tmp_path / "LB.json").read_text()), "adapters")["rows"][0][0] == "recipe-lora"
     assert not board.warnings
     # a run stopped by a signal (finetune.sft writes status "interrupted") is labelled, never taken as finished

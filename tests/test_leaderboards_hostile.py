@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.toolkit.env import ROOT, lm_eval_env
 from tests.test_leaderboards import synthetic_run
+from tests.toolkit.env import ROOT, lm_eval_env
 
 pytest.importorskip("optuna")
 

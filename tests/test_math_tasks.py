@@ -18,7 +18,14 @@ import pytest
 from qa_tasks.math.grader import FAILURE_KINDS
 from tests.toolkit.env import lm_eval_env
 from tests.toolkit.lm_eval_runs import read_samples, run_lm_eval
-from tests.toolkit.math_responders import HOSTILE_KINDS, hostile_answer, kind_of, tricky_answer
+from tests.toolkit.math_responders import (
+    HOSTILE_KINDS,
+    TRUNCATION_KINDS,
+    hostile_answer,
+    kind_of,
+    tricky_answer,
+    truncation_kind,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +77,10 @@ def test_gold_formatted_answers_score_accuracy_one(base_run, task):
     assert "response_chars_incorrect,none" not in results["results"][task]  # no incorrect response
     # some responses write a second, wrong answer block after the first </answer>: it must be ignored
     assert any("Next question: <answer> -987654321" in r for r in responses)
-    assert results["configs"][task]["metadata"]["version"] == 1.2
+    assert results["configs"][task]["metadata"]["version"] == 1.3
+    # the scripted model has no local tokenizer: reply tokens are not known, so no truncation share (not 0)
+    assert "truncated_rate,none" not in results["results"][task]
+    assert all("truncated_rate" not in s for s in samples)
 
 
 def test_hendrycks_math_reads_all_subjects_of_the_local_copy(base_run):
@@ -179,6 +189,18 @@ def test_tiny_hf_model_runs(hf_run, task):
     assert len(samples) == 5 and all(s["arguments"]["gen_args_0"]["arg_1"]["max_gen_toks"] == 16 for s in samples)
 
 
+def test_tiny_hf_model_truncation_is_counted_with_its_tokenizer(hf_run, tiny_model):
+    """The real hf backend: each reply's verdict is its re-encoded length against max_gen_toks=16."""
+    from transformers import AutoTokenizer
+
+    out, results = hf_run
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    samples = read_samples(out, "gsm8k_think")
+    expected = [float(len(tokenizer.encode(s["resps"][0][0], add_special_tokens=False)) >= 16) for s in samples]
+    assert [s["truncated_rate"] for s in samples] == expected
+    assert metric(results, "gsm8k_think", "truncated_rate") == pytest.approx(sum(expected) / len(expected))
+
+
 def test_preflight_checks_the_data_before_any_model_loads(monkeypatch, tmp_path):
     """The harness's preflight (run by lm_eval before the model loads) reaches this family's loaders."""
     from qa_tasks.errors import QAPackError
@@ -213,3 +235,53 @@ def test_hostile_replies_get_a_careful_graders_verdict(hostile_run):
     for sample, (kind, reply, correct) in zip(samples, expected):
         assert sample["resps"][0][0] == reply and sample["accuracy"] == float(correct), (kind, sample["doc"]["gold"])
     assert metric(results, "gsm8k_think", "accuracy") == pytest.approx(sum(c for *_, c in expected) / len(samples))
+
+
+TRUNCATE_BUDGET = 48
+
+
+@pytest.fixture(scope="module")
+def truncate_runs(tmp_path_factory, tiny_model):
+    """gsm8k_think with replies built to hit max_gen_toks (exactly that many tokens of the tiny model's tokenizer,
+    no stop string), replies one token short of it, and short ones; then the same run again from lm-eval's
+    response cache (--use_cache), where the wrapped model never sees the requests."""
+    runs = []
+    cache = tmp_path_factory.mktemp("truncate-cache") / "responses"
+    for name in ("truncate", "truncate-cached"):
+        out = tmp_path_factory.mktemp(name)
+        _, results = run_lm_eval(
+            ["--model", "scripted", "--model_args", f"{RESPONDER},mode=truncate,tokenizer={tiny_model}",
+             "--tasks", "gsm8k_think", "--limit", "30", "--gen_kwargs", f"max_gen_toks={TRUNCATE_BUDGET}",
+             "--use_cache", str(cache), "--log_samples"], output=out)
+        runs.append((out, results))
+    return runs
+
+
+def test_gsm8k_think_reports_the_share_of_replies_that_hit_max_gen_toks(truncate_runs, tiny_model):
+    from transformers import AutoTokenizer
+
+    (out, results), _ = truncate_runs
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    samples = read_samples(out, "gsm8k_think")
+    kinds = [truncation_kind(s["doc"]["question"]) for s in samples]
+    assert set(kinds) == set(TRUNCATION_KINDS)  # every kind of reply was built
+    for sample, kind in zip(samples, kinds):
+        reply = sample["resps"][0][0]
+        assert sample["arguments"]["gen_args_0"]["arg_1"]["max_gen_toks"] == TRUNCATE_BUDGET
+        tokens = len(tokenizer.encode(reply, add_special_tokens=False))
+        assert tokens == {"cap": TRUNCATE_BUDGET, "one_short": TRUNCATE_BUDGET - 1}.get(kind, tokens)
+        assert sample["truncated_rate"] == float(kind == "cap"), (kind, tokens)
+    share = kinds.count("cap") / len(kinds)
+    assert metric(results, "gsm8k_think", "truncated_rate") == pytest.approx(share)
+    # beside the format breakdown: the cut-off replies are the format failures, all missing </answer>
+    assert metric(results, "gsm8k_think", "format_failure_rate") == pytest.approx(share)
+    assert metric(results, "gsm8k_think", "missing_answer_close") == pytest.approx(share)
+    assert results["configs"]["gsm8k_think"]["metadata"]["version"] == 1.3
+
+
+def test_cached_replies_report_no_truncation_share(truncate_runs):
+    """Replies from lm-eval's response cache were never counted: the metric is absent, not 0."""
+    (_, first), (out, cached) = truncate_runs
+    assert metric(cached, "gsm8k_think", "accuracy") == metric(first, "gsm8k_think", "accuracy")
+    assert "truncated_rate,none" not in cached["results"]["gsm8k_think"]
+    assert all("truncated_rate" not in s for s in read_samples(out, "gsm8k_think"))

@@ -316,3 +316,129 @@ def test_every_generating_task_has_stop_strings():
     generating = {c["task"]: c for c in configs if c.get("output_type") == "generate_until"}
     assert {"squad_collab", "gsm8k_think_chat", "math500_think_chat", "recipe_mpr_gen"} <= set(generating)
     assert {t for t, c in generating.items() if not c["generation_kwargs"]["until"]} == set()
+
+
+# --- replies that used their whole token budget (qa_tasks.rollout.budget) --------------------------------
+
+class WordTokenizer:
+    """A transformers-like tokenizer: one id per whitespace word, a BOS id unless add_special_tokens=False."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+
+    def encode(self, text, add_special_tokens=True):
+        self.calls.append({"add_special_tokens": add_special_tokens})
+        return ([0] if add_special_tokens else []) + [1] * len(text.split())
+
+    def add_special_tokens(self, *_):  # transformers tokenizers have it; tiktoken's Encoding does not
+        return 0
+
+
+class TiktokenLike:
+    """tiktoken's Encoding: no add_special_tokens keyword, never adds special tokens."""
+
+    def encode(self, text, *, allowed_special=frozenset(), disallowed_special="all"):
+        return [1] * len(text.split())
+
+
+class ScriptLM(EchoLM):
+    """Replies with the text given per request context; ``tokenizer`` and ``max_gen_toks`` as attributes."""
+
+    def __init__(self, replies: dict[str, str], tokenizer=None, max_gen_toks=None) -> None:
+        super().__init__()
+        self.replies, self.tokenizer = replies, tokenizer
+        if max_gen_toks is not None:
+            self.max_gen_toks = max_gen_toks
+
+    def generate_until(self, requests, disable_tqdm: bool = False):
+        self.batches.append([r.args for r in requests])
+        return [self.replies.get(r.args[0], "x") for r in requests]
+
+
+def _doc_req(context, doc, kwargs) -> Instance:
+    return Instance("generate_until", doc, (context, kwargs), 0, ("t", doc.get("id", 0), 1))
+
+
+@pytest.mark.parametrize(("kwargs", "default", "budget"), [
+    ({"max_gen_toks": 8}, None, 8),
+    ({"max_gen_toks": "8"}, None, 8),  # --gen_kwargs values may arrive as text
+    ({"max_new_tokens": 5, "max_tokens": 6}, None, 5),  # lm-eval's alias priority
+    ({"max_tokens": 6, "max_completion_tokens": 7}, None, 6),
+    ({"max_completion_tokens": 7}, None, 7),
+    ({"until": ["\n"]}, 256, 256),  # the model's default
+    ({"until": ["\n"]}, None, None),  # not known: no verdict
+    ({"max_gen_toks": 8, "max_length": 100}, None, None),  # prompt + reply together: not the reply's budget
+    ({"max_gen_toks": 0}, None, None), ({"max_gen_toks": 2.5}, None, None), ({"max_gen_toks": True}, None, None),
+    (None, 16, 16),
+])
+def test_budget_of_a_request(kwargs, default, budget):
+    from qa_tasks.rollout.budget import budget_of
+
+    assert budget_of(kwargs, default) == budget
+
+
+def test_a_reply_is_truncated_when_its_tokens_reach_the_budget():
+    from qa_tasks.rollout.budget import hit_budget
+
+    assert hit_budget(8, 8) is True and hit_budget(9, 8) is True  # re-tokenisation may come out one over
+    assert hit_budget(7, 8) is False  # a stop string or EOS ended it: its tokens are not in the reply
+    assert hit_budget(None, 8) is None and hit_budget(8, None) is None
+
+
+def test_the_layer_records_each_plain_reply_against_its_budget():
+    from qa_tasks.rollout.budget import truncated
+
+    tok = WordTokenizer()
+    replies = {"a": "w " * 8, "b": "w " * 7, "c": "w " * 3}
+    lm = rollout.wrap(ScriptLM(replies, tokenizer=tok, max_gen_toks=3))
+    docs = [{"id": i, "q": q} for i, q in enumerate("abc")]
+    reqs = [_doc_req("a", docs[0], {"max_gen_toks": 8}), _doc_req("b", docs[1], {"max_gen_toks": 8}),
+            _doc_req("c", docs[2], {"until": ["\n"]})]  # c: the model's default budget, 3
+    out = lm.generate_until(reqs)
+    assert [truncated(d, r) for d, r in zip(docs, out)] == [True, False, True]
+    assert all(c == {"add_special_tokens": False} for c in tok.calls)  # no BOS counted: 7 words stay 7
+    assert truncated({"id": 0, "q": "a"}, out[0]) is True  # found by the document's content, as lm-eval re-reads it
+    assert truncated(docs[0], out[1]) is None and truncated({"id": 9}, out[0]) is None  # never recorded
+    lm.generate_until([_doc_req("c", docs[2], {"max_gen_toks": 8})])  # each call starts afresh
+    assert truncated(docs[0], out[0]) is None and truncated(docs[2], out[2]) is False
+
+
+def test_no_verdict_without_a_local_tokenizer_or_a_known_budget():
+    from qa_tasks.rollout.budget import truncated
+
+    doc, reply = {"q": "a"}, "w " * 8
+    for lm, kwargs in ((rollout.wrap(ScriptLM({"a": reply})), {"max_gen_toks": 8}),  # word-count fallback: a guess
+                       (rollout.wrap(ScriptLM({"a": reply}, tokenizer=WordTokenizer())), {"until": ["\n"]}),
+                       (rollout.wrap(ScriptLM({"a": reply}, tokenizer=WordTokenizer())), {"max_gen_toks": 8,
+                                                                                          "max_length": 64})):
+        lm.generate_until([_doc_req("a", doc, kwargs)])
+        assert truncated(doc, reply) is None
+    stripped = ScriptLM({"a": reply}, tokenizer=WordTokenizer())
+    stripped.think_end_token = "</think>"  # the backend cut the thinking out of the reply: tokens unknown
+    rollout.wrap(stripped).generate_until([_doc_req("a", doc, {"max_gen_toks": 8})])
+    assert truncated(doc, reply) is None
+    tiktoken = rollout.wrap(ScriptLM({"a": reply}, tokenizer=TiktokenLike()))
+    tiktoken.generate_until([_doc_req("a", doc, {"max_gen_toks": 8})])
+    assert truncated(doc, reply) is True
+
+
+def test_one_reply_recorded_with_two_verdicts_has_none():
+    from qa_tasks.rollout import budget
+
+    budget.reset()
+    budget.record({"q": 1}, "same", True)
+    budget.record({"q": 1}, "same", True)
+    assert budget.truncated({"q": 1}, "same") is True
+    budget.record({"q": 1}, "same", False)  # e.g. two tasks over the same document with different budgets
+    assert budget.truncated({"q": 1}, "same") is None
+    budget.reset()
+
+
+def test_replies_of_a_run_with_plans_are_recorded_for_plain_requests_only():
+    from qa_tasks.rollout.budget import truncated
+
+    p = _passage(2)
+    lm = rollout.wrap(ScriptLM({"plain": "w " * 8}, tokenizer=WordTokenizer()))
+    doc = {"q": "plain"}
+    out = lm.generate_until([_req(_plan("batch", p)), _doc_req("plain", doc, {"max_gen_toks": 8})])
+    assert truncated(doc, out[1]) is True and truncated({}, out[0]) is None

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.test_sweep import TPE
 from tests.toolkit.env import ROOT, lm_eval_env
 from tests.toolkit.lm_eval_runs import run_command
-from tests.test_sweep import TPE
 
 optuna = pytest.importorskip("optuna")
 

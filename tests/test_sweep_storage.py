@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.toolkit.env import ROOT, lm_eval_env
 from tests.test_sweep import TPE
+from tests.toolkit.env import ROOT, lm_eval_env
 
 pytestmark = pytest.mark.heavy(order=7)
 

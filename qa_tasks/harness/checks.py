@@ -1,12 +1,13 @@
 """Checks of a run before any model loads: the pack tasks' data and options, the backend's packages, local
 paths, endpoints and run options, and which tasks need the rollout layer or only the pack's task index.
 
-May import: the ground modules of ``qa_tasks``, ``qa_tasks.harness.task_index`` and
+May import: the ground modules of ``qa_tasks``, ``qa_tasks.rollout.budget``, ``qa_tasks.harness.task_index`` and
 ``qa_tasks.harness.api_endpoint``; lm-eval's public ``simple_parse_args_string``.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -14,9 +15,10 @@ from qa_tasks.errors import QAPackError
 from qa_tasks.extras import require
 from qa_tasks.family import families
 from qa_tasks.harness.api_endpoint import API_MODELS, CHAT_API_MODELS, check_endpoint
-from qa_tasks.harness.task_index import family_of, leaf_tasks, pack_tasks, rollout_tasks
+from qa_tasks.harness.task_index import family_of, leaf_tasks, pack_entries, pack_tasks, rollout_tasks
+from qa_tasks.rollout.budget import TRUNCATED_METRIC
 
-__all__ = ["BACKEND_EXTRAS", "VLLM_MAX_LORA_RANKS", "check_model_args", "check_run_options", "multi_round",
+__all__ = ["BACKEND_EXTRAS", "VLLM_MAX_LORA_RANKS", "budget_tasks", "check_model_args", "check_run_options", "multi_round",
            "needs_rollout", "pack_only", "preflight", "task_names"]
 
 # lm-eval model name -> the pack extra that installs what lm-eval imports for it (qa_tasks.extras.EXTRAS)
@@ -50,10 +52,24 @@ def task_names(tasks) -> list:
     return tasks.split(",") if isinstance(tasks, str) else list(tasks or [])
 
 
+@functools.lru_cache(maxsize=1)
+def budget_tasks() -> frozenset[str]:
+    """Pack tasks reporting the share of replies cut off at ``max_gen_toks`` (their metric list, or the template it
+    includes, names ``truncated_rate``), which the rollout layer measures, and the pack groups holding any."""
+    entries = {n: e for n, e in pack_entries().items() if n in pack_tasks()}
+    found = {n for n, e in entries.items()
+             if any(isinstance(m, dict) and m.get("metric") == TRUNCATED_METRIC
+                    for m in (e.cfg or {}).get("metric_list") or [])}
+    groups = {n: (e.cfg or {}).get("task") or [] for n, e in entries.items() if "group" in (e.cfg or {})}
+    found |= {g for g, members in groups.items() if found.intersection(m for m in members if isinstance(m, str))}
+    return frozenset(found)
+
+
 def needs_rollout(tasks, task_manager=None) -> bool:
-    """Whether a run of ``tasks`` needs the rollout layer. Pack tasks are known exactly; a plain lm-eval task
+    """Whether a run of ``tasks`` needs the rollout layer: multi-call tasks run through it, and tasks reporting
+    ``truncated_rate`` read its reply records. Pack tasks are known exactly; a plain lm-eval task
     does not; task objects, and groups or tags of a caller's own task manager, might hold a pack task."""
-    ours, theirs = rollout_tasks(), pack_tasks()
+    ours, theirs = rollout_tasks() | budget_tasks(), pack_tasks()
     for task in task_names(tasks):
         if not isinstance(task, str):
             return True

@@ -57,7 +57,7 @@ FAMILY = Family(
         eval_task="gsm8k_think")},
     main_metric="accuracy",
     compared_metrics=("accuracy", "format_accuracy"),
-    progress_metrics=("accuracy", "format_accuracy", "wrong_answer_rate", "format_failure_rate"),
+    progress_metrics=("accuracy", "format_accuracy", "wrong_answer_rate", "format_failure_rate", "truncated_rate"),
     tables=("leaderboards.family_tables:math_tables",),
     demo_tasks=("gsm8k_think", "math500_think"),
 )

@@ -119,9 +119,10 @@ def build_docs(source: str) -> list[dict]:
         return [{"id": r.get("unique_id") or f"math500/{i}", "question": r["problem"].strip(),
                  "gold": gold_from_math(r), "subject": str(r.get("subject", "")), "level": str(r.get("level", ""))}
                 for i, r in enumerate(load_math500())]
-    if source == "gsm8k":
-        return [{"id": f"gsm8k/test/{i}", "question": r["question"], "gold": r["answer"], "subject": "",
-                 "level": ""} for i, r in enumerate(load_gsm8k("test"))]
+    if source in ("gsm8k", "gsm8k_train"):  # gsm8k_train: the validation documents of a sweep (gsm8k_think_train)
+        split = "test" if source == "gsm8k" else "train"
+        return [{"id": f"gsm8k/{split}/{i}", "question": r["question"], "gold": r["answer"], "subject": "",
+                 "level": ""} for i, r in enumerate(load_gsm8k(split))]
     if source == "hendrycks_math":
         counters: dict[str, int] = {}
         docs = []
@@ -130,6 +131,6 @@ def build_docs(source: str) -> list[dict]:
             docs.append({"id": f"hendrycks_math/{r['subject']}/{k}", "question": r["problem"].strip(),
                          "gold": gold_from_math(r), "subject": r["subject"], "level": str(r.get("level", ""))})
         return docs
-    raise QAPackError(f"unknown math data set {source!r}; use math500, gsm8k or hendrycks_math")
+    raise QAPackError(f"unknown math data set {source!r}; use math500, gsm8k, gsm8k_train or hendrycks_math")
 
 

@@ -10,18 +10,23 @@ from qa_tasks.math.grader import (
     ResponseGrade,
     grade_response,
 )
+from qa_tasks.rollout.budget import TRUNCATED_METRIC
+
+__all__ = ["COUNT_METRICS", "METRICS", "TRUNCATED_METRIC", "doc_metrics", "score_response", "summarize"]
 
 METRICS = ("accuracy", "format_accuracy", "wrong_answer_rate", "format_failure_rate", *FAILURE_KINDS,
-           "response_chars", "response_chars_correct", "response_chars_incorrect", "grader_timeouts", "n")
+           TRUNCATED_METRIC, "response_chars", "response_chars_correct", "response_chars_incorrect", "grader_timeouts", "n")
 COUNT_METRICS = ("grader_timeouts", "n")  # summed; every other metric is a mean over the docs that carry it
 
 
 # --- metrics: per response, then summarised the way lm-eval aggregates them ----------------------
 
-def doc_metrics(grade: ResponseGrade, response: str) -> dict[str, float]:
+def doc_metrics(grade: ResponseGrade, response: str, truncated: bool | None = None) -> dict[str, float]:
     """Per-response metric values (keys of ``METRICS``; the length of the class it is not in is omitted).
 
     accuracy + wrong_answer_rate + format_failure_rate = 1 for every response, hence for every mean.
+    ``truncated``: whether the response stopped because it hit ``max_gen_toks``, as the rollout layer measured
+    it (``qa_tasks.rollout.budget``); None (not measured) leaves ``truncated_rate`` out, never 0.
     """
     correct = float(grade.correct)
     out = {
@@ -34,13 +39,17 @@ def doc_metrics(grade: ResponseGrade, response: str) -> dict[str, float]:
         "grader_timeouts": float(grade.timed_out),
         "n": 1.0,
     }
+    if truncated is not None:
+        out[TRUNCATED_METRIC] = float(truncated)
     out["response_chars_correct" if grade.correct else "response_chars_incorrect"] = float(len(response))
     return out
 
 
-def score_response(response: str, gold: str, grader: Grader | None = None) -> dict[str, float]:
-    """Grade one raw response against its gold answer and return its metric values."""
-    return doc_metrics(grade_response(response, gold, grader), response)
+def score_response(response: str, gold: str, grader: Grader | None = None,
+                   truncated: bool | None = None) -> dict[str, float]:
+    """Grade one raw response against its gold answer and return its metric values (``truncated``: see
+    ``doc_metrics``)."""
+    return doc_metrics(grade_response(response, gold, grader), response, truncated)
 
 
 def summarize(rows: Iterable[dict[str, float]]) -> dict[str, float]:

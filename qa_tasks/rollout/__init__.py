@@ -3,7 +3,9 @@
 - ``plan``: the plan marker a request carries, the calls a plan's program yields, a plan's live state;
 - ``layer``: ``RolloutMixin``, put in front of an lm-eval model class (``with_rollout``) or instance
   (``wrap``): round-batched runs, one backend batch per round;
-- ``stream``: the barrier-free runner API models use.
+- ``stream``: the barrier-free runner API models use;
+- ``budget``: which replies used their whole token budget (``max_gen_toks``), recorded by the layer for every
+  plain request and read by tasks' ``process_results`` (``truncated(doc, reply)``).
 
 May import: the ground modules of ``qa_tasks`` (errors, family) and lm-eval's public model API.
 Families import ``Call`` and ``plan_text`` from here; nothing here imports a family by name

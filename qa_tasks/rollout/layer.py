@@ -22,6 +22,10 @@ CLI creates) and ``wrap(lm)`` (for ready instances passed to ``simple_evaluate``
 Tokens are counted with the wrapped model's local tokenizer (``tok_encode``, else ``tokenizer.encode``)
 when it returns token ids; otherwise (no local tokenizer, e.g. an API model without
 ``tokenizer_backend``) with the fallback ``count_tokens_fallback`` (words and punctuation marks).
+
+Every call also records, for each plain request's reply, whether it used its whole token budget
+(``qa_tasks.rollout.budget``: re-encoded with the model's own tokenizer; no record from the fallback
+count), so a task's ``process_results`` can report the share of replies cut off at ``max_gen_toks``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import weakref
 from lm_eval.api.model import LM
 
 from qa_tasks.errors import QAPackError
+from qa_tasks.rollout import budget
 from qa_tasks.rollout.plan import (
     MARKER,
     Call,
@@ -129,6 +134,52 @@ class RolloutMixin(LM):
                 return len(ids)
         return count_tokens_fallback(text)
 
+    def _rollout_reply_tokens(self, reply: str) -> int | None:
+        """Tokens of a generated reply, re-encoded with the model's own tokenizer and no special tokens (no
+        BOS); None when there is no local tokenizer that returns ids (the fallback count is only an estimate)."""
+        tokenizer = getattr(self, "tokenizer", None)
+        encode = getattr(tokenizer, "encode", None)
+        attempts = []
+        if encode is not None:
+            attempts.append(lambda: encode(reply, add_special_tokens=False))  # transformers
+            if not hasattr(tokenizer, "add_special_tokens"):  # tiktoken: adds no special tokens of its own
+                attempts.append(lambda: encode(reply, disallowed_special=()))
+        if getattr(self, "tok_encode", None) is not None:  # a backend's own encoder, last
+            attempts.append(lambda: self.tok_encode(reply, add_special_tokens=False))
+        for attempt in attempts:
+            try:
+                ids = attempt()
+            except Exception:  # noqa: BLE001, S112 (an encoder without that keyword: try the next)
+                continue
+            if isinstance(ids, list) and all(isinstance(i, int) for i in ids):
+                return len(ids)
+        return None
+
+    def _rollout_budget(self, gen_kwargs) -> int | None:
+        """The token budget of a request: its ``max_gen_toks`` (or alias), else the model's default; None when
+        unknown, or when the backend strips a thinking section from replies (``think_end_token``: the reply
+        no longer holds every generated token)."""
+        if getattr(self, "think_end_token", None) is not None:
+            return None
+        try:
+            default = getattr(self, "max_gen_toks", None)
+        except Exception:  # noqa: BLE001 (a property that needs what this model lacks)
+            default = None
+        if default is None:
+            default = getattr(self, "_max_gen_toks", None)
+        return budget.budget_of(gen_kwargs, default)
+
+    def _rollout_record_budgets(self, requests, indices, results) -> None:
+        """Record, per plain request, whether its reply used the whole budget (``qa_tasks.rollout.budget``)."""
+        for i in indices:
+            request, reply = requests[i], results[i]
+            args = getattr(request, "args", None)
+            if not isinstance(reply, str) or not isinstance(args, tuple) or len(args) < 2:
+                continue
+            cap = self._rollout_budget(args[1])
+            used = self._rollout_reply_tokens(reply) if cap is not None else None
+            budget.record(getattr(request, "doc", None), reply, budget.hit_budget(used, cap))
+
     def _rollout_send(self, request, prompt, kwargs) -> tuple[str, float]:
         """One call through the wrapped model on its own: (reply, wall seconds)."""
         start = time.perf_counter()
@@ -186,10 +237,14 @@ class RolloutMixin(LM):
                 plan.feed(replies[id(plan)])
 
     def generate_until(self, requests, disable_tqdm: bool = False):
+        budget.reset()  # the records describe this call's replies only
         found = [find_plan(req.args[0]) for req in requests]
         if not any(found):
-            return super().generate_until(requests, disable_tqdm)
+            results = super().generate_until(requests, disable_tqdm)
+            self._rollout_record_budgets(requests, range(len(requests)), results)
+            return results
         plans, plain = self._rollout_start(requests, found)
+        plain_indices = list(plain)
         results: list = [None] * len(requests)
         concurrent = getattr(self, "_concurrent", None)  # lm-eval's API models (TemplateAPI)
         if isinstance(concurrent, int) and os.environ.get("QA_PACK_ROLLOUT", "").lower() != "rounds":
@@ -201,6 +256,7 @@ class RolloutMixin(LM):
                 plain = []
         for plan in plans:
             results[plan.index] = plan.result()
+        self._rollout_record_budgets(requests, plain_indices, results)
         return results
 
 

@@ -64,12 +64,16 @@ __all__ = ["ALL_IN_ONE_INSTRUCTION", "FAMILY", "HUB_ID", "INSTRUCTION", "PLANNER
 def preflight(task_name: str, metadata: dict | None = None) -> None:
     """Load and validate the data a task reads before any model loads. With the run's ``--metadata``
     (None: not known), also its options and that they leave at least one document."""
+    from qa_tasks.harness.task_index import task_options
+
+    split = task_options(task_name).get("split", "validation")  # the *_train variants read the train file
     if metadata is None:
-        paragraphs("validation")
+        paragraphs(split)
         return
-    options = {k: metadata[k] for k in ("split", "min_questions", "max_questions", "seed") if k in metadata}
-    if task_name == "squad_v1":
-        load_questions(options.get("split", "validation"))
+    options = {"split": split, **{k: metadata[k] for k in ("split", "min_questions", "max_questions", "seed")
+                                  if k in metadata}}
+    if task_name.startswith("squad_v1"):
+        load_questions(options["split"])
     else:
         load_passages(**options)
 

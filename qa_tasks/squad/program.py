@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Generator
 
 from qa_tasks.errors import QAPackError
-from qa_tasks.squad import metrics as m
 from qa_tasks.squad.data import STRATEGIES, Passage
+from qa_tasks.squad.metrics import extract_answer, parse_all_in_one, parse_planner
 from qa_tasks.squad.prompts import (
     PLANNER_STOP,
     all_in_one_prompt,
@@ -43,7 +43,7 @@ def rollout_program(args: dict, gen_kwargs: dict) -> Generator:
     if strategy == "all_in_one":
         [reply] = yield [_call(_user(all_in_one_prompt(passage)), max_gen_toks=per_answer * n)]
         out["reply"] = reply
-        out["replies"] = m.parse_all_in_one(reply, qids)
+        out["replies"] = parse_all_in_one(reply, qids)
     elif strategy == "batch":
         replies = yield [_call(_user(batch_prompt(passage, i))) for i in range(n)]
         out["replies"] = dict(zip(qids, replies))
@@ -56,13 +56,13 @@ def rollout_program(args: dict, gen_kwargs: dict) -> Generator:
     elif strategy == "collab":
         [plan_reply] = yield [_call(_user(planner_prompt(passage)), kind="planner",
                                     max_gen_toks=16 + 16 * n, until=list(PLANNER_STOP))]
-        plan = m.parse_planner(plan_reply, qids)
+        plan = parse_planner(plan_reply, qids)
         out.update(planner_reply=plan_reply, order=list(plan.order), links={k: list(v) for k, v in plan.links.items()},
                    planner_failure=plan.failure)
         text = {q.qid: q.question for q in passage.questions}
         messages: list[dict] = []
         for k, qid in enumerate(plan.order):
-            related = [(text[d], m.extract_answer(out["replies"][d] or "")[0]) for d in plan.links.get(qid, ())]
+            related = [(text[d], extract_answer(out["replies"][d] or "")[0]) for d in plan.links.get(qid, ())]
             turn = {"role": "user", "content": collab_turn(passage, qid, k == 0, related)}
             [reply] = yield [_call(messages + [turn])]
             messages += [turn, {"role": "assistant", "content": reply}]

@@ -4,26 +4,25 @@ import json
 
 import datasets
 
-from qa_tasks import rollout
-from qa_tasks import squad as s
+from qa_tasks import rollout, squad
 from qa_tasks.aggregations import count  # noqa: F401 (the YAMLs name it utils.count)
 from qa_tasks.errors import QAPackError
 
 
 def load(split="validation", min_questions=5, max_questions=10, seed=1234, **_ignored):
     """custom_dataset of the strategies: one document per passage (``--metadata`` may set the args)."""
-    passages = s.load_passages(split, min_questions, max_questions, seed)
+    passages = squad.load_passages(split, min_questions, max_questions, seed)
     return {"test": datasets.Dataset.from_list([p.as_dict() for p in passages])}
 
 
 def load_questions(split="validation", **_ignored):
     """custom_dataset of squad_v1: one document per question."""
-    return {"test": datasets.Dataset.from_list([p.as_dict() for p in s.load_questions(split)])}
+    return {"test": datasets.Dataset.from_list([p.as_dict() for p in squad.load_questions(split)])}
 
 
 def _plan(doc, strategy):
     rollout.require_active(f"squad_{strategy}")
-    return rollout.plan_text("squad", s.plan_args(strategy, s.Passage.from_dict(doc)))
+    return rollout.plan_text("squad", squad.plan_args(strategy, squad.Passage.from_dict(doc)))
 
 
 def all_in_one_text(doc):
@@ -54,11 +53,11 @@ def process_rollout(doc, results):
     if not (isinstance(result, dict) and result.get(rollout.RESULT_KEY)):
         raise QAPackError("a SQuAD strategy request came back without the rollout layer's result; "
                           "run it through the lm_eval CLI with lm-eval-qa-pack installed") from None
-    return s.passage_metrics(s.Passage.from_dict(doc), result)
+    return squad.passage_metrics(squad.Passage.from_dict(doc), result)
 
 
 def v1_text(doc):
-    return s.batch_prompt(s.Passage.from_dict(doc), 0)
+    return squad.batch_prompt(squad.Passage.from_dict(doc), 0)
 
 
 def v1_target(doc):
@@ -66,7 +65,7 @@ def v1_target(doc):
 
 
 def process_v1(doc, results):
-    [scores] = s.question_metrics(s.Passage.from_dict(doc), {"Q1": results[0]})
+    [scores] = squad.question_metrics(squad.Passage.from_dict(doc), {"Q1": results[0]})
     return {**scores, "n_questions": 1.0}
 
 

@@ -19,6 +19,11 @@ last ``\\boxed{}`` of a MATH ``solution``), not through the pack's loaders. Mode
   (``hostile_answer``): scientific notation, a long run of unit words, a zero-width character, a 1 MB
   thought, a nested tag, a hedge, upper-case tags, each with the verdict a careful grader gives.
 
+- ``truncate`` (needs ``tokenizer=PATH``, a folder ``AutoTokenizer`` loads): by question (``truncation_kind``),
+  a reply cut off while thinking that is exactly ``max_gen_toks`` tokens of that tokenizer (``cap``: it hit the
+  budget), a formatted gold reply of ``max_gen_toks - 1`` tokens (``one_short``: stopped just before it), or
+  a short formatted gold reply (``short``); ``exactly_n_tokens`` builds the first two.
+
 ``unformatted=<source>`` (math500, gsm8k or hendrycks_math) switches the questions of that data set
 to ``unformatted`` whatever the mode, so one lm_eval run can cover both behaviours.
 
@@ -33,8 +38,8 @@ import re
 import zlib
 from pathlib import Path
 
-__all__ = ["GOLD_TEMPLATES", "HOSTILE_KINDS", "UNFORMATTED", "WRONG_TEMPLATE", "MathResponder", "hostile_answer",
-           "kind_of", "responder", "tricky_answer"]
+__all__ = ["GOLD_TEMPLATES", "HOSTILE_KINDS", "TRUNCATION_KINDS", "UNFORMATTED", "WRONG_TEMPLATE", "MathResponder",
+           "exactly_n_tokens", "hostile_answer", "kind_of", "responder", "tricky_answer", "truncation_kind"]
 
 GOLD_TEMPLATES = (
     " Let me work it out step by step. </think> <answer> {gold} </answer>",
@@ -132,13 +137,53 @@ def hostile_answer(gold: str, h: int) -> tuple[str, str, bool]:
     return (HOSTILE_KINDS[k], *replies[k])
 
 
+TRUNCATION_KINDS = ("cap", "one_short", "short")
+
+
+def truncation_kind(question: str) -> str:
+    """Which reply the ``truncate`` mode gives to ``question``: one of ``TRUNCATION_KINDS``."""
+    return TRUNCATION_KINDS[zlib.crc32(question.encode()) % len(TRUNCATION_KINDS)]
+
+
+def exactly_n_tokens(tokenizer, n: int, head: str, tail: str = "") -> str:
+    """``head`` + filler thinking + ``tail`` cut so that the text re-encodes (no special tokens) to exactly ``n``
+    tokens of ``tokenizer``; raises when no cut does (the test would then not test what it says)."""
+    def count(text: str) -> int:
+        return len(tokenizer.encode(text, add_special_tokens=False))
+
+    body = tokenizer.encode(head + " and then I add the next number to the running total" * (n + 8),
+                            add_special_tokens=False)
+    k = max(0, n - count(tail))
+    for cut in sorted(range(max(0, k - 6), k + 7), key=lambda c: abs(c - k)):
+        text = tokenizer.decode(body[:cut], clean_up_tokenization_spaces=False) + tail
+        if "\nUser:" not in text and count(text) == n:
+            return text
+    raise ValueError(f"no text of exactly {n} tokens from {head!r} ... {tail!r}")
+
+
 class MathResponder:
-    def __init__(self, mode: str = "gold", unformatted: str = "") -> None:
-        if mode not in ("gold", "unformatted", "mixed", "spacing", "hostile"):
+    def __init__(self, mode: str = "gold", unformatted: str = "", tokenizer: str = "") -> None:
+        if mode not in ("gold", "unformatted", "mixed", "spacing", "hostile", "truncate"):
             raise ValueError(f"unknown mode {mode!r}")
+        if mode == "truncate" and not tokenizer:
+            raise ValueError("mode truncate needs tokenizer=PATH")
         self.mode = mode
         self.unformatted_source = unformatted
         self.golds = _golds()
+        if tokenizer:
+            from transformers import AutoTokenizer
+
+            self.tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+
+    def _truncate(self, question: str, gold: str, gen_kwargs: dict) -> str:
+        budget = int(gen_kwargs["max_gen_toks"])
+        kind = truncation_kind(question)
+        if kind == "cap":  # cut off mid-thought at the budget: no stop string, no closing tags
+            return exactly_n_tokens(self.tokenizer, budget, " Let me think")
+        if kind == "one_short":  # a whole answer that stopped one token before the budget
+            return exactly_n_tokens(self.tokenizer, budget - 1, " Let me think",
+                                    f" </think> <answer> {gold} </answer>")
+        return GOLD_TEMPLATES[0].format(gold=gold)
 
     def _question(self, context: str) -> str:
         matches = [q for q in self.golds if q in context]
@@ -153,6 +198,8 @@ class MathResponder:
         mode = self.mode if self.mode != "mixed" else ("gold", "wrong", "unformatted")[h % 3]
         if source == self.unformatted_source:
             mode = "unformatted"
+        if mode == "truncate":
+            return self._truncate(question, gold, gen_kwargs)  # base prompts only: no "<think>" added
         if mode == "spacing":
             text = GOLD_TEMPLATES[0].format(gold=tricky_answer(gold, h)[0])
         elif mode == "hostile":
@@ -167,5 +214,5 @@ class MathResponder:
         return text if context.rstrip().endswith("<think>") else "<think>" + text
 
 
-def responder(mode: str = "gold", unformatted: str = "", **_ignored) -> MathResponder:
-    return MathResponder(mode, unformatted)
+def responder(mode: str = "gold", unformatted: str = "", tokenizer: str = "", **_ignored) -> MathResponder:
+    return MathResponder(mode, unformatted, tokenizer)

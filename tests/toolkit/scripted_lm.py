@@ -10,6 +10,9 @@ PYTHONPATH (see ``sitecustomize.py`` there). Model args:
   (1, 2, ...) that carried a generation request;
 - ``created=PATH`` (optional): the file is written when the model is constructed, so tests can check
   that a run stopped before any model loaded.
+
+A responder with a ``tokenizer`` attribute lends it to the model (``ScriptedLM.tokenizer``), so the rollout
+layer counts reply tokens as it does for a real model; without one the model has no local tokenizer.
 """
 
 from __future__ import annotations
@@ -50,6 +53,15 @@ class ScriptedLM(LM):
     @property
     def tokenizer_name(self) -> str:
         return "scripted-chatml"
+
+    @property
+    def tokenizer(self):
+        """The responder's tokenizer when it has one (e.g. the math responder's ``tokenizer=PATH``), so the rollout
+        layer counts reply tokens as with a real model; otherwise absent, like an API model without a local one."""
+        found = getattr(self.responder, "tokenizer", None)
+        if found is None:
+            raise AttributeError("tokenizer")
+        return found
 
     def apply_chat_template(self, chat_history, add_generation_prompt: bool = True) -> str:
         text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in chat_history)
