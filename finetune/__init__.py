@@ -1,7 +1,10 @@
 """LoRA / QLoRA fine-tuning with TRL on the pack's own prompts, producing adapters lm-eval evaluates.
 
 ``python -m finetune.sft`` trains, ``python -m finetune.watch`` evaluates checkpoints as they appear,
-``python -m finetune.merge`` exports a merged model. See ``finetune.sft`` for the commands.
+``python -m finetune.merge`` exports a merged model, ``python -m finetune.grpo`` runs GRPO, ``python -m
+finetune.sweep`` runs Optuna sweeps. See ``finetune.sft`` for the commands.
+
+May import: ``qa_tasks`` (families, prompts, the harness's task index); never ``leaderboards`` or the demo.
 """
 
 __all__: list[str] = []

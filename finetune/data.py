@@ -24,7 +24,7 @@ from pathlib import Path
 
 from qa_tasks.errors import QAPackError
 
-__all__ = ["TrainingData", "build_training_data", "example_text", "gsm8k_r1_zero_set", "read_user_jsonl",
+__all__ = ["TrainingData", "build_training_data", "example_text", "gsm8k_r1_zero_set", "math_r1_zero_set", "read_user_jsonl",
            "recipe_mpr_set", "squad_batch_set", "squad_sequential_set"]
 
 _ROLES = ("system", "user", "assistant")
@@ -116,6 +116,17 @@ def gsm8k_r1_zero_set(fold: int = 0) -> TrainingData:
             for x in items]
     return TrainingData(rows, [f"gsm8k:{_norm(x['question'])}" for x in items], "math/gsm8k_train.jsonl", "train",
                         extra={"eval_split": "math/gsm8k_test.jsonl (gsm8k_think)"})
+
+
+def math_r1_zero_set(fold: int = 0) -> TrainingData:
+    from qa_tasks.math import load_hendrycks_math, r1_zero_completion, r1_zero_prompt
+    from qa_tasks.math.grader import gold_from_math
+
+    items = load_hendrycks_math("train")
+    rows = [{"prompt": r1_zero_prompt(x["problem"]), "completion": r1_zero_completion(x["solution"], gold_from_math(x))}
+            for x in items]
+    return TrainingData(rows, [f"math:{_norm(x['problem'])}" for x in items], "hendrycks_math/train", "train",
+                        extra={"eval_split": "hendrycks_math test (hendrycks_math_think, math500_think)"})
 
 
 def _check_messages(messages, where: str) -> None:

@@ -68,7 +68,8 @@ class GrpoTaskArguments(TaskArguments):
     """What to train on (prompts and their gold answers); evaluation during training."""
 
     task: str = field(default="gsm8k_r1_zero", metadata={
-        "help": "Prompts: gsm8k_r1_zero (GSM8K train, r1_zero prompt) or jsonl (data_path rows {question, answer})."})
+        "help": "Prompts: gsm8k_r1_zero (GSM8K train, r1_zero prompt), math_r1_zero (MATH train) or jsonl "
+                "(data_path rows {question, answer})."})
     data_path: str | None = field(default=None, metadata={"help": "jsonl: JSONL rows {question or prompt, answer}."})
 
 

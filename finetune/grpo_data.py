@@ -6,6 +6,9 @@ and the gold answer. Training reads train files only:
 
 - ``gsm8k_r1_zero``: GSM8K train (``math/gsm8k_train.jsonl``); the guard keeps ``gsm8k_think`` (the test set)
   and every ``eval_tasks`` document out;
+- ``math_r1_zero``: the MATH train set (``EleutherAI/hendrycks_math`` train, or ``<subject>/train.jsonl`` under
+  ``QA_PACK_HENDRYCKS_MATH_DIR``); the guard keeps the MATH test set (``hendrycks_math_think``, which holds
+  MATH-500) out;
 - ``jsonl``: the user's rows, each ``{"question", "answer"}`` (prompt built by the family's builder) or
   ``{"prompt", "answer"}`` (used as written).
 """
@@ -18,6 +21,7 @@ from qa_tasks.errors import QAPackError
 __all__ = ["TASKS", "build_prompts", "guard_view"]
 
 TASKS = {"gsm8k_r1_zero": "GSM8K train, r1_zero prompt; gold = the number after ####",
+         "math_r1_zero": "MATH train (7 subjects), r1_zero prompt; gold = the \\boxed answer of the solution",
          "jsonl": "`data_path`: JSONL rows {question or prompt, answer}"}
 
 
@@ -29,6 +33,18 @@ def _gsm8k() -> TrainingData:
     return TrainingData([{"prompt": r1_zero_prompt(x["question"]), "gold": x["answer"]} for x in items],
                         [f"gsm8k:{_norm(x['question'])}" for x in items], "math/gsm8k_train.jsonl", "train",
                         extra={"format": "prompt_gold", "eval_split": "math/gsm8k_test.jsonl (gsm8k_think)"})
+
+
+def _math() -> TrainingData:
+    from finetune.data import _norm
+    from qa_tasks.math import load_hendrycks_math, r1_zero_prompt
+    from qa_tasks.math.grader import gold_from_math
+
+    items = load_hendrycks_math("train")
+    return TrainingData([{"prompt": r1_zero_prompt(x["problem"]), "gold": gold_from_math(x)} for x in items],
+                        [f"math:{_norm(x['problem'])}" for x in items], "hendrycks_math/train", "train",
+                        extra={"format": "prompt_gold",
+                               "eval_split": "hendrycks_math test (hendrycks_math_think, math500_think)"})
 
 
 def _jsonl(path: str) -> TrainingData:
@@ -63,7 +79,7 @@ def _jsonl(path: str) -> TrainingData:
 def build_prompts(task: str, data_path: str | None = None, max_examples: int | None = None) -> TrainingData:
     if task not in TASKS:
         raise QAPackError(f"task={task!r} has no GRPO prompts; use one of: {', '.join(TASKS)}")
-    data = _jsonl(data_path) if task == "jsonl" else _gsm8k()
+    data = _jsonl(data_path) if task == "jsonl" else _math() if task == "math_r1_zero" else _gsm8k()
     if max_examples is not None:
         data.rows, data.keys = data.rows[:max_examples], data.keys[:max_examples]
     return data

@@ -179,11 +179,12 @@ def _manifests(col: Collection) -> tuple[list[tuple[str, dict]], list[Caution]]:
     for key in sorted(col.manifests):
         man = col.manifests[key]
         name = key.rstrip("/").rsplit("/", 1)[-1]
-        if man.get("status") == "interrupted":  # finetune.sft stopped by a signal: checkpoints, no final adapter
+        if man.get("status") == "interrupted":  # stopped by a signal: checkpoints, no final adapter
             name += " (interrupted)"
+            command = "finetune.grpo" if man.get("trainer") == "grpo" else "finetune.sft"
             cautions.append(Caution((name,), f"{name}: the run was stopped before it finished; its metrics cover "
                                     "the steps done so far and the folder holds no final adapter "
-                                    "(finish it with finetune.sft --resume)"))
+                                    f"(finish it with {command} --resume)"))
         found.append((name, man))
     return found, cautions
 

@@ -181,3 +181,43 @@ def test_malformed_recipe_record_is_one_line_when_building_training_data(tmp_pat
     finally:
         r.load_records.cache_clear()
     assert "record 3 (" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.fixture
+def local_math(tmp_path, monkeypatch):
+    """A local MATH copy (QA_PACK_HENDRYCKS_MATH_DIR): two train and one test problem per subject."""
+    for subject in math_family.HENDRYCKS_SUBJECTS:
+        rows = {"train": [{"problem": f"In {subject}, what is {k} plus {k} when both are whole numbers?",
+                           "solution": f"Adding gives $\\boxed{{{2 * k}}}$.", "level": "Level 1", "type": subject}
+                          for k in (1, 2)],
+                "test": [{"problem": f"In {subject}, what is seven times seven for this test problem?",
+                          "solution": "It is $\\boxed{49}$.", "level": "Level 2", "type": subject}]}
+        for split, part in rows.items():
+            path = tmp_path / subject / f"{split}.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(json.dumps(x) + "\n" for x in part))
+    monkeypatch.setenv(math_family.HENDRYCKS_ENV, str(tmp_path))
+    math_family.load_hendrycks_math.cache_clear()
+    yield tmp_path
+    math_family.load_hendrycks_math.cache_clear()
+
+
+def test_math_train_rows_for_sft_and_grpo_come_from_the_train_split(local_math):
+    from finetune.grpo_data import build_prompts
+
+    data = build_training_data("math_r1_zero")
+    assert len(data.rows) == 14 and data.split == "train"
+    first = math_family.load_hendrycks_math("train")[0]
+    assert data.rows[0] == {"prompt": math_family.r1_zero_prompt(first["problem"]),
+                            "completion": math_family.r1_zero_completion(first["solution"], "2")}
+    prompts = build_prompts("math_r1_zero")
+    assert [r["gold"] for r in prompts.rows[:2]] == ["2", "4"] and prompts.rows[0]["prompt"] == data.rows[0]["prompt"]
+    check_no_overlap(data, "math_r1_zero", [])  # train and test problems differ
+
+
+def test_guard_keeps_the_math_test_set_out_of_math_training(local_math):
+    data = build_training_data("math_r1_zero")
+    leaked = math_family.load_hendrycks_math("test")[3]
+    data.rows[5] = {"prompt": math_family.r1_zero_prompt(leaked["problem"]), "completion": " x"}
+    with pytest.raises(QAPackError, match="1 training row.* of hendrycks_math_think .*training example 6"):
+        check_no_overlap(data, "math_r1_zero", [])

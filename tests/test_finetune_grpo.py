@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -181,3 +184,33 @@ def test_evaluation_during_training_and_the_adapter_in_lm_eval(runs):
         results = runs["evals"][method]
         assert results["config"]["model_args"]["peft"] == str(runs[method])
         assert results["results"]["gsm8k_think"]["n,none"] == 2
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_grpo_run_that_resume_finishes(tiny_model, tmp_path):
+    """SIGTERM after the first checkpoint: exit 143 within 10 s, an interrupted manifest naming the checkpoint;
+    the same command with --resume continues from it to the last step and writes the adapter."""
+    out = tmp_path / "run"
+    args = ["--model_name_or_path", str(tiny_model), "--output_dir", str(out), *FAST, "--max_steps", "3",
+            "--save_steps", "1", "--eval_tasks", ""]
+    cmd = [sys.executable, "-m", "finetune.grpo", "--config", str(LORA), *args]
+    log = (tmp_path / "log.txt").open("w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=lm_eval_env(), cwd=ROOT)
+    deadline = time.time() + 600
+    while not (out / "checkpoint-1" / "trainer_state.json").is_file():
+        assert proc.poll() is None and time.time() < deadline, (tmp_path / "log.txt").read_text()[-3000:]
+        time.sleep(0.05)
+    sent = time.time()
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=120)
+    text = (tmp_path / "log.txt").read_text()
+    assert code == 143 and time.time() - sent < 10, text[-3000:]
+    assert "Traceback" not in text and "rerun the same command with --resume" in text
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["status"], manifest["trainer"]) == ("interrupted", "grpo")
+    assert not (out / "adapter_model.safetensors").exists()
+    resumed = _grpo(*args, "--resume", "true")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["status"], manifest["metrics"]["global_step"]) == ("complete", 3), resumed.stderr[-2000:]
+    assert manifest["metrics"]["resumed_from"].startswith("checkpoint-")
+    assert (out / "adapter_model.safetensors").is_file()

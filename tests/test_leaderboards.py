@@ -574,7 +574,13 @@ def test_progression_from_finetune_eval_folders(runs, tmp_path):
     build([runs["base"], out], tmp_path / "LB2.json")
     adapters = _table(json.loads((tmp_path / "LB2.json").read_text()), "adapters")
     assert adapters["rows"][0][0] == "recipe-lora (interrupted)"
-    assert any("stopped before it finished" in w["text"] for w in adapters["warnings"]), adapters
+    assert any("stopped before it finished" in w["text"] and "finetune.sft --resume" in w["text"]
+               for w in adapters["warnings"]), adapters
+    # a GRPO run says which command finishes it
+    (out / "manifest.json").write_text(json.dumps({**manifest, "status": "interrupted", "trainer": "grpo"}))
+    build([runs["base"], out], tmp_path / "LB3.json")
+    adapters = _table(json.loads((tmp_path / "LB3.json").read_text()), "adapters")
+    assert any("finetune.grpo --resume" in w["text"] for w in adapters["warnings"]), adapters
 
 
 @pytest.mark.slow

@@ -7,6 +7,9 @@ and ``tasks_yaml/math/README.md`` for the metrics). Data: MATH-500, GSM8K (test 
 The prompt builders here are the only ones: the lm-eval tasks and the fine-tuning module both call
 them, so training and evaluation prompts cannot drift apart.
 
+Modules: ``data``, ``prompts``, ``metrics``, and the grading: ``format`` (the format gate), ``normalize`` and
+``equivalence`` (answer forms), ``grader`` (one response), ``worker`` (the bounded grading process).
+May import: the ground modules of ``qa_tasks`` and ``qa_tasks.harness.task_index``; never another family.
 """
 
 from __future__ import annotations
@@ -54,7 +57,11 @@ FAMILY = Family(
     preflight=preflight,
     training_sets={"gsm8k_r1_zero": TrainingSet(
         "finetune.data:gsm8k_r1_zero_set", "GSM8K train, r1_zero prompt + ' reasoning </think> <answer> n </answer>'",
-        eval_task="gsm8k_think")},
+        eval_task="gsm8k_think"),
+        # MATH-500 is drawn from the MATH test set, so keeping that set out keeps both math tasks out
+        "math_r1_zero": TrainingSet(
+            "finetune.data:math_r1_zero_set", "MATH train (7 subjects), r1_zero prompt + the solution as "
+            "reasoning + its \\boxed answer", eval_task="hendrycks_math_think")},
     main_metric="accuracy",
     compared_metrics=("accuracy", "format_accuracy"),
     progress_metrics=("accuracy", "format_accuracy", "wrong_answer_rate", "format_failure_rate", "truncated_rate"),

@@ -90,21 +90,22 @@ def _hendrycks_folder() -> Path | None:
     return None  # the shared data has no copy: the Hub is the source even with QA_PACK_DATA_DIR set
 
 
-@functools.lru_cache(maxsize=1)
-def load_hendrycks_math() -> list[dict]:
-    """The MATH test set (7 subjects, Hub rows: problem, level, type, solution) plus ``subject``."""
+@functools.lru_cache(maxsize=2)
+def load_hendrycks_math(split: str = "test") -> list[dict]:
+    """The MATH test (5000) or train (7500) set, 7 subjects, Hub rows (problem, level, type, solution) plus
+    ``subject``."""
     folder = _hendrycks_folder()
     rows: list[dict] = []
     for subject in HENDRYCKS_SUBJECTS:
-        rel = f"math/hendrycks_math/{subject}/test.jsonl"
+        rel = f"math/hendrycks_math/{subject}/{split}.jsonl"
         if folder is not None:
-            path = folder / subject / "test.jsonl"
+            path = folder / subject / f"{split}.jsonl"
             if not path.is_file():
-                raise QAPackError(f"{path} is missing; the local MATH copy in {folder} needs <subject>/test.jsonl "
+                raise QAPackError(f"{path} is missing; the local MATH copy in {folder} needs <subject>/{split}.jsonl "
                                   f"for all of {', '.join(HENDRYCKS_SUBJECTS)}")
             part, where = read_jsonl(path), str(path)
         else:
-            part, where = load_hub(HENDRYCKS_HUB, "test", rel, name=subject), f"{HENDRYCKS_HUB}/{subject}:test"
+            part, where = load_hub(HENDRYCKS_HUB, split, rel, name=subject), f"{HENDRYCKS_HUB}/{subject}:{split}"
         for lineno, row in enumerate(part, 1):
             _require(row, ("problem", "solution"), where, lineno)
             if gold_from_math(row) is None:

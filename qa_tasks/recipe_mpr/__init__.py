@@ -4,6 +4,9 @@ The gold option is the FIRST option in every record of the released file, so opt
 with a seeded, per-query permutation (``option_order``) before anything is shown to a model.
 Query types are multi-label: a query counts toward every type it is flagged with.
 
+Modules: ``data`` (records, folds, option order), ``prompts`` (shared by eval and finetune), ``metrics``
+(the letter a reply chooses, per-query metrics). May import: the ground modules of ``qa_tasks`` and
+``qa_tasks.harness.task_index``; never another family.
 """
 
 from __future__ import annotations

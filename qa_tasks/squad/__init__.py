@@ -12,6 +12,11 @@ questions reach the model (see tasks_yaml/squad/README.md):
 
 The multi-call strategies run as rollout programs (generators yielding the calls of the next round,
 receiving their replies) executed by ``qa_tasks.rollout`` across all passages at once.
+
+Modules: ``data`` (passages, questions, sampling), ``prompts`` (one builder per strategy, shared by eval and
+finetune), ``program`` (the rollout programs), ``metrics`` (official EM/F1 and the per-passage metrics),
+``latency`` (``python -m qa_tasks.squad.latency``). May import: the ground modules of ``qa_tasks``,
+``qa_tasks.rollout`` (plans) and ``qa_tasks.harness.task_index``; never another family.
 """
 
 from __future__ import annotations
