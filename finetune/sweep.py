@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 
 from finetune import sweep_report as report
-from finetune.sweep_runner import Trial, call
+from finetune.sweep_runner import Trial, call, start
 from finetune.sweep_space import SweepSpec
 from finetune.sweep_storage import Storage, fail_orphaned_trials, open_storage, worker_id
 from finetune.sweep_study import create_study, sampler_for, suggest
@@ -280,18 +280,18 @@ def _open_study(args, spec: SweepSpec, out: Path, storage: Storage | None) -> tu
 def run(argv: list[str] | None = None) -> int:
     args = _parse(argv)  # --help and usage errors first: they need no optuna
     require("sweep,train", what="python -m finetune.sweep")  # optuna, and TRL for the trials' finetune.sft
-    import optuna
-    import sqlalchemy
-
     out = Path(args.output_dir)
     _check_output_dir(out)
     if args.n_trials is not None and args.n_trials <= 0:
         raise QAPackError(f"--n_trials={args.n_trials} must be > 0")
     if args.heartbeat <= 0:
         raise QAPackError(f"--heartbeat={args.heartbeat} must be > 0 seconds")
-    # a named storage is opened (driver, server, journal folder) before any check that needs the trial server
+    os.environ.update(_file_env(args.config))  # before the trial server starts: it imports torch
+    start()  # its imports run while this process imports optuna and opens the storage
+    import optuna
+    import sqlalchemy
+
     storage = open_storage(args.storage, out, args.heartbeat) if args.storage else None
-    os.environ.update(_file_env(args.config))
     spec = call("finetune.sweep_check:check_spec", args.config, args.sampler, args.pruner, args.model_name_or_path)
     out.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from qa_tasks.errors import QAPackError
 
-__all__ = ["PRELOAD", "Trial", "call", "context"]
+__all__ = ["PRELOAD", "Trial", "call", "context", "start"]
 
 PRELOAD = ["torch", "transformers", "datasets", "accelerate", "peft", "trl", "lm_eval.evaluator",
            "lm_eval.models.huggingface", "finetune.sft", "finetune.eval_callback", "finetune.sweep_check"]
@@ -38,6 +38,15 @@ def context():
         _context = multiprocessing.get_context("forkserver")
         _context.set_forkserver_preload(PRELOAD)
     return _context
+
+
+def start() -> None:
+    """Start the trial server now, without waiting for it: its imports then overlap the worker's own start-up
+    (optuna, the storage); the first trial or check waits for it to be ready."""
+    from multiprocessing import forkserver
+
+    context()
+    forkserver.ensure_running()
 
 
 def _die_with_parent() -> None:

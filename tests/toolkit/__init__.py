@@ -14,6 +14,8 @@
   module-scoped fixture (also used by ``bench.bench_rollout --api``);
 - ``xdist_groups``: the pytest-xdist work units (a test's ``xdist_group``, else its file), the order that
   starts ``heavy`` tests first, and the scheduler ``--dist loadgroup`` uses (the hooks are in conftest.py);
+- ``layers``: the shipped modules' import graph, its cycles and upward imports (``python -m
+  tests.toolkit.layers`` prints them);
 - ``sim_site/``: simulates environments the pack must survive (packages hidden, lm-eval targets moved);
 - ``vllm_standin/``: a test-only stand-in for vLLM's Python API, for the lm-eval vLLM wrapper's contract.
 
