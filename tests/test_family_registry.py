@@ -109,9 +109,11 @@ TRAIN_ROWS = [{"question": "What colour is fresh green grass?", "answer": "green
 SCRIPT = """
 from lm_eval.tasks import TaskManager
 
-# the table `lm_eval ls tasks` prints, from the same (hooked) TaskManager call, without indexing lm-eval's
-# ~14,700 built-in entries (about 100 s on a busy 2-core machine; tests/test_plugin.py runs the CLI itself)
-listing = TaskManager(include_defaults=False).list_all_tasks()
+from qa_tasks.harness.task_index import tasks_dir
+
+# the table `lm_eval ls tasks` prints, for the pack's folder alone: without indexing lm-eval's ~14,700
+# built-in entries (about 100 s on a busy 2-core machine; tests/test_plugin.py runs the CLI itself)
+listing = TaskManager(include_defaults=False, include_path=str(tasks_dir())).list_all_tasks()
 print("LISTED", "|toy_qa " in listing, "|recipe_mpr " in listing)
 
 from finetune.config import TASKS

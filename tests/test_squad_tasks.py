@@ -283,7 +283,7 @@ def test_options_that_leave_no_passage_name_the_option(tmp_path):
 ])
 def test_bad_passage_options(tmp_path, monkeypatch, counts, options, message):
     monkeypatch.setenv("QA_PACK_DATA_DIR", str(_squad_file(tmp_path, counts)))
-    squad._paragraphs.cache_clear()
+    squad.data.paragraphs.cache_clear()
     try:
         for load in (lambda: squad.load_passages(**options), lambda: squad.preflight("squad_batch", options)):
             with pytest.raises(QAPackError) as err:
@@ -291,7 +291,7 @@ def test_bad_passage_options(tmp_path, monkeypatch, counts, options, message):
             assert message in str(err.value) and "\n" not in str(err.value)
         squad.preflight("squad_batch", None)  # options unknown: only the data is checked
     finally:
-        squad._paragraphs.cache_clear()
+        squad.data.paragraphs.cache_clear()
 
 
 def test_nested_tags_in_another_case_score_the_inner_answer(tmp_path):

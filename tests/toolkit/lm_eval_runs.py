@@ -28,8 +28,8 @@ def run_command(cmd: list, env: dict | None = None, cwd: Path | str | None = Non
                 timeout: float | None = 900) -> subprocess.CompletedProcess:
     """``subprocess.run(cmd, capture_output=True, text=True)`` for a command the tests do not signal: forked
     from the pre-imported server when its environment allows (tests/toolkit/forkserver.py), else fresh."""
-    env, cwd = env or lm_eval_env(), cwd or os.getcwd()
-    done = FORK_SERVER.run([str(c) for c in cmd], env, cwd, timeout)
+    cmd, env, cwd = [str(c) for c in cmd], env or lm_eval_env(), cwd or os.getcwd()
+    done = FORK_SERVER.run(cmd, env, cwd, timeout)
     return done if done is not None else subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd,
                                                        timeout=timeout, check=False)
 
