@@ -42,11 +42,27 @@ def context():
 
 def start() -> None:
     """Start the trial server now, without waiting for it: its imports then overlap the worker's own start-up
-    (optuna, the storage); the first trial or check waits for it to be ready."""
+    (optuna, the storage); the first trial or check waits for it to be ready.
+
+    The server gets /dev/null as stdout and stderr: trials write to their train.log and checks answer through a
+    pipe, and a server holding the worker's stdout would keep a reader of it (``| tee``, a bench) waiting the
+    seconds torch's shutdown takes after the worker has exited."""
     from multiprocessing import forkserver
 
     context()
-    forkserver.ensure_running()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        forkserver.ensure_running()
+    finally:
+        for fd, target in zip(saved, (1, 2)):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.close(devnull)
 
 
 def _die_with_parent() -> None:

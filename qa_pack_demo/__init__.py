@@ -1,6 +1,6 @@
 """End-to-end demo: tiny model -> LoRA fine-tune -> lm-eval of the base and the adapter on every task
-family -> leaderboard with the base vs adapter comparison. Runs offline on CPU (2 cores: about 7 minutes,
-``--quick`` about 4)::
+family -> leaderboard with the base vs adapter comparison. Runs offline on CPU (2 cores: under a minute,
+``--quick`` less)::
 
     QA_PACK_DATA_DIR=../shared/data python -m qa_pack_demo --out demo_out
     QA_PACK_DATA_DIR=../shared/data python -m qa_pack_demo --out demo_out --quick   # fewer documents and steps
