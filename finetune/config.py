@@ -53,9 +53,7 @@ def tasks() -> dict[str, str]:
 
 
 def __getattr__(name: str):
-    if name == "TASKS":  # the mapping under its older constant name
-        return tasks()
-    if name in ("ModelArguments", "LoraArguments"):  # LoraArguments: its older name
+    if name == "ModelArguments":  # built on first use: TRL is an optional extra, and --help works without it
         return _model_arguments()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -181,7 +181,7 @@ def read_user_jsonl(path: str | Path) -> TrainingData:
 
 def build_training_data(task: str, fold: int = 0, data_path: str | None = None,
                         max_examples: int | None = None) -> TrainingData:
-    """The training examples of ``task`` (see ``finetune.config.TASKS``)."""
+    """The training examples of ``task`` (see ``finetune.config.tasks``)."""
     from qa_tasks.family import resolve, training_sets
 
     if task == "jsonl":

@@ -106,9 +106,9 @@ def _quantization(run: Path, load_in_4bit: bool) -> dict | None:
     if quant is None and load_in_4bit:
         from dataclasses import fields
 
-        from finetune.config import LoraArguments
+        from finetune.config import ModelArguments
 
-        defaults = {f.name: f.default for f in fields(LoraArguments)}
+        defaults = {f.name: f.default for f in fields(ModelArguments)}
         quant = {k: defaults[k] for k in ("bnb_4bit_quant_type", "bnb_4bit_use_double_quant",
                                           "bnb_4bit_compute_dtype")}
     return quant

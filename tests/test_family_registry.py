@@ -116,12 +116,12 @@ from qa_tasks.harness.task_index import tasks_dir
 listing = TaskManager(include_defaults=False, include_path=str(tasks_dir())).list_all_tasks()
 print("LISTED", "|toy_qa " in listing, "|recipe_mpr " in listing)
 
-from finetune.config import TASKS
+from finetune.config import tasks
 from finetune.data import build_training_data
 from finetune.guard import check_no_overlap
 from qa_tasks.errors import QAPackError
 
-assert "toy_train" in TASKS, TASKS
+assert "toy_train" in tasks(), tasks()
 data = build_training_data("toy_train")
 try:
     check_no_overlap(data, "toy_train")

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from finetune import sft
-from finetune.config import TASKS, parse_config
+from finetune.config import parse_config, tasks
 from qa_tasks.errors import QAPackError
 from tests.toolkit.env import ROOT, lm_eval_env
 from tests.toolkit.lm_eval_runs import run_command
@@ -56,14 +56,14 @@ def test_every_field_is_a_flag():
 def test_example_configs_parse_with_published_values(path, tmp_path):
     task, lora, args = parse_config(["--config", str(path), "--model_name_or_path", "m",
                                      "--output_dir", str(tmp_path)])
-    assert task.task in TASKS
+    assert task.task in tasks()
     assert (lora.lora_r, lora.lora_alpha, lora.lora_dropout) == (16, 32, 0.05)
     assert 5e-5 <= args.learning_rate <= 2e-4
     assert args.per_device_train_batch_size * args.gradient_accumulation_steps >= 16
 
 
 def test_every_task_family_has_a_config():
-    assert {yaml.safe_load(p.read_text())["task"] for p in CONFIGS} == set(TASKS)
+    assert {yaml.safe_load(p.read_text())["task"] for p in CONFIGS} == set(tasks())
 
 
 @pytest.fixture
@@ -133,7 +133,7 @@ def test_help_lists_every_pack_option_and_choice_in_full(module):
     assert proc.returncode == 0 and proc.stderr == ""  # no bitsandbytes/kernels start-up noise
     lines = proc.stdout.splitlines()
     words = set(proc.stdout.split())
-    task_cls, choices = (grpo.GrpoTaskArguments, GRPO_TASKS) if module == "finetune.grpo" else (TaskArguments, TASKS)
+    task_cls, choices = (grpo.GrpoTaskArguments, GRPO_TASKS) if module == "finetune.grpo" else (TaskArguments, tasks())
     pack = [f.name for f in fields(task_cls) if f.init] + list(MODEL_OPTIONS + ADAPTER_OPTIONS)
     if module == "finetune.grpo":
         pack += [f.name for f in fields(grpo.RewardArguments)]
@@ -217,9 +217,9 @@ def test_whole_run_loss(history, resumed, session_loss, step, expected):
     ("all-linear", "all-linear"), ("q_proj", {"q_proj"}), ("q_proj, v_proj", {"q_proj", "v_proj"}),
 ], ids=["all-linear", "one-name", "two-names"])
 def test_lora_config_through_trl(targets, expected):
-    from finetune.config import LoraArguments
+    from finetune.config import ModelArguments
 
-    config = sft.lora_config(LoraArguments(lora_r=8, lora_alpha=16, lora_target_modules=targets))
+    config = sft.lora_config(ModelArguments(lora_r=8, lora_alpha=16, lora_target_modules=targets))
     assert (config.r, config.lora_alpha, config.lora_dropout, config.bias) == (8, 16, 0.05, "none")
     assert config.target_modules == expected and config.task_type == "CAUSAL_LM"
 

@@ -120,7 +120,7 @@ def _trainer(tiny_model, tmp_path, data):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from finetune.config import LoraArguments
+    from finetune.config import ModelArguments
     from finetune.sft import lora_config, prepare_config
 
     args = SFTConfig(output_dir=str(tmp_path / "o"), use_cpu=True, bf16=False, report_to="none",
@@ -130,7 +130,7 @@ def _trainer(tiny_model, tmp_path, data):
     tok.padding_side = "right"
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
     return tok, SFTTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(data.rows),
-                           processing_class=tok, peft_config=lora_config(LoraArguments()))
+                           processing_class=tok, peft_config=lora_config(ModelArguments()))
 
 
 def _learned(tok, example) -> str:
@@ -221,3 +221,11 @@ def test_guard_keeps_the_math_test_set_out_of_math_training(local_math):
     data.rows[5] = {"prompt": math_family.r1_zero_prompt(leaked["problem"]), "completion": " x"}
     with pytest.raises(QAPackError, match="1 training row.* of hendrycks_math_think .*training example 6"):
         check_no_overlap(data, "math_r1_zero", [])
+
+
+def test_math_train_missing_from_the_local_copy_is_one_line(local_math):
+    (local_math / "geometry" / "train.jsonl").unlink()
+    math_family.load_hendrycks_math.cache_clear()
+    with pytest.raises(QAPackError, match=r"geometry/train.jsonl is missing; the local MATH copy .* needs "
+                                          r"<subject>/train.jsonl"):
+        build_training_data("math_r1_zero")
