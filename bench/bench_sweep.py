@@ -5,13 +5,16 @@ a 4-trial sweep vs one fresh ``python -m finetune.sft`` run of the same trial co
     HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 QA_PACK_DATA_DIR=../shared/data python -m bench.bench_sweep --repeats 5
     HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 QA_PACK_DATA_DIR=../shared/data python -m bench.bench_sweep --overhead
 
-Tiny model, Recipe-MPR fold 0 (validation split: 20% of the train queries), 12 TPE trials (seed 0) of 10
-steps each, recipe_mpr_gen/acc evaluated every 2 steps on 24 validation queries. Each arm runs a fresh
-sweep folder; arms interleaved ABAB by bench.harness; median and range. The tiny model is built with init
-scale 0.1 (``--init_std``), as the GSM8K demonstration's, so trials score differently and the median
-pruner (Optuna's defaults: it prunes from the sixth trial on, a trial below the median of the earlier ones
-at the same step) has something to prune. At 0.02, or with the multiple-choice recipe_mpr/acc (its
-choices did not change with any adapter tried), every trial ties and nothing is pruned.
+Tiny model, Recipe-MPR fold 0 (validation split: 20% of the train queries), 12 TPE trials (seed 0) of 60
+steps of 8 queries each (1.5 epochs), recipe_mpr_gen/acc evaluated every 6 steps on 24 validation queries,
+so training, not the trial's start, is most of a trial, as in a real sweep. The median pruner prunes a trial
+whose best value so far is below the median of the finished trials' values at the same step, once
+``--startup_trials`` trials (Optuna's default 5; here 2, the sweep file's ``pruner: {median:
+{n_startup_trials: 2}}``) have finished. Each arm runs a fresh sweep folder; arms interleaved ABAB by
+bench.harness; median and range. The tiny model is built with init scale 0.1 (``--init_std``), as the GSM8K
+demonstration's, so trials score differently and the pruner has something to prune. At 0.02, or with the
+multiple-choice recipe_mpr/acc (its choices did not change with any adapter tried), every trial ties and
+nothing is pruned.
 """
 
 from __future__ import annotations
@@ -34,19 +37,22 @@ OBJECTIVE = "recipe_mpr_gen/acc"
 SPACE = {"learning_rate": {"log_uniform": [1.0e-4, 5.0e-2]}, "lora_r": [4, 8, 16], "lora_dropout": [0.0, 0.1]}
 
 
-def _config(steps: int, pruner: str) -> dict:
+def _config(steps: int, pruner, every: int = 2, batch: int = 2) -> dict:
     return {"objective": OBJECTIVE, "pruner": pruner, "search_space": SPACE, "task": "recipe_mpr",
-            "fold": 0, "validation_size": 0.2, "per_device_train_batch_size": 2, "warmup_steps": 0,
+            "fold": 0, "validation_size": 0.2, "per_device_train_batch_size": batch, "warmup_steps": 0,
             "logging_steps": 1, "disable_tqdm": True, "max_length": 256, "gradient_checkpointing": False,
-            "max_steps": steps, "save_steps": 2, "eval_steps": 2, "save_total_limit": 1, "eval_limit": 24,
+            "max_steps": steps, "save_steps": every, "eval_steps": every, "save_total_limit": 1, "eval_limit": 24,
             "report_to": "none"}
 
 
-def _arm(work: Path, model: Path, name: str, workers: int, pruner: str, trials: int, steps: int):
+def _arm(work: Path, model: Path, name: str, workers: int, pruner, args):
+    trials = args.trials
+
     def run() -> dict:
         out = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=work))
         config = out.with_suffix(".yaml")
-        config.write_text(yaml.safe_dump(_config(steps, pruner)), encoding="utf-8")
+        doc = _config(args.steps, pruner, args.eval_every, args.batch)
+        config.write_text(yaml.safe_dump(doc), encoding="utf-8")
         cmd = [sys.executable, "-m", "finetune.sweep", "--config", str(config), "--model_name_or_path", str(model),
                "--output_dir", str(out / "D"), "--n_trials", str(trials), "--seed", "0"]
         procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -116,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_arguments(p)
     p.add_argument("--trials", type=int, default=12)
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--eval_every", type=int, default=6, help="eval_steps (and save_steps) of every trial")
+    p.add_argument("--batch", type=int, default=8, help="per_device_train_batch_size of every trial")
+    p.add_argument("--startup_trials", type=int, default=2,
+                   help="the median pruner's n_startup_trials (Optuna's default: 5)")
     p.add_argument("--init_std", type=float, default=0.1, help="the tiny model's init scale (0.02: trials tie)")
     p.add_argument("--overhead", action="store_true",
                    help="a 4-trial sweep vs one fresh finetune.sft run of the same trial (--steps default 3)")
@@ -124,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.overhead and "--steps" not in (argv if argv is not None else sys.argv[1:]):
         args.steps = 3
     if args.smoke:
-        args.trials, args.steps, args.repeats = 1, 2, SMOKE_REPEATS
+        args.trials, args.steps, args.eval_every, args.batch, args.repeats = 1, 2, 2, 2, SMOKE_REPEATS
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -137,9 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.overhead:
             _overhead(args, work, model)
             return 0
-        arms = {"1 worker, median pruner": _arm(work, model, "w1", 1, "median", args.trials, args.steps),
-                "2 workers, median pruner": _arm(work, model, "w2", 2, "median", args.trials, args.steps),
-                "1 worker, no pruner": _arm(work, model, "np", 1, "none", args.trials, args.steps)}
+        median = {"median": {"n_startup_trials": args.startup_trials}}
+        arms = {"1 worker, median pruner": _arm(work, model, "w1", 1, median, args),
+                "2 workers, median pruner": _arm(work, model, "w2", 2, median, args),
+                "1 worker, no pruner": _arm(work, model, "np", 1, "none", args)}
         report = compare(arms, repeats=args.repeats)
     for arm, samples in report.arms.items():
         pruned, steps_run = [s.value["pruned"] for s in samples], [s.value["steps"] for s in samples]
@@ -148,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
                             f"(range {min(pruned)}–{max(pruned)}), steps trained median "
                             f"{statistics.median(steps_run)} of {args.trials * args.steps} "
                             f"(range {min(steps_run)}–{max(steps_run)})")
-    print(f"{args.trials} trials x {args.steps} steps, tiny model (init scale {args.init_std}), recipe_mpr fold 0\n")
+    print(f"{args.trials} trials x {args.steps} steps of {args.batch} queries, evaluated every {args.eval_every} "
+          f"steps, median pruner n_startup_trials={args.startup_trials}, tiny model (init scale {args.init_std}), "
+          "recipe_mpr fold 0\n")
     print(report.markdown(ratio=("1 worker, median pruner", "2 workers, median pruner")))
     ratios = report.ratios("1 worker, no pruner", "1 worker, median pruner")
     print(f"\nno pruner / median pruner (wall, per repeat): median {statistics.median(ratios):.2f}x, "

@@ -315,7 +315,7 @@ def _sweep(args, spec: SweepSpec, out: Path, storage: Storage, study) -> int:
     n_trials = args.n_trials or grid_size or 20
     info = spec.base
     print(f"[sweep] study {args.study_name!r} in {storage.label}: {n_trials} trials, {args.sampler} sampler, "
-          f"{spec.pruner} pruner; objective {spec.objective.key} ({spec.objective.direction}) on a validation "
+          f"{spec.pruner_label} pruner; objective {spec.objective.key} ({spec.objective.direction}) on a validation "
           f"split of validation_size={info['validation_size']} (seed {info['validation_seed']}) carved from the "
           "training data", flush=True)
     worker = _Worker(args, spec, study, storage, out, n_trials)

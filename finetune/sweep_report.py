@@ -69,7 +69,7 @@ def write_sweep_json(out: Path, study, spec, storage: str, sampler: str, n_trial
     rows = trial_rows(study)
     best = best_trial(study)
     doc = {"study_name": study.study_name, "storage": storage, "sampler": sampler, "pruner": spec.pruner,
-           "objective": spec.objective.key, "direction": spec.objective.direction, "n_trials": n_trials,
+           "pruner_args": spec.pruner_args, "objective": spec.objective.key, "direction": spec.objective.direction, "n_trials": n_trials,
            "validation": _validation(rows) or {k: spec.base[k] for k in _VALIDATION_FIELDS},
            "base_config": str(spec.path),
            "best": None if best is None else {"number": best.number, "value": best.value, "params": best.params,

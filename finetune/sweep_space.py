@@ -5,7 +5,8 @@ space, checked in full before any training.
 
     objective: recipe_mpr_gen/acc          # <lm-eval task>/<metric>[,<filter>], scored on the validation split
                                            # (squad_batch/f1, gsm8k_think/accuracy: by their *_train task)
-    pruner: median                         # or none
+    pruner: median                         # or none, or Optuna's MedianPruner arguments:
+                                           #   pruner: {median: {n_startup_trials: 2, n_warmup_steps: 4}}
     search_space:
       learning_rate: {log_uniform: [1.0e-5, 1.0e-3]}
       lora_dropout: {uniform: [0.0, 0.2]}
@@ -20,6 +21,7 @@ space, checked in full before any training.
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +61,19 @@ class SweepSpec:
     grid: dict | None  # field -> values, when every entry is a list of values
     pruner: str = "median"
     env: dict = field(default_factory=dict)
+    pruner_args: dict = field(default_factory=dict)  # optuna.pruners.MedianPruner's keyword arguments
+
+    @property
+    def pruner_label(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in sorted(self.pruner_args.items()))
+        return f"{self.pruner} ({args})" if args else self.pruner
+
+    def make_pruner(self):
+        import optuna
+
+        if self.pruner == "median":
+            return optuna.pruners.MedianPruner(**self.pruner_args)
+        return optuna.pruners.NopPruner()
 
 
 def _distribution(name: str, spec, where: str):
@@ -216,9 +231,34 @@ def load_spec(path: str | Path, sampler: str, pruner: str | None = None) -> Swee
         raise QAPackError(f"{where}: objective is missing; e.g. objective: recipe_mpr_gen/acc")
     objective = parse_objective(raw["objective"], where)
     space, grid = parse_space(raw.get("search_space"), known, where, sampler)
-    pruner = pruner or raw.get("pruner") or "median"
-    if pruner not in ("median", "none"):
-        raise QAPackError(f"{where}: pruner={pruner!r} is not valid; use median or none")
+    pruner, pruner_args = parse_pruner(raw.get("pruner"), pruner, where)
     base.setdefault("validation_size", DEFAULT_VALIDATION)
     base.setdefault("validation_seed", 0)
-    return SweepSpec(path, base, objective, space, grid, pruner, env)
+    return SweepSpec(path, base, objective, space, grid, pruner, env, pruner_args)
+
+
+def parse_pruner(value, override: str | None, where: str) -> tuple[str, dict]:
+    """The file's ``pruner:`` (``median``, ``none`` or ``{median: {<MedianPruner argument>: int}}``), with
+    ``--pruner`` (``override``) choosing the kind; the arguments are checked by building Optuna's pruner."""
+    import optuna
+
+    args = {}
+    if isinstance(value, dict) and len(value) == 1 and isinstance(next(iter(value.values())) or {}, dict):
+        value, args = next(iter(value.items()))
+        args = args or {}
+    kind = override or value or "median"
+    if kind not in ("median", "none"):
+        raise QAPackError(f"{where}: pruner={kind!r} is not valid; use median, none or {{median: {{n_startup_trials: "
+                          "N, n_warmup_steps: N, interval_steps: N, n_min_trials: N}}")
+    if kind != "median" or value != "median":
+        return kind, {}
+    bad = sorted(str(k) for k, v in args.items() if not isinstance(v, int) or isinstance(v, bool))
+    if bad:
+        raise QAPackError(f"{where}: pruner.median.{bad[0]} must be a whole number, e.g. n_startup_trials: 2")
+    try:
+        optuna.pruners.MedianPruner(**args)
+    except (TypeError, ValueError) as e:
+        names = ", ".join(inspect.signature(optuna.pruners.MedianPruner).parameters)
+        raise QAPackError(f"{where}: pruner.median {args} is refused by optuna.pruners.MedianPruner: {e} (its "
+                          f"arguments: {names})") from None
+    return kind, dict(args)

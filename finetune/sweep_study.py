@@ -21,8 +21,7 @@ def create_study(args, spec: SweepSpec, storage, n_trials: int = 0):
     import optuna
 
     sampler = sampler_for(args.sampler, spec, args.seed)
-    pruner = optuna.pruners.MedianPruner() if spec.pruner == "median" else optuna.pruners.NopPruner()
-    study = optuna.create_study(study_name=args.study_name, storage=storage, sampler=sampler, pruner=pruner,
+    study = optuna.create_study(study_name=args.study_name, storage=storage, sampler=sampler, pruner=spec.make_pruner(),
                                 direction=spec.objective.direction, load_if_exists=True)
     identity = {"objective": spec.objective.key, "search_space": sorted(spec.space), "sampler": args.sampler}
     stored = study.user_attrs.get("identity")

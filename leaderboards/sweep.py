@@ -118,6 +118,11 @@ def importances(doc: dict) -> dict[str, float]:
         return {}
 
 
+def _pruner(doc: dict) -> str:
+    args = ", ".join(f"{k}={v}" for k, v in sorted((doc.get("pruner_args") or {}).items()))
+    return f"{doc.get('pruner')} ({args})" if args else str(doc.get("pruner"))
+
+
 def _label(doc: dict) -> str:
     return f"{Path(doc['_path']).parent.name} ({doc.get('study_name', 'sweep')})"
 
@@ -140,7 +145,7 @@ def sweep_tables(doc: dict) -> list[Table]:
     note = (f"Objective `{doc['objective']}` ({doc.get('direction')}) on a validation split carved from the "
             f"training data (validation_size={validation.get('size', validation.get('validation_size'))}, seed "
             f"{validation.get('seed', validation.get('validation_seed'))}), never on an evaluation split; "
-            f"{doc.get('sampler')} sampler, {doc.get('pruner')} pruner. ★ marks the best trial "
+            f"{doc.get('sampler')} sampler, {_pruner(doc)} pruner. ★ marks the best trial "
             "(its config: best.yaml beside sweep.json).")
     table = Table("sweep", f"Sweep {_label(doc)}: trials", ["trial", *params, doc["objective"], "state",
                                                                "duration_s"], rows, note=note,

@@ -54,9 +54,10 @@ def _sweep(out: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def tpe(tiny_model, tmp_path_factory):
-    """Two workers started together on one journal-file study of 4 trials, both with --seed 0."""
+    """Two workers started together on one journal-file study of 4 trials, both with --seed 0, the median
+    pruner judging from the second trial on."""
     root = tmp_path_factory.mktemp("tpe")
-    config, out = _write(root / "sweep.yaml", TPE), root / "D"
+    config, out = _write(root / "sweep.yaml", {**TPE, "pruner": {"median": {"n_startup_trials": 1}}}), root / "D"
     cmd = _cmd(config, tiny_model, out, "--n_trials", "4", "--sampler", "tpe", "--seed", "0",
                "--storage", f"journal:{root / 'study.log'}")
     procs = [_popen(cmd, root / f"worker{i}.log") for i in range(2)]
@@ -111,6 +112,8 @@ def test_every_evaluation_is_reported_and_the_best_is_picked(tpe):
     assert all(t["value"] == t["intermediate"]["2"] for t in done)
     assert doc["best"]["value"] == max(t["value"] for t in done)
     assert doc["direction"] == "maximize" and doc["objective"] == "recipe_mpr/acc"
+    assert doc["pruner"] == "median" and doc["pruner_args"] == {"n_startup_trials": 1}
+    assert all("4 trials, tpe sampler, median (n_startup_trials=1) pruner;" in log for log in tpe["logs"])
 
 
 @pytest.mark.slow
@@ -176,6 +179,7 @@ def test_leaderboard_of_a_sweep_folder(tpe, tmp_path):
     table = [ln for ln in text.splitlines() if ln.startswith("| ") and ln[2].isdigit() or ln.startswith("| ★")]
     assert len(table) == 4 and table[0].startswith(f"| ★ {doc['best']['number']} |")
     assert "parameter importances" in text or "importances: not computable" in text
+    assert "tpe sampler, median (n_startup_trials=1) pruner." in text
     pngs = sorted(p.name for p in tmp_path.glob("SWEEP_sweep_*.png"))
     assert len(pngs) == 2 and pngs[1].endswith("_trials.png")
     assert "trial-0000" not in text  # the trials' validation evaluations are not model results
@@ -254,3 +258,34 @@ def test_example_sweep_configs_load(path):
 
     spec = load_spec(path, "tpe")
     assert spec.objective.direction == "maximize" and spec.space and spec.base["validation_size"] > 0
+
+
+@pytest.mark.parametrize("value,override,expected", [
+    (None, None, ("median", {})),
+    ("none", None, ("none", {})),
+    ("none", "median", ("median", {})),
+    ({"median": {"n_startup_trials": 1, "n_warmup_steps": 4}}, None,
+     ("median", {"n_startup_trials": 1, "n_warmup_steps": 4})),
+    ({"median": {"n_startup_trials": 1}}, "none", ("none", {})),
+    ({"median": None}, None, ("median", {})),
+])
+def test_pruner_kind_and_arguments(value, override, expected):
+    from finetune.sweep_space import parse_pruner
+
+    assert parse_pruner(value, override, "f.yaml") == expected
+
+
+@pytest.mark.parametrize("args,pruned", [({}, False), ({"n_startup_trials": 1}, True)])
+def test_pruner_arguments_reach_optuna(args, pruned, tmp_path):
+    """The file's MedianPruner arguments are the study's: with one startup trial a trial below the first one's
+    value is pruned at its first report; Optuna's default (5 startup trials) lets it run."""
+    from finetune.sweep_space import SweepSpec
+
+    spec = SweepSpec(tmp_path, {}, None, {}, None, "median", {}, args)
+    study = optuna.create_study(direction="maximize", pruner=spec.make_pruner())
+    first = study.ask()
+    first.report(0.5, 2)
+    study.tell(first, 0.5)
+    second = study.ask()
+    second.report(0.1, 2)
+    assert bool(second.should_prune()) is pruned
