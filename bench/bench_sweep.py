@@ -37,7 +37,7 @@ OBJECTIVE = "recipe_mpr_gen/acc"
 SPACE = {"learning_rate": {"log_uniform": [1.0e-4, 5.0e-2]}, "lora_r": [4, 8, 16], "lora_dropout": [0.0, 0.1]}
 
 
-def _config(steps: int, pruner, every: int = 2, batch: int = 2) -> dict:
+def _config(steps: int, pruner, every: int, batch: int) -> dict:
     return {"objective": OBJECTIVE, "pruner": pruner, "search_space": SPACE, "task": "recipe_mpr",
             "fold": 0, "validation_size": 0.2, "per_device_train_batch_size": batch, "warmup_steps": 0,
             "logging_steps": 1, "disable_tqdm": True, "max_length": 256, "gradient_checkpointing": False,
@@ -46,12 +46,11 @@ def _config(steps: int, pruner, every: int = 2, batch: int = 2) -> dict:
 
 
 def _arm(work: Path, model: Path, name: str, workers: int, pruner, args):
-    trials = args.trials
+    trials, doc = args.trials, _config(args.steps, pruner, args.eval_every, args.batch)
 
     def run() -> dict:
         out = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=work))
         config = out.with_suffix(".yaml")
-        doc = _config(args.steps, pruner, args.eval_every, args.batch)
         config.write_text(yaml.safe_dump(doc), encoding="utf-8")
         cmd = [sys.executable, "-m", "finetune.sweep", "--config", str(config), "--model_name_or_path", str(model),
                "--output_dir", str(out / "D"), "--n_trials", str(trials), "--seed", "0"]
@@ -77,7 +76,7 @@ def _overhead_arms(work: Path, model: Path, trials: int, steps: int) -> dict:
     from finetune.sweep_check import trial_config
     from finetune.sweep_space import load_spec
 
-    config = {**_config(steps, "none"), "search_space": {"learning_rate": [1.0e-3], "lora_r": [8]}}
+    config = {**_config(steps, "none", every=2, batch=2), "search_space": {"learning_rate": [1.0e-3], "lora_r": [8]}}
     path = work / "overhead.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     spec = load_spec(path, "random")

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from qa_tasks.errors import QAPackError
 
-__all__ = ["TrainingData", "build_training_data", "example_text", "gsm8k_r1_zero_set", "math_r1_zero_set", "read_user_jsonl",
-           "recipe_mpr_set", "squad_batch_set", "squad_sequential_set"]
+__all__ = ["TrainingData", "build_training_data", "example_text", "gsm8k_r1_zero_set", "math_r1_zero_set",
+           "r1_zero_data", "read_user_jsonl", "recipe_mpr_set", "squad_batch_set", "squad_sequential_set"]
 
 _ROLES = ("system", "user", "assistant")
 
@@ -108,25 +108,34 @@ def _squad(kind: str) -> TrainingData:
                         extra={"eval_split": "squad/dev-v1.1.json (validation)"})
 
 
-def gsm8k_r1_zero_set(fold: int = 0) -> TrainingData:
-    from qa_tasks.math import load_gsm8k, r1_zero_completion, r1_zero_prompt
+def r1_zero_data(task: str, gold_rows: bool = False) -> TrainingData:
+    """GSM8K (``gsm8k_r1_zero``) or MATH (``math_r1_zero``) train as r1_zero prompts: rows ``{prompt,
+    completion}`` (the reasoning, then the gold in the answer tags: SFT), or with ``gold_rows`` ``{prompt,
+    gold}`` (the gold a GRPO reply is graded against)."""
+    from qa_tasks.math import load_gsm8k, load_hendrycks_math, r1_zero_completion, r1_zero_prompt
+    from qa_tasks.math.grader import gold_from_math
 
-    items = load_gsm8k("train")
-    rows = [{"prompt": r1_zero_prompt(x["question"]), "completion": r1_zero_completion(x["reasoning"], x["answer"])}
-            for x in items]
-    return TrainingData(rows, [f"gsm8k:{_norm(x['question'])}" for x in items], "math/gsm8k_train.jsonl", "train",
-                        extra={"eval_split": "math/gsm8k_test.jsonl (gsm8k_think)"})
+    if task == "gsm8k_r1_zero":
+        items = [(x["question"], x["reasoning"], x["answer"]) for x in load_gsm8k("train")]
+        prefix, source, eval_split = "gsm8k", "math/gsm8k_train.jsonl", "math/gsm8k_test.jsonl (gsm8k_think)"
+    else:
+        items = [(x["problem"], x["solution"], gold_from_math(x)) for x in load_hendrycks_math("train")]
+        prefix, source = "math", "hendrycks_math/train"
+        eval_split = "hendrycks_math test (hendrycks_math_think, math500_think)"
+    rows = [{"prompt": r1_zero_prompt(question),
+             **({"gold": gold} if gold_rows else {"completion": r1_zero_completion(reasoning, gold)})}
+            for question, reasoning, gold in items]
+    extra = {"format": "prompt_gold", "eval_split": eval_split} if gold_rows else {"eval_split": eval_split}
+    return TrainingData(rows, [f"{prefix}:{_norm(question)}" for question, _, _ in items], source, "train",
+                        extra=extra)
+
+
+def gsm8k_r1_zero_set(fold: int = 0) -> TrainingData:
+    return r1_zero_data("gsm8k_r1_zero")
 
 
 def math_r1_zero_set(fold: int = 0) -> TrainingData:
-    from qa_tasks.math import load_hendrycks_math, r1_zero_completion, r1_zero_prompt
-    from qa_tasks.math.grader import gold_from_math
-
-    items = load_hendrycks_math("train")
-    rows = [{"prompt": r1_zero_prompt(x["problem"]), "completion": r1_zero_completion(x["solution"], gold_from_math(x))}
-            for x in items]
-    return TrainingData(rows, [f"math:{_norm(x['problem'])}" for x in items], "hendrycks_math/train", "train",
-                        extra={"eval_split": "hendrycks_math test (hendrycks_math_think, math500_think)"})
+    return r1_zero_data("math_r1_zero")
 
 
 def _check_messages(messages, where: str) -> None:

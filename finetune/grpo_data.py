@@ -15,7 +15,7 @@ and the gold answer. Training reads train files only:
 
 from __future__ import annotations
 
-from finetune.data import TrainingData
+from finetune.data import TrainingData, r1_zero_data
 from qa_tasks.errors import QAPackError
 
 __all__ = ["TASKS", "build_prompts", "guard_view"]
@@ -23,28 +23,6 @@ __all__ = ["TASKS", "build_prompts", "guard_view"]
 TASKS = {"gsm8k_r1_zero": "GSM8K train, r1_zero prompt; gold = the number after ####",
          "math_r1_zero": "MATH train (7 subjects), r1_zero prompt; gold = the \\boxed answer of the solution",
          "jsonl": "`data_path`: JSONL rows {question or prompt, answer}"}
-
-
-def _gsm8k() -> TrainingData:
-    from finetune.data import _norm
-    from qa_tasks.math import load_gsm8k, r1_zero_prompt
-
-    items = load_gsm8k("train")
-    return TrainingData([{"prompt": r1_zero_prompt(x["question"]), "gold": x["answer"]} for x in items],
-                        [f"gsm8k:{_norm(x['question'])}" for x in items], "math/gsm8k_train.jsonl", "train",
-                        extra={"format": "prompt_gold", "eval_split": "math/gsm8k_test.jsonl (gsm8k_think)"})
-
-
-def _math() -> TrainingData:
-    from finetune.data import _norm
-    from qa_tasks.math import load_hendrycks_math, r1_zero_prompt
-    from qa_tasks.math.grader import gold_from_math
-
-    items = load_hendrycks_math("train")
-    return TrainingData([{"prompt": r1_zero_prompt(x["problem"]), "gold": gold_from_math(x)} for x in items],
-                        [f"math:{_norm(x['problem'])}" for x in items], "hendrycks_math/train", "train",
-                        extra={"format": "prompt_gold",
-                               "eval_split": "hendrycks_math test (hendrycks_math_think, math500_think)"})
 
 
 def _jsonl(path: str) -> TrainingData:
@@ -79,7 +57,7 @@ def _jsonl(path: str) -> TrainingData:
 def build_prompts(task: str, data_path: str | None = None, max_examples: int | None = None) -> TrainingData:
     if task not in TASKS:
         raise QAPackError(f"task={task!r} has no GRPO prompts; use one of: {', '.join(TASKS)}")
-    data = _jsonl(data_path) if task == "jsonl" else _math() if task == "math_r1_zero" else _gsm8k()
+    data = _jsonl(data_path) if task == "jsonl" else r1_zero_data(task, gold_rows=True)
     if max_examples is not None:
         data.rows, data.keys = data.rows[:max_examples], data.keys[:max_examples]
     return data

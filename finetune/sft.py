@@ -188,7 +188,7 @@ def _save_final(trainer, tokenizer, out: Path) -> None:
 
 def _train_metrics(trainer, result, resume_from: Path | None, model_bytes: int) -> dict:
     metrics = dict(result.metrics) if result is not None else {}
-    resumed = int(resume_from.name.split("-")[-1]) if resume_from else 0
+    resumed = checkpoint_step(resume_from) if resume_from else 0
     if result is not None or (resume_from and trainer.state.global_step == resumed):  # nothing left to train
         metrics["train_loss"] = whole_run_loss(trainer.state.log_history, resumed,
                                                result.training_loss if result is not None else 0.0,
@@ -322,7 +322,7 @@ def _train(task, model_args, sft, data, eval_tasks, out: Path, interrupt: Interr
     if interrupt.signum is not None:  # also when the signal came while the manifest was written
         kept = last_checkpoint(out)
         metrics.update(last_checkpoint=kept.name if kept else None, interrupted_at_step=metrics["global_step"],
-                       global_step=int(kept.name.split("-")[-1]) if kept else 0)
+                       global_step=checkpoint_step(kept) if kept else 0)
         _write_manifest(out, task, model_args, sft, data, metrics, world_size, "interrupted", manifest_extra)
         print(f"[finetune] interrupted at step {metrics['interrupted_at_step']}; last complete checkpoint: "
               f"{kept.name if kept else 'none'} in {out}; rerun the same command with --resume to continue",

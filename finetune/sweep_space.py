@@ -254,7 +254,7 @@ def parse_pruner(value, override: str | None, where: str) -> tuple[str, dict]:
         return kind, {}
     bad = sorted(str(k) for k, v in args.items() if not isinstance(v, int) or isinstance(v, bool))
     if bad:
-        raise QAPackError(f"{where}: pruner.median.{bad[0]} must be a whole number, e.g. n_startup_trials: 2")
+        raise QAPackError(f"{where}: pruner.median.{bad[0]} must be a whole number, e.g. {bad[0]}: 2")
     try:
         optuna.pruners.MedianPruner(**args)
     except (TypeError, ValueError) as e:
