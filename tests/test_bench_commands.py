@@ -44,16 +44,16 @@ def recorded_commands(text: str) -> list[tuple[str, list[str]]]:
 
 COMMANDS = recorded_commands(RESULTS.read_text(encoding="utf-8"))
 
-# bench modules whose recorded commands are rerun from another file: none now (each command is its own
-# pytest-xdist group here, which spreads them over the workers)
-ELSEWHERE: frozenset[str] = frozenset()
+def _real_server(module: str, args: list[str]) -> bool:
+    """Whether the command starts a real ``transformers serve``."""
+    return module == "bench.bench_rollout" and "--api" in args and "--simulated" not in args
 
 
 def _takes_a_minute(module: str, args: list[str]) -> bool:
     """Commands whose smoke run takes 20 s to over a minute on 2 cores (training, a real server, fresh lm_eval
     processes): they start before the light test files (``heavy``), the ones that time nothing fast do not."""
     if module == "bench.bench_rollout":
-        return "--api" in args and "--simulated" not in args
+        return _real_server(module, args)
     return module not in {"bench.bench_math_grader", "bench.bench_startup", "bench.dry_run_extras"}
 
 
@@ -62,7 +62,7 @@ def _group(module: str, args: list[str]) -> str:
     real ``transformers serve`` share one, so that no two such servers load at once, as before they were
     grouped (a continuous-batching server once failed to load, "The model's process stopped while loading the
     model", while another loaded beside it on 2 busy cores)."""
-    if module == "bench.bench_rollout" and "--api" in args and "--simulated" not in args:
+    if _real_server(module, args):
         return "bench.bench_rollout --api (transformers serve)"
     return f"{module}#{COMMANDS.index((module, args)) + 1}"
 
@@ -70,7 +70,7 @@ def _group(module: str, args: list[str]) -> str:
 def commands(*modules: str) -> list:
     """pytest params of the recorded commands of ``modules`` (all of them when none is named), each in its
     own pytest-xdist group."""
-    picked = [(m, a) for m, a in COMMANDS if (m in modules if modules else m not in ELSEWHERE)]
+    picked = [(m, a) for m, a in COMMANDS if not modules or m in modules]
     params = []
     for m, a in picked:
         marks = [pytest.mark.xdist_group(_group(m, a))]

@@ -136,7 +136,7 @@ def test_help_lists_every_pack_option_and_choice_in_full(module):
     task_cls, choices = (grpo.GrpoTaskArguments, GRPO_TASKS) if module == "finetune.grpo" else (TaskArguments, tasks())
     pack = [f.name for f in fields(task_cls) if f.init] + list(MODEL_OPTIONS + ADAPTER_OPTIONS)
     if module == "finetune.grpo":
-        pack += [f.name for f in fields(grpo.RewardArguments)]
+        pack += [f.name for f in fields(grpo.RewardArguments)] + ["num_generations"]  # GRPOConfig's, curated
     assert {f"--{name}" for name in pack} | {"--config", "--help-all"} <= words
     task_help = proc.stdout[proc.stdout.index("  --task "):proc.stdout.index("  --fold ")]
     assert all(choice in task_help for choice in choices), task_help

@@ -84,16 +84,15 @@ def test_reward_names():
             parse_rewards(value)
 
 
+def _grpo_cmd(*args: str, config: Path = LORA) -> list[str]:
+    return [sys.executable, "-m", "finetune.grpo", "--config", str(config), *args]
+
+
 def _grpo(*args: str, config: Path = LORA, check: bool = True):
-    proc = run_command([sys.executable, "-m", "finetune.grpo", "--config", str(config), *args], lm_eval_env(), ROOT)
+    proc = run_command(_grpo_cmd(*args, config=config), lm_eval_env(), ROOT)
     if check and proc.returncode != 0:
         raise AssertionError(f"finetune.grpo failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc
-
-
-def test_help_prints_the_pack_options():
-    proc = run_command([sys.executable, "-m", "finetune.grpo", "--help"], lm_eval_env(), ROOT)
-    assert proc.returncode == 0 and "--reward_funcs" in proc.stdout and "--num_generations" in proc.stdout
 
 
 @pytest.mark.parametrize("extra,data,message", [
@@ -193,16 +192,15 @@ def test_sigterm_stops_a_grpo_run_that_resume_finishes(tiny_model, tmp_path):
     out = tmp_path / "run"
     args = ["--model_name_or_path", str(tiny_model), "--output_dir", str(out), *FAST, "--max_steps", "3",
             "--save_steps", "1", "--eval_tasks", ""]
-    cmd = [sys.executable, "-m", "finetune.grpo", "--config", str(LORA), *args]
-    log = (tmp_path / "log.txt").open("w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=lm_eval_env(), cwd=ROOT)
-    deadline = time.time() + 600
-    while not (out / "checkpoint-1" / "trainer_state.json").is_file():
-        assert proc.poll() is None and time.time() < deadline, (tmp_path / "log.txt").read_text()[-3000:]
-        time.sleep(0.05)
-    sent = time.time()
-    proc.send_signal(signal.SIGTERM)
-    code = proc.wait(timeout=120)
+    with (tmp_path / "log.txt").open("w") as log:
+        proc = subprocess.Popen(_grpo_cmd(*args), stdout=log, stderr=subprocess.STDOUT, env=lm_eval_env(), cwd=ROOT)
+        deadline = time.time() + 600
+        while not (out / "checkpoint-1" / "trainer_state.json").is_file():
+            assert proc.poll() is None and time.time() < deadline, (tmp_path / "log.txt").read_text()[-3000:]
+            time.sleep(0.05)
+        sent = time.time()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=120)
     text = (tmp_path / "log.txt").read_text()
     assert code == 143 and time.time() - sent < 10, text[-3000:]
     assert "Traceback" not in text and "rerun the same command with --resume" in text

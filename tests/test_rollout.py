@@ -50,9 +50,10 @@ def _passage(n: int, pid: str = "P/0") -> squad.Passage:
     return squad.Passage(pid, "A passage about items.\nIt has two lines.", qs)
 
 
-def _req(context, kwargs=None) -> Instance:
-    return Instance("generate_until", {}, (context, kwargs or {"until": ["\n\n"], "max_gen_toks": 8}), 0,
-                    ("t", 0, 1))
+def _req(context, kwargs=None, doc=None) -> Instance:
+    doc = doc or {}
+    return Instance("generate_until", doc, (context, kwargs or {"until": ["\n\n"], "max_gen_toks": 8}), 0,
+                    ("t", doc.get("id", 0), 1))
 
 
 def _plan(strategy: str, passage: squad.Passage) -> str:
@@ -355,10 +356,6 @@ class ScriptLM(EchoLM):
         return [self.replies.get(r.args[0], "x") for r in requests]
 
 
-def _doc_req(context, doc, kwargs) -> Instance:
-    return Instance("generate_until", doc, (context, kwargs), 0, ("t", doc.get("id", 0), 1))
-
-
 @pytest.mark.parametrize(("kwargs", "default", "budget"), [
     ({"max_gen_toks": 8}, None, 8),
     ({"max_gen_toks": "8"}, None, 8),  # --gen_kwargs values may arrive as text
@@ -392,14 +389,14 @@ def test_the_layer_records_each_plain_reply_against_its_budget():
     replies = {"a": "w " * 8, "b": "w " * 7, "c": "w " * 3}
     lm = rollout.wrap(ScriptLM(replies, tokenizer=tok, max_gen_toks=3))
     docs = [{"id": i, "q": q} for i, q in enumerate("abc")]
-    reqs = [_doc_req("a", docs[0], {"max_gen_toks": 8}), _doc_req("b", docs[1], {"max_gen_toks": 8}),
-            _doc_req("c", docs[2], {"until": ["\n"]})]  # c: the model's default budget, 3
+    reqs = [_req("a", {"max_gen_toks": 8}, docs[0]), _req("b", {"max_gen_toks": 8}, docs[1]),
+            _req("c", {"until": ["\n"]}, docs[2])]  # c: the model's default budget, 3
     out = lm.generate_until(reqs)
     assert [truncated(d, r) for d, r in zip(docs, out)] == [True, False, True]
     assert all(c == {"add_special_tokens": False} for c in tok.calls)  # no BOS counted: 7 words stay 7
     assert truncated({"id": 0, "q": "a"}, out[0]) is True  # found by the document's content, as lm-eval re-reads it
     assert truncated(docs[0], out[1]) is None and truncated({"id": 9}, out[0]) is None  # never recorded
-    lm.generate_until([_doc_req("c", docs[2], {"max_gen_toks": 8})])  # each call starts afresh
+    lm.generate_until([_req("c", {"max_gen_toks": 8}, docs[2])])  # each call starts afresh
     assert truncated(docs[0], out[0]) is None and truncated(docs[2], out[2]) is False
 
 
@@ -411,27 +408,32 @@ def test_no_verdict_without_a_local_tokenizer_or_a_known_budget():
                        (rollout.wrap(ScriptLM({"a": reply}, tokenizer=WordTokenizer())), {"until": ["\n"]}),
                        (rollout.wrap(ScriptLM({"a": reply}, tokenizer=WordTokenizer())), {"max_gen_toks": 8,
                                                                                           "max_length": 64})):
-        lm.generate_until([_doc_req("a", doc, kwargs)])
+        lm.generate_until([_req("a", kwargs, doc)])
         assert truncated(doc, reply) is None
     stripped = ScriptLM({"a": reply}, tokenizer=WordTokenizer())
     stripped.think_end_token = "</think>"  # the backend cut the thinking out of the reply: tokens unknown
-    rollout.wrap(stripped).generate_until([_doc_req("a", doc, {"max_gen_toks": 8})])
+    rollout.wrap(stripped).generate_until([_req("a", {"max_gen_toks": 8}, doc)])
     assert truncated(doc, reply) is None
     tiktoken = rollout.wrap(ScriptLM({"a": reply}, tokenizer=TiktokenLike()))
-    tiktoken.generate_until([_doc_req("a", doc, {"max_gen_toks": 8})])
+    tiktoken.generate_until([_req("a", {"max_gen_toks": 8}, doc)])
     assert truncated(doc, reply) is True
 
 
-def test_one_reply_recorded_with_two_verdicts_has_none():
+@pytest.fixture
+def budget():
     from qa_tasks.rollout import budget
 
     budget.reset()
+    yield budget
+    budget.reset()
+
+
+def test_one_reply_recorded_with_two_verdicts_has_none(budget):
     budget.record({"q": 1}, "same", True)
     budget.record({"q": 1}, "same", True)
     assert budget.truncated({"q": 1}, "same") is True
     budget.record({"q": 1}, "same", False)  # e.g. two tasks over the same document with different budgets
     assert budget.truncated({"q": 1}, "same") is None
-    budget.reset()
 
 
 def test_replies_of_a_run_with_plans_are_recorded_for_plain_requests_only():
@@ -440,5 +442,5 @@ def test_replies_of_a_run_with_plans_are_recorded_for_plain_requests_only():
     p = _passage(2)
     lm = rollout.wrap(ScriptLM({"plain": "w " * 8}, tokenizer=WordTokenizer()))
     doc = {"q": "plain"}
-    out = lm.generate_until([_req(_plan("batch", p)), _doc_req("plain", doc, {"max_gen_toks": 8})])
+    out = lm.generate_until([_req(_plan("batch", p)), _req("plain", {"max_gen_toks": 8}, doc)])
     assert truncated(doc, out[1]) is True and truncated({}, out[0]) is None

@@ -281,7 +281,7 @@ def test_pruner_arguments_reach_optuna(args, pruned, tmp_path):
     value is pruned at its first report; Optuna's default (5 startup trials) lets it run."""
     from finetune.sweep_space import SweepSpec
 
-    spec = SweepSpec(tmp_path, {}, None, {}, None, "median", {}, args)
+    spec = SweepSpec(tmp_path, {}, None, {}, None, pruner_args=args)
     study = optuna.create_study(direction="maximize", pruner=spec.make_pruner())
     first = study.ask()
     first.report(0.5, 2)

@@ -7,14 +7,13 @@ task does not report, or an objective task with no held-out document, stops with
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.toolkit.env import ROOT, lm_eval_env
+from finetune.guard import normalise
+from tests.test_sweep import _cmd, _popen, _sweep, _write
 
 pytestmark = pytest.mark.heavy(order=2)
 
@@ -32,17 +31,6 @@ GSM8K = {"objective": "gsm8k_think/accuracy", "task": "gsm8k_r1_zero", "max_exam
 CASES = {"squad": (SQUAD, "squad_batch_train", "f1"), "gsm8k": (GSM8K, "gsm8k_think_train", "accuracy")}
 
 
-def _write(path: Path, doc: dict) -> Path:
-    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    return path
-
-
-def _norm(text: str) -> str:
-    from finetune.guard import normalise
-
-    return normalise(text)
-
-
 @pytest.fixture(scope="module")
 def sweeps(tiny_model, tmp_path_factory):
     """One 2-trial grid sweep per family (lora_r 4 and 8), each trial 2 steps and one evaluation; the two
@@ -51,9 +39,7 @@ def sweeps(tiny_model, tmp_path_factory):
     for name, (doc, _, _) in CASES.items():
         root = tmp_path_factory.mktemp(name)
         config, folder, log = _write(root / "sweep.yaml", doc), root / "D", root / "sweep.log"
-        cmd = [sys.executable, "-m", "finetune.sweep", "--config", str(config), "--model_name_or_path",
-               str(tiny_model), "--output_dir", str(folder), "--sampler", "grid"]
-        proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=lm_eval_env(), cwd=ROOT)
+        proc = _popen(_cmd(config, tiny_model, folder, "--sampler", "grid"), log)
         runs[name] = {"out": folder, "proc": proc, "log": log}
     for run in runs.values():
         run["code"] = run.pop("proc").wait(timeout=600)
@@ -83,7 +69,7 @@ def test_family_objective_sweep_runs_end_to_end(sweeps, family):
     run = sweeps[family]
     doc, task, metric = CASES[family]
     assert run["code"] == 0, run["output"][-4000:]
-    result = json.loads((run["out"] / "sweep.json").read_text())
+    result = _sweep(run["out"])
     assert result["objective"] == f"{task}/{metric}" and result["direction"] == "maximize"
     trials = result["trials"]
     assert len(trials) == 2 and all(t["state"] == "COMPLETE" for t in trials), trials
@@ -112,14 +98,14 @@ def test_squad_validation_passages_are_held_out_and_never_dev(sweeps):
     dev = load_passages("validation", min_questions=1, max_questions=None)
     dev_questions = {(q.squad_id, q.question) for p in dev for q in p.questions}
     assert not {i for i, _ in questions} & {i for i, _ in dev_questions}
-    assert not {_norm(t) for _, t in questions} & {_norm(t) for _, t in dev_questions}
-    assert not {_norm(d["context"]) for d in scored} & {_norm(p.context) for p in dev}
+    assert not {normalise(t) for _, t in questions} & {normalise(t) for _, t in dev_questions}
+    assert not {normalise(d["context"]) for d in scored} & {normalise(p.context) for p in dev}
     # every scored passage is a held-out one, and no training row holds its passage or its questions
     assert {f"squad:{d['context']}" for d in scored} <= set(held.keys)
     assert not {f"squad:{d['context']}" for d in scored} & set(train.keys)
-    train_text = [_norm(row["prompt"] + " " + row["completion"]) for row in train.rows]
+    train_text = [normalise(row["prompt"] + " " + row["completion"]) for row in train.rows]
     for d in scored:
-        assert not any(_norm(d["context"]) in text for text in train_text)
+        assert not any(normalise(d["context"]) in text for text in train_text)
     manifest = json.loads(next(sweeps["squad"]["out"].glob("trial-*/run/manifest.json")).read_text())
     assert manifest["data"]["sha256"] == train.sha256 and manifest["data"]["n_examples"] == len(train.rows)
     pids = {d["pid"] for d in scored}  # both trials score the same eval_limit held-out passages
@@ -134,12 +120,12 @@ def test_gsm8k_validation_problems_are_held_out_and_never_test(sweeps):
     train, held = _carved(GSM8K)
     scored = _scored_docs(sweeps["gsm8k"]["out"], "gsm8k_think_train")
     assert scored and all(d["id"].startswith("gsm8k/train/") for d in scored)
-    test = {_norm(x["question"]) for x in load_gsm8k("test")}
-    assert not {_norm(d["question"]) for d in scored} & test
+    test = {normalise(x["question"]) for x in load_gsm8k("test")}
+    assert not {normalise(d["question"]) for d in scored} & test
     assert {f"gsm8k:{' '.join(d['question'].split())}" for d in scored} <= set(held.keys)
-    train_text = [_norm(row["prompt"] + " " + row["completion"]) for row in train.rows]
+    train_text = [normalise(row["prompt"] + " " + row["completion"]) for row in train.rows]
     for d in scored:
-        assert not any(_norm(d["question"]) in text for text in train_text)
+        assert not any(normalise(d["question"]) in text for text in train_text)
     manifest = json.loads(next(sweeps["gsm8k"]["out"].glob("trial-*/run/manifest.json")).read_text())
     assert manifest["data"]["sha256"] == train.sha256
     assert manifest["data"]["n_examples"] == 60 - round(0.2 * 60)
@@ -174,12 +160,12 @@ def test_validation_tasks_read_the_train_files_only(task, source):
         from qa_tasks.squad import load_passages, paragraphs
 
         assert {d["context"] for d in docs} == {c for _, c, qas in paragraphs("train") if qas}
-        other = {_norm(p.context) for p in load_passages(source, min_questions=1, max_questions=None)}
+        other = {normalise(p.context) for p in load_passages(source, min_questions=1, max_questions=None)}
     else:
         from qa_tasks.math import load_gsm8k
 
         assert len(docs) == len(load_gsm8k("train"))
-        other = {_norm(x["question"]) for x in load_gsm8k(source)}
+        other = {normalise(x["question"]) for x in load_gsm8k(source)}
     assert not {document_text(d) for d in docs} & other
 
 
